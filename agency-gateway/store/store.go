@@ -1,0 +1,416 @@
+// Package store keeps one agency gateway's state in a single bbolt file:
+// referral records and their timelines, envelopes exactly as sent or
+// received, the outbox queue, received receipts, the dedup set of envelope
+// ids, and the hash-chained audit log.
+//
+// Every change is made inside one bbolt read-write transaction (Update), so
+// a record, its envelope, its queue entry and its audit event are committed
+// together or not at all. bbolt fsyncs every commit; the store never turns
+// that off.
+//
+// # Caveats
+//
+// The store holds ciphertext only: envelopes are kept as received and opened
+// on read by the caller. Records carry routing metadata and states, never
+// personal data.
+package store
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Errors.
+var (
+	// ErrNotFound is returned when a record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrBadCursor is returned for a list cursor this store did not make.
+	ErrBadCursor = errors.New("bad cursor")
+	// ErrLocked is returned when another process holds the database file.
+	ErrLocked = errors.New("database is locked by another process")
+)
+
+// Box says whether a record was sent or received.
+type Box string
+
+// Boxes.
+const (
+	Inbox  Box = "inbox"
+	Outbox Box = "outbox"
+)
+
+var (
+	bucketRecords   = []byte("records")
+	bucketEnvelopes = []byte("envelopes")
+	bucketQueue     = []byte("queue")
+	bucketReceipts  = []byte("receipts")
+	bucketSeen      = []byte("seen")
+	bucketAudit     = []byte("audit")
+	bucketMeta      = []byte("meta")
+	bucketIdxInbox  = []byte("idx-inbox")
+	bucketIdxOutbox = []byte("idx-outbox")
+	bucketPending   = []byte("pending")
+	allBuckets      = [][]byte{bucketRecords, bucketEnvelopes, bucketQueue, bucketReceipts, bucketSeen,
+		bucketAudit, bucketMeta, bucketIdxInbox, bucketIdxOutbox, bucketPending}
+	keyAuditHead = []byte("audit-head")
+)
+
+// Event is one entry of a record's timeline.
+type Event struct {
+	Event  string    `json:"event"`
+	At     time.Time `json:"at"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Record is what the gateway knows about one referral or statement request:
+// routing metadata, state and timeline. The body stays in the envelope.
+type Record struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	Box       Box       `json:"box"`
+	From      string    `json:"from"`
+	To        string    `json:"to"`
+	Status    string    `json:"status"`
+	Priority  string    `json:"priority,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Deadline is when an undelivered outbox record becomes failed.
+	Deadline time.Time `json:"deadline"`
+	// Outcome is the one delivery outcome of an outbox record: "",
+	// "delivered" or "failed". It is set once and never changed.
+	Outcome string `json:"outcome,omitempty"`
+	// EnvelopeHash is the hex SHA-256 of the envelope bytes.
+	EnvelopeHash string  `json:"envelope_hash"`
+	Timeline     []Event `json:"timeline"`
+}
+
+// QueueItem is an envelope waiting to be published.
+type QueueItem struct {
+	Seq      uint64    `json:"seq"`
+	ID       string    `json:"id"`
+	Kind     string    `json:"kind"`
+	To       string    `json:"to"`
+	Ref      string    `json:"ref,omitempty"`
+	Deadline time.Time `json:"deadline"`
+	Attempts int       `json:"attempts"`
+}
+
+// DB is an open gateway database.
+type DB struct {
+	db     *bolt.DB
+	signer ed25519.PrivateKey
+	verify ed25519.PublicKey
+	now    func() time.Time
+}
+
+// Open opens or creates the database at path. The signer signs the audit
+// head after every audit event.
+func Open(path string, signer ed25519.PrivateKey) (*DB, error) {
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("%s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("failed to create buckets in %s: %w", path, err)
+	}
+	return &DB{db: bdb, signer: signer, verify: signer.Public().(ed25519.PublicKey), now: time.Now}, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Path returns the database file path.
+func (d *DB) Path() string { return d.db.Path() }
+
+// Check runs bbolt's consistency check.
+func (d *DB) Check() error {
+	return d.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+}
+
+// Tx is a transaction. Read methods work in both kinds; write methods only
+// inside Update.
+type Tx struct {
+	tx *bolt.Tx
+	db *DB
+}
+
+// Update runs fn in one read-write transaction, committed with fsync when fn
+// returns nil.
+func (d *DB) Update(fn func(*Tx) error) error {
+	return d.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, db: d}) })
+}
+
+// View runs fn in a read-only transaction.
+func (d *DB) View(fn func(*Tx) error) error {
+	return d.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, db: d}) })
+}
+
+func (t *Tx) b(name []byte) *bolt.Bucket { return t.tx.Bucket(name) }
+
+func getJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw := b.Get(key)
+	if raw == nil {
+		return ErrNotFound
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("corrupt entry %q in bucket: %w", key, err)
+	}
+	return nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+// Record returns the record with the given id.
+func (t *Tx) Record(id string) (*Record, error) {
+	var r Record
+	if err := getJSON(t.b(bucketRecords), []byte(id), &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// PutRecord stores r, adding it to its box's index when it is new.
+func (t *Tx) PutRecord(r *Record) error {
+	idx := t.b(bucketIdxOutbox)
+	if r.Box == Inbox {
+		idx = t.b(bucketIdxInbox)
+	}
+	if t.b(bucketRecords).Get([]byte(r.ID)) == nil {
+		if err := idx.Put(indexKey(r.CreatedAt, r.ID), nil); err != nil {
+			return err
+		}
+	}
+	return putJSON(t.b(bucketRecords), []byte(r.ID), r)
+}
+
+func indexKey(created time.Time, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(created.UnixNano()))
+	return append(k, id...)
+}
+
+// Envelope returns the stored envelope bytes with the given id.
+func (t *Tx) Envelope(id string) ([]byte, error) {
+	v := t.b(bucketEnvelopes).Get([]byte(id))
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	return bytes.Clone(v), nil
+}
+
+// PutEnvelope stores envelope bytes under their envelope id.
+func (t *Tx) PutEnvelope(id string, env []byte) error {
+	return t.b(bucketEnvelopes).Put([]byte(id), env)
+}
+
+// Seen reports whether an incoming envelope id has been stored before.
+func (t *Tx) Seen(id string) bool { return t.b(bucketSeen).Get([]byte(id)) != nil }
+
+// MarkSeen records an incoming envelope id, so a replay is refused.
+func (t *Tx) MarkSeen(id string, at time.Time) error {
+	v := make([]byte, 8)
+	binary.BigEndian.PutUint64(v, uint64(at.UnixNano()))
+	return t.b(bucketSeen).Put([]byte(id), v)
+}
+
+// Enqueue adds an envelope to the outbox queue. The envelope itself must be
+// stored with PutEnvelope in the same transaction.
+func (t *Tx) Enqueue(it QueueItem) error {
+	q := t.b(bucketQueue)
+	seq, err := q.NextSequence()
+	if err != nil {
+		return err
+	}
+	it.Seq = seq
+	return putJSON(q, seqKey(seq), it)
+}
+
+// Dequeue removes a published item from the queue.
+func (t *Tx) Dequeue(seq uint64) error { return t.b(bucketQueue).Delete(seqKey(seq)) }
+
+// UpdateQueued replaces a queue item (to count attempts).
+func (t *Tx) UpdateQueued(it QueueItem) error { return putJSON(t.b(bucketQueue), seqKey(it.Seq), it) }
+
+// Queued returns up to max queue items in order.
+func (t *Tx) Queued(max int) ([]QueueItem, error) {
+	var out []QueueItem
+	c := t.b(bucketQueue).Cursor()
+	for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+		var it QueueItem
+		if err := json.Unmarshal(v, &it); err != nil {
+			return nil, fmt.Errorf("corrupt queue entry: %w", err)
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// QueueLen returns the number of envelopes waiting to be published.
+func (t *Tx) QueueLen() int {
+	n := 0
+	c := t.b(bucketQueue).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
+func seqKey(seq uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, seq)
+	return k
+}
+
+// AddReceipt stores a signed receipt for a record, in arrival order.
+func (t *Tx) AddReceipt(recordID string, signed []byte) error {
+	rb, err := t.b(bucketReceipts).CreateBucketIfNotExists([]byte(recordID))
+	if err != nil {
+		return err
+	}
+	seq, err := rb.NextSequence()
+	if err != nil {
+		return err
+	}
+	return rb.Put(seqKey(seq), signed)
+}
+
+// Receipts returns the signed receipts of a record, in arrival order.
+func (t *Tx) Receipts(recordID string) [][]byte {
+	rb := t.b(bucketReceipts).Bucket([]byte(recordID))
+	if rb == nil {
+		return nil
+	}
+	var out [][]byte
+	rb.ForEach(func(_, v []byte) error {
+		out = append(out, bytes.Clone(v))
+		return nil
+	})
+	return out
+}
+
+// PutPending remembers an outbox record that waits for a delivery outcome,
+// keyed by deadline so the sweeper finds the overdue ones first.
+func (t *Tx) PutPending(r *Record) error {
+	return t.b(bucketPending).Put(indexKey(r.Deadline, r.ID), nil)
+}
+
+// DeletePending forgets a pending record once it has its outcome.
+func (t *Tx) DeletePending(r *Record) error {
+	return t.b(bucketPending).Delete(indexKey(r.Deadline, r.ID))
+}
+
+// Overdue returns the ids of pending records whose deadline is before now.
+func (t *Tx) Overdue(now time.Time, max int) []string {
+	var ids []string
+	c := t.b(bucketPending).Cursor()
+	for k, _ := c.First(); k != nil && len(ids) < max; k, _ = c.Next() {
+		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) >= now.UnixNano() {
+			break
+		}
+		ids = append(ids, string(k[8:]))
+	}
+	return ids
+}
+
+// ListOptions select a page of records.
+type ListOptions struct {
+	Box    Box
+	Status string // empty: any
+	Kind   string // empty: any
+	Limit  int
+	Cursor string
+}
+
+// List returns records of one box, newest first, and the cursor of the next
+// page ("" on the last page).
+func (t *Tx) List(o ListOptions) ([]*Record, string, error) {
+	idx := t.b(bucketIdxOutbox)
+	if o.Box == Inbox {
+		idx = t.b(bucketIdxInbox)
+	}
+	c := idx.Cursor()
+	var k []byte
+	if o.Cursor != "" {
+		after, err := base64.RawURLEncoding.DecodeString(o.Cursor)
+		if err != nil || len(after) < 9 {
+			return nil, "", ErrBadCursor
+		}
+		// Seek finds the first key >= the cursor; the page goes on below it.
+		if k, _ = c.Seek(after); k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+	} else {
+		k, _ = c.Last()
+	}
+	var out []*Record
+	for ; k != nil; k, _ = c.Prev() {
+		if len(out) == o.Limit {
+			return out, base64.RawURLEncoding.EncodeToString(indexKey(out[len(out)-1].CreatedAt, out[len(out)-1].ID)), nil
+		}
+		r, err := t.Record(string(k[8:]))
+		if err != nil {
+			return nil, "", err
+		}
+		if (o.Status != "" && r.Status != o.Status) || (o.Kind != "" && r.Kind != o.Kind) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, "", nil
+}
+
+// Stats are counts for metrics and readiness.
+type Stats struct {
+	Queued  int
+	Pending int
+	Records int
+	Audit   int
+}
+
+// Stats returns the current counts.
+func (d *DB) Stats() (s Stats, err error) {
+	err = d.View(func(t *Tx) error {
+		s = Stats{
+			Queued:  t.b(bucketQueue).Stats().KeyN,
+			Pending: t.b(bucketPending).Stats().KeyN,
+			Records: t.b(bucketRecords).Stats().KeyN,
+			Audit:   t.b(bucketAudit).Stats().KeyN,
+		}
+		return nil
+	})
+	return s, err
+}

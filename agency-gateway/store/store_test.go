@@ -1,0 +1,233 @@
+package store
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// MustOpen opens a database in a temporary directory and checks its
+// consistency when the test ends.
+func MustOpen(t testing.TB) *DB {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(filepath.Join(t.TempDir(), "gateway.db"), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Check(); err != nil {
+			t.Errorf("consistency check: %v", err)
+		}
+		db.Close()
+	})
+	return db
+}
+
+func TestListPages(t *testing.T) {
+	db := MustOpen(t)
+	base := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	err := db.Update(func(tx *Tx) error {
+		for i := 0; i < 7; i++ {
+			status := "sent"
+			if i%2 == 0 {
+				status = "delivered"
+			}
+			r := &Record{ID: fmt.Sprintf("r%d", i), Kind: "referral", Box: Outbox, Status: status, CreatedAt: base.Add(time.Duration(i) * time.Minute)}
+			if err := tx.PutRecord(r); err != nil {
+				return err
+			}
+		}
+		return tx.PutRecord(&Record{ID: "in1", Box: Inbox, Kind: "referral", CreatedAt: base})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	cursor := ""
+	pages := 0
+	for {
+		var recs []*Record
+		err := db.View(func(tx *Tx) (err error) {
+			recs, cursor, err = tx.List(ListOptions{Box: Outbox, Limit: 3, Cursor: cursor})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, r := range recs {
+			got = append(got, r.ID)
+		}
+		if cursor == "" {
+			break
+		}
+	}
+	if want := "[r6 r5 r4 r3 r2 r1 r0]"; fmt.Sprint(got) != want || pages != 3 {
+		t.Fatalf("pages %d, ids %v, want %s in 3 pages", pages, got, want)
+	}
+	db.View(func(tx *Tx) error {
+		recs, _, _ := tx.List(ListOptions{Box: Outbox, Status: "delivered", Limit: 10})
+		if len(recs) != 4 {
+			t.Errorf("status filter: got %d records, want 4", len(recs))
+		}
+		recs, _, _ = tx.List(ListOptions{Box: Inbox, Limit: 10})
+		if len(recs) != 1 || recs[0].ID != "in1" {
+			t.Errorf("inbox: got %v", recs)
+		}
+		if _, _, err := tx.List(ListOptions{Box: Inbox, Limit: 10, Cursor: "!!"}); !errors.Is(err, ErrBadCursor) {
+			t.Errorf("bad cursor: got %v", err)
+		}
+		return nil
+	})
+}
+
+func TestQueueOrderAndPending(t *testing.T) {
+	db := MustOpen(t)
+	now := time.Now()
+	db.Update(func(tx *Tx) error {
+		for i, id := range []string{"c", "a", "b"} {
+			if err := tx.Enqueue(QueueItem{ID: id}); err != nil {
+				return err
+			}
+			r := &Record{ID: id, Box: Outbox, CreatedAt: now, Deadline: now.Add(time.Duration(i-1) * time.Hour)}
+			tx.PutRecord(r)
+			tx.PutPending(r)
+		}
+		return nil
+	})
+	db.Update(func(tx *Tx) error {
+		items, _ := tx.Queued(10)
+		if len(items) != 3 || items[0].ID != "c" || items[1].ID != "a" || items[2].ID != "b" {
+			t.Fatalf("queue order: %+v", items)
+		}
+		tx.Dequeue(items[0].Seq)
+		if tx.QueueLen() != 2 {
+			t.Errorf("queue length %d after dequeue, want 2", tx.QueueLen())
+		}
+		if ids := tx.Overdue(now, 10); len(ids) != 1 || ids[0] != "c" {
+			t.Errorf("overdue: %v, want [c]", ids)
+		}
+		return nil
+	})
+}
+
+func TestSeenAndReceipts(t *testing.T) {
+	db := MustOpen(t)
+	db.Update(func(tx *Tx) error {
+		if tx.Seen("e1") {
+			t.Error("e1 seen before it was stored")
+		}
+		tx.MarkSeen("e1", time.Now())
+		tx.AddReceipt("r1", []byte("one"))
+		tx.AddReceipt("r1", []byte("two"))
+		return nil
+	})
+	db.View(func(tx *Tx) error {
+		if !tx.Seen("e1") {
+			t.Error("e1 not seen after it was stored")
+		}
+		if got := tx.Receipts("r1"); len(got) != 2 || string(got[0]) != "one" || string(got[1]) != "two" {
+			t.Errorf("receipts: %q", got)
+		}
+		return nil
+	})
+}
+
+func TestUpdateRollsBack(t *testing.T) {
+	db := MustOpen(t)
+	boom := errors.New("boom")
+	err := db.Update(func(tx *Tx) error {
+		tx.PutRecord(&Record{ID: "x", Box: Outbox})
+		tx.Audit(AuditEvent{Actor: "a", Action: "send", Outcome: "ok"})
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	db.View(func(tx *Tx) error {
+		if _, err := tx.Record("x"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("record survived a failed transaction: %v", err)
+		}
+		return nil
+	})
+	if r, err := db.VerifyAudit(); err != nil || r.Events != 0 {
+		t.Errorf("audit after rollback: %+v %v", r, err)
+	}
+}
+
+func appendEvents(t *testing.T, db *DB, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		err := db.Update(func(tx *Tx) error {
+			return tx.Audit(AuditEvent{Actor: "caseworker-1", Action: "referral.send", Object: fmt.Sprint("r", i), Outcome: "ok"})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestAuditVerifies(t *testing.T) {
+	db := MustOpen(t)
+	appendEvents(t, db, 5)
+	r, err := db.VerifyAudit()
+	if err != nil || r.Events != 5 {
+		t.Fatalf("got %+v, %v", r, err)
+	}
+}
+
+// Each tampering is done with raw bbolt, as an attacker with the file would.
+func TestAuditTamper(t *testing.T) {
+	edit := func(seq uint64, fn func(e *AuditEvent)) func(tx *bolt.Tx) error {
+		return func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketAudit)
+			var e AuditEvent
+			json.Unmarshal(b.Get(seqKey(seq)), &e)
+			fn(&e)
+			raw, _ := json.Marshal(e)
+			return b.Put(seqKey(seq), raw)
+		}
+	}
+	cases := []struct {
+		name   string
+		tamper func(tx *bolt.Tx) error
+	}{
+		{"edit outcome", edit(2, func(e *AuditEvent) { e.Outcome = "denied" })},
+		{"edit and rehash", edit(2, func(e *AuditEvent) { e.Actor = "someone-else"; e.Hash, _ = eventHash(*e) })},
+		{"delete middle", func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Delete(seqKey(3)) }},
+		{"delete last", func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Delete(seqKey(5)) }},
+		{"delete head", func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyAuditHead) }},
+		{"garbage event", func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Put(seqKey(1), []byte("{")) }},
+		{"append unsigned", func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketAudit)
+			var last AuditEvent
+			json.Unmarshal(b.Get(seqKey(5)), &last)
+			e := AuditEvent{Seq: 6, Actor: "x", Action: "y", Outcome: "ok", Prev: last.Hash}
+			e.Hash, _ = eventHash(e)
+			raw, _ := json.Marshal(e)
+			return b.Put(seqKey(6), raw)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			db := MustOpen(t)
+			appendEvents(t, db, 5)
+			if err := db.db.Update(tc.tamper); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.VerifyAudit(); !errors.Is(err, ErrAuditBroken) {
+				t.Fatalf("tampering not detected: %v", err)
+			}
+		})
+	}
+}
