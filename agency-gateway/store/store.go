@@ -83,6 +83,9 @@ type Record struct {
 	Priority  string    `json:"priority,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// ReceivedAt is when this gateway stored the envelope (for the sender:
+	// when it accepted it).
+	ReceivedAt time.Time `json:"received_at"`
 	// Deadline is when an undelivered outbox record becomes failed.
 	Deadline time.Time `json:"deadline"`
 	// Outcome is the one delivery outcome of an outbox record: "",
@@ -166,6 +169,13 @@ func (d *DB) Update(fn func(*Tx) error) error {
 	return d.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, db: d}) })
 }
 
+// Batch is Update for functions that only touch the store: bbolt may group
+// concurrent calls into one commit and run fn again alone if the group
+// fails, so fn must have no effect outside the transaction.
+func (d *DB) Batch(fn func(*Tx) error) error {
+	return d.db.Batch(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, db: d}) })
+}
+
 // View runs fn in a read-only transaction.
 func (d *DB) View(fn func(*Tx) error) error {
 	return d.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, db: d}) })
@@ -235,26 +245,37 @@ func (t *Tx) PutEnvelope(id string, env []byte) error {
 	return t.b(bucketEnvelopes).Put([]byte(id), env)
 }
 
-// Seen reports whether an incoming envelope id has been stored before.
-func (t *Tx) Seen(id string) bool { return t.b(bucketSeen).Get([]byte(id)) != nil }
+// Seen returns the hash recorded for an incoming envelope id, or "" when
+// the id has not been stored before.
+func (t *Tx) Seen(id string) string { return string(t.b(bucketSeen).Get([]byte(id))) }
 
-// MarkSeen records an incoming envelope id, so a replay is refused.
-func (t *Tx) MarkSeen(id string, at time.Time) error {
-	v := make([]byte, 8)
-	binary.BigEndian.PutUint64(v, uint64(at.UnixNano()))
-	return t.b(bucketSeen).Put([]byte(id), v)
+// MarkSeen records an incoming envelope id with the hash of its bytes, so a
+// redelivery (same bytes) is told apart from a replay (same id, other
+// bytes).
+func (t *Tx) MarkSeen(id, hash string) error {
+	return t.b(bucketSeen).Put([]byte(id), []byte(hash))
 }
 
-// Enqueue adds an envelope to the outbox queue. The envelope itself must be
-// stored with PutEnvelope in the same transaction.
-func (t *Tx) Enqueue(it QueueItem) error {
+// Enqueue adds an envelope to the outbox queue and returns its sequence
+// number. The envelope itself must be stored with PutEnvelope in the same
+// transaction.
+func (t *Tx) Enqueue(it QueueItem) (uint64, error) {
 	q := t.b(bucketQueue)
 	seq, err := q.NextSequence()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	it.Seq = seq
-	return putJSON(q, seqKey(seq), it)
+	return seq, putJSON(q, seqKey(seq), it)
+}
+
+// Queued1 returns the queue item with the given sequence number.
+func (t *Tx) Queued1(seq uint64) (*QueueItem, error) {
+	var it QueueItem
+	if err := getJSON(t.b(bucketQueue), seqKey(seq), &it); err != nil {
+		return nil, err
+	}
+	return &it, nil
 }
 
 // Dequeue removes a published item from the queue.

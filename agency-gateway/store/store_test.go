@@ -96,7 +96,7 @@ func TestQueueOrderAndPending(t *testing.T) {
 	now := time.Now()
 	db.Update(func(tx *Tx) error {
 		for i, id := range []string{"c", "a", "b"} {
-			if err := tx.Enqueue(QueueItem{ID: id}); err != nil {
+			if _, err := tx.Enqueue(QueueItem{ID: id}); err != nil {
 				return err
 			}
 			r := &Record{ID: id, Box: Outbox, CreatedAt: now, Deadline: now.Add(time.Duration(i-1) * time.Hour)}
@@ -124,16 +124,16 @@ func TestQueueOrderAndPending(t *testing.T) {
 func TestSeenAndReceipts(t *testing.T) {
 	db := MustOpen(t)
 	db.Update(func(tx *Tx) error {
-		if tx.Seen("e1") {
+		if tx.Seen("e1") != "" {
 			t.Error("e1 seen before it was stored")
 		}
-		tx.MarkSeen("e1", time.Now())
+		tx.MarkSeen("e1", "h1")
 		tx.AddReceipt("r1", []byte("one"))
 		tx.AddReceipt("r1", []byte("two"))
 		return nil
 	})
 	db.View(func(tx *Tx) error {
-		if !tx.Seen("e1") {
+		if tx.Seen("e1") != "h1" {
 			t.Error("e1 not seen after it was stored")
 		}
 		if got := tx.Receipts("r1"); len(got) != 2 || string(got[0]) != "one" || string(got[1]) != "two" {
