@@ -289,11 +289,13 @@ func (d *Directory) Validate() error {
 				active[k.Use]++
 			}
 		}
-		if a.Status == StatusActive {
-			for _, use := range []KeyUse{UseEncrypt, UseSign, UseNATS} {
-				if active[use] != 1 {
-					return bad("agency %s: needs exactly one active %s key, has %d", a.ID, use, active[use])
-				}
+		// At most one active key per use, so that a sender never has to
+		// choose. Zero is allowed: the authority may revoke a compromised
+		// key before the agency has a replacement; nothing is then sealed to
+		// or accepted from that agency for that use.
+		for _, use := range []KeyUse{UseEncrypt, UseSign, UseNATS} {
+			if active[use] > 1 {
+				return bad("agency %s: has %d active %s keys, at most one is allowed", a.ID, active[use], use)
 			}
 		}
 	}
@@ -338,12 +340,18 @@ func (k PublicKey) validate() error {
 // post-quantum protection.
 func ParseRecipient(s string) (*age.HybridRecipient, error) {
 	if !strings.HasPrefix(s, "age1pq1") {
-		kind := "unknown"
+		kind := "a recipient of an unknown type"
+		// The bech32 data part never contains "1", so an X25519 recipient
+		// (age1...) has one and a plugin recipient (age1NAME1...) two.
 		switch {
-		case strings.HasPrefix(s, "age1") && strings.Count(s, "1") >= 2 && !strings.HasPrefix(s, "age1pq"):
-			kind = "an X25519 or plugin recipient"
-		case strings.HasPrefix(s, "ssh-"):
+		case strings.HasPrefix(s, "age1") && strings.Count(s, "1") == 1:
+			kind = "an X25519 recipient"
+		case strings.HasPrefix(s, "age1"):
+			kind = "a plugin recipient"
+		case strings.HasPrefix(s, "ssh-"), strings.HasPrefix(s, "ecdsa-sha2-"):
 			kind = "an ssh recipient"
+		case strings.HasPrefix(strings.ToLower(s), "scrypt"), strings.HasPrefix(strings.ToLower(s), "passphrase"):
+			kind = "a passphrase (scrypt) recipient"
 		case strings.HasPrefix(strings.ToUpper(s), "AGE-SECRET-KEY"):
 			kind = "a secret key, not a recipient"
 		}

@@ -1,0 +1,145 @@
+package crypto
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Errors of editing a directory draft.
+var (
+	// ErrAgencyRevoked is returned when a revoked agency would be added
+	// back: revocation is final, a new entry needs a new agency id.
+	ErrAgencyRevoked = errors.New("agency is revoked")
+	// ErrNotInDirectory is returned when an agency or key to revoke is not
+	// in the directory.
+	ErrNotInDirectory = errors.New("not in the directory")
+)
+
+// DefaultNetwork is the network name of a new directory.
+const DefaultNetwork = "rujukan"
+
+// NewDirectory returns an empty draft directory at version 1 with the given
+// network name (DefaultNetwork if empty) and network rules (may be nil).
+func NewDirectory(network string, rules json.RawMessage) *Directory {
+	if network == "" {
+		network = DefaultNetwork
+	}
+	return &Directory{Version: 1, Network: network, Agencies: []Agency{}, Rules: rules}
+}
+
+// ParseAgency parses and validates one public agency entry (the agency.json
+// written by GenerateAgencyKeys).
+func ParseAgency(b []byte) (*Agency, error) {
+	if len(b) > 1<<20 {
+		return nil, fmt.Errorf("%w: agency entry larger than 1 MiB", ErrDirectoryMalformed)
+	}
+	var a Agency
+	if err := decodeStrict(b, &a); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDirectoryMalformed, err)
+	}
+	d := Directory{Version: 1, Agencies: []Agency{a}}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// Add adds an agency entry to the directory, or, when an active agency with
+// the same id is already there, rotates its keys: keys of the entry that are
+// new are added, and each previously active key whose use now has a new
+// active key is marked revoked (and kept, so that old envelopes still
+// verify). Kind and name are taken from the entry. A revoked agency cannot
+// be added back. The directory is validated afterwards and left unchanged on
+// error.
+func (d *Directory) Add(a Agency) error {
+	next := d.clone()
+	cur, ok := next.Agency(a.ID)
+	if !ok {
+		a.Keys = append([]PublicKey(nil), a.Keys...)
+		next.Agencies = append(next.Agencies, a)
+	} else {
+		if cur.Status == StatusRevoked {
+			return fmt.Errorf("%w: %s", ErrAgencyRevoked, a.ID)
+		}
+		cur.Kind, cur.Name = a.Kind, a.Name
+		for _, k := range a.Keys {
+			if _, dup := cur.Key(k.Use, k.ID); dup {
+				continue
+			}
+			if k.Status == StatusActive {
+				for i := range cur.Keys {
+					if cur.Keys[i].Use == k.Use {
+						cur.Keys[i].Status = StatusRevoked
+					}
+				}
+			}
+			cur.Keys = append(cur.Keys, k)
+		}
+	}
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	*d = *next
+	return nil
+}
+
+// Revoke marks an agency (keyID empty) or one of its keys revoked. Revoked
+// entries stay in the directory so that what they signed before can still
+// be verified; nothing new is sealed to them or accepted from them.
+func (d *Directory) Revoke(agencyID, keyID string) error {
+	a, ok := d.Agency(agencyID)
+	if !ok {
+		return fmt.Errorf("agency %q: %w", agencyID, ErrNotInDirectory)
+	}
+	if keyID == "" {
+		a.Status = StatusRevoked
+		return nil
+	}
+	for i := range a.Keys {
+		if a.Keys[i].ID == keyID {
+			a.Keys[i].Status = StatusRevoked
+			return nil
+		}
+	}
+	return fmt.Errorf("key %q of agency %s: %w", keyID, agencyID, ErrNotInDirectory)
+}
+
+// clone returns a deep copy of d.
+func (d *Directory) clone() *Directory {
+	c := *d
+	c.Agencies = make([]Agency, len(d.Agencies))
+	for i, a := range d.Agencies {
+		a.Keys = append([]PublicKey(nil), a.Keys...)
+		c.Agencies[i] = a
+	}
+	c.Rules = append(json.RawMessage(nil), d.Rules...)
+	return &c
+}
+
+// ParseAuthorityKey parses a network authority public key: standard base64
+// of its 32 bytes, or "@path" to read that text from a file.
+func ParseAuthorityKey(s string) (ed25519.PublicKey, error) {
+	if path, ok := strings.CutPrefix(s, "@"); ok {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read authority key: %w", err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, 4096))
+		if err != nil {
+			return nil, fmt.Errorf("failed to read authority key %s: %w", path, err)
+		}
+		s = string(b)
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, errors.New("authority key is not 32 bytes of standard base64")
+	}
+	return ed25519.PublicKey(b), nil
+}
