@@ -1,0 +1,179 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Role is who makes a state transition.
+type Role string
+
+// Roles.
+const (
+	// RoleSender is the agency that sent the referral or request.
+	RoleSender Role = "sender"
+	// RoleRecipient is the agency it was sent to.
+	RoleRecipient Role = "recipient"
+	// RoleSystem is the gateway itself: publish acknowledgements, receipts
+	// and deadlines.
+	RoleSystem Role = "system"
+)
+
+// Referral states (DESIGN section 5, after FHIR Task).
+const (
+	RefQueued     = "queued"
+	RefSent       = "sent"
+	RefDelivered  = "delivered"
+	RefRead       = "read"
+	RefAccepted   = "accepted"
+	RefDeclined   = "declined"
+	RefInProgress = "in-progress"
+	RefCompleted  = "completed"
+	RefWithdrawn  = "withdrawn"
+	RefFailed     = "failed"
+)
+
+// Statement-request states.
+const (
+	SRSent           = "sent"
+	SRDelivered      = "delivered"
+	SRRead           = "read"
+	SRConsentGiven   = "consent-given"
+	SRConsentRefused = "consent-refused"
+	SRAnswered       = "answered"
+	SRDeclined       = "declined"
+	SRExpired        = "expired"
+)
+
+// Edge is one allowed transition and the one role that may make it.
+type Edge struct {
+	From string
+	To   string
+	By   Role
+}
+
+// Machine is a state machine as data.
+type Machine struct {
+	Name    string
+	Initial string
+	States  []string
+	Edges   []Edge
+}
+
+// ReferralMachine is the referral state machine:
+//
+//	queued -> sent -> delivered -> read -> accepted | declined
+//	accepted -> in-progress -> completed
+//	queued, sent -> failed (system: rejected or undelivered by the deadline)
+//	any open state -> withdrawn (sender)
+//
+// queued -> sent and sent -> delivered are the system's (publish
+// acknowledgement, delivered receipt); read, accepted, declined,
+// in-progress and completed are the recipient's.
+var ReferralMachine = &Machine{
+	Name:    "referral",
+	Initial: RefQueued,
+	States: []string{RefQueued, RefSent, RefDelivered, RefRead, RefAccepted, RefDeclined,
+		RefInProgress, RefCompleted, RefWithdrawn, RefFailed},
+	Edges: []Edge{
+		{RefQueued, RefSent, RoleSystem},
+		{RefQueued, RefFailed, RoleSystem},
+		{RefSent, RefDelivered, RoleSystem},
+		{RefSent, RefFailed, RoleSystem},
+		{RefDelivered, RefRead, RoleRecipient},
+		{RefRead, RefAccepted, RoleRecipient},
+		{RefRead, RefDeclined, RoleRecipient},
+		{RefAccepted, RefInProgress, RoleRecipient},
+		{RefInProgress, RefCompleted, RoleRecipient},
+		{RefQueued, RefWithdrawn, RoleSender},
+		{RefSent, RefWithdrawn, RoleSender},
+		{RefDelivered, RefWithdrawn, RoleSender},
+		{RefRead, RefWithdrawn, RoleSender},
+		{RefAccepted, RefWithdrawn, RoleSender},
+		{RefInProgress, RefWithdrawn, RoleSender},
+	},
+}
+
+// StatementRequestMachine is the statement-request state machine:
+//
+//	sent -> delivered -> read -> consent-given | consent-refused
+//	consent-given -> answered | declined ; consent-refused -> declined
+//	consent-given <-> consent-refused (the person changes their mind)
+//	read -> declined (e.g. the person is not with this agency)
+//	any open state -> expired (system, past the due date)
+var StatementRequestMachine = &Machine{
+	Name:    "statement-request",
+	Initial: SRSent,
+	States: []string{SRSent, SRDelivered, SRRead, SRConsentGiven, SRConsentRefused,
+		SRAnswered, SRDeclined, SRExpired},
+	Edges: []Edge{
+		{SRSent, SRDelivered, RoleSystem},
+		{SRDelivered, SRRead, RoleRecipient},
+		{SRRead, SRConsentGiven, RoleRecipient},
+		{SRRead, SRConsentRefused, RoleRecipient},
+		{SRConsentRefused, SRConsentGiven, RoleRecipient},
+		{SRConsentGiven, SRConsentRefused, RoleRecipient},
+		{SRConsentGiven, SRAnswered, RoleRecipient},
+		{SRConsentGiven, SRDeclined, RoleRecipient},
+		{SRConsentRefused, SRDeclined, RoleRecipient},
+		{SRRead, SRDeclined, RoleRecipient},
+		{SRSent, SRExpired, RoleSystem},
+		{SRDelivered, SRExpired, RoleSystem},
+		{SRRead, SRExpired, RoleSystem},
+		{SRConsentGiven, SRExpired, RoleSystem},
+		{SRConsentRefused, SRExpired, RoleSystem},
+	},
+}
+
+// Valid reports whether s is a state of m.
+func (m *Machine) Valid(s string) bool { return slices.Contains(m.States, s) }
+
+// Terminal reports whether s is a state of m with no way out.
+func (m *Machine) Terminal(s string) bool {
+	if !m.Valid(s) {
+		return false
+	}
+	for _, e := range m.Edges {
+		if e.From == s {
+			return false
+		}
+	}
+	return true
+}
+
+// Next returns the states role may move m to from s.
+func (m *Machine) Next(s string, role Role) []string {
+	var out []string
+	for _, e := range m.Edges {
+		if e.From == s && e.By == role {
+			out = append(out, e.To)
+		}
+	}
+	return out
+}
+
+// Transition says whether role may move machine m from state from to state
+// to. It returns nil, or an *Error: ReasonStateUnknown (class
+// ErrInvalidInput) for a state m does not have, ReasonTransitionIllegal
+// (class ErrConflict) when m has no such transition, ReasonTransitionRole
+// (class ErrConflict) when the transition exists but belongs to another
+// role.
+func Transition(m *Machine, from, to string, role Role) error {
+	if m == nil {
+		return deny(ReasonStateUnknown, "no state machine")
+	}
+	for _, s := range []string{from, to} {
+		if !m.Valid(s) {
+			return deny(ReasonStateUnknown, fmt.Sprintf("%q is not a %s state", clip(s), m.Name))
+		}
+	}
+	for _, e := range m.Edges {
+		if e.From == from && e.To == to {
+			if e.By == role {
+				return nil
+			}
+			return deny(ReasonTransitionRole, fmt.Sprintf("%s %s -> %s is for the %s, not the %s", m.Name, from, to, e.By, clip(string(role))))
+		}
+	}
+	return deny(ReasonTransitionIllegal, fmt.Sprintf("%s cannot go from %s to %s", m.Name, from, to))
+}
