@@ -42,6 +42,8 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/healthz"},
 		{"GET", "/metrics"},
 		{"GET", "/readyz"},
+		{"GET", "/v1/audit"},
+		{"GET", "/v1/audit/verify"},
 		{"GET", "/v1/openapi.json"},
 		{"GET", "/v1/referrals"},
 		{"POST", "/v1/referrals"},
@@ -106,7 +108,7 @@ func TestCheck(t *testing.T) {
 		{"unknown method 405", "DELETE", "/v1/referrals/x", 405, ctProblem, problemBody("method-not-allowed", 405, ""), nil},
 
 		// Operation and status.
-		{"undocumented path", "GET", "/v1/audit", 200, ctJSON, `{}`, ErrUndocumentedPath},
+		{"undocumented path", "GET", "/v1/statement-requests", 200, ctJSON, `{}`, ErrUndocumentedPath},
 		{"undocumented method", "DELETE", "/v1/referrals/x", 200, ctJSON, `{}`, ErrUndocumentedMethod},
 		{"undocumented status", "POST", "/v1/referrals", 200, ctJSON, `{"id":"x","status":"sent"}`, ErrUndocumentedStatus},
 		{"409 not documented for send", "POST", "/v1/referrals", 409, ctProblem, problemBody("conflict", 409, ""), ErrUndocumentedStatus},

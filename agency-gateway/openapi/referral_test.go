@@ -34,14 +34,15 @@ func enumOf(s map[string]any) []string {
 // on the same enumerations and patterns.
 func TestSchemaEnumerationsMatchValidator(t *testing.T) {
 	where := map[string][]string{
-		"/person/sex":       {"#/components/schemas/Person/properties/sex"},
-		"/exploitation":     {"#/components/schemas/ReferralInput/properties/exploitation", "#/components/schemas/Referral/properties/exploitation"},
-		"/needs":            {"#/components/schemas/ReferralInput/properties/needs", "#/components/schemas/Referral/properties/needs"},
-		"/risk":             {"#/components/schemas/ReferralInput/properties/risk", "#/components/schemas/Referral/properties/risk"},
-		"/priority":         {"#/components/schemas/ReferralInput/properties/priority", "#/components/schemas/ReferralItem/properties/priority"},
-		"/consent/purposes": {"#/components/schemas/ConsentInput/properties/purposes", "#/components/schemas/Consent/properties/purposes"},
-		"/consent/method":   {"#/components/schemas/ConsentInput/properties/method", "#/components/schemas/Consent/properties/method"},
-		"/status":           {"#/components/schemas/StatusChange/properties/status"},
+		"/person/sex":           {"#/components/schemas/Person/properties/sex"},
+		"/exploitation":         {"#/components/schemas/ReferralInput/properties/exploitation", "#/components/schemas/Referral/properties/exploitation"},
+		"/needs":                {"#/components/schemas/ReferralInput/properties/needs", "#/components/schemas/Referral/properties/needs"},
+		"/risk":                 {"#/components/schemas/ReferralInput/properties/risk", "#/components/schemas/Referral/properties/risk"},
+		"/priority":             {"#/components/schemas/ReferralInput/properties/priority", "#/components/schemas/ReferralItem/properties/priority"},
+		"/consent/purposes":     {"#/components/schemas/ConsentInput/properties/purposes", "#/components/schemas/Consent/properties/purposes"},
+		"/consent/method":       {"#/components/schemas/ConsentInput/properties/method", "#/components/schemas/Consent/properties/method"},
+		"/status":               {"#/components/schemas/StatusChange/properties/status"},
+		"/consent/witness_role": {"#/components/schemas/ConsentInput/properties/witness_role", "#/components/schemas/Consent/properties/witness_role"},
 	}
 	enums := referral.Enumerations()
 	if len(enums) != len(where) {

@@ -114,7 +114,10 @@ var (
 	priorities = []string{PriorityNormal, PriorityUrgent}
 	purposes   = []string{"services", "law-enforcement", "statement"}
 	methods    = []string{"written", "verbal", "guardian"}
-	statuses   = []string{"accepted", "declined", "in-progress", "completed", "withdrawn"}
+	// witnessRoles are the roles a consent witness may have; a minor's
+	// consent needs method guardian or a social-worker witness.
+	witnessRoles = []string{"social-worker", "guardian", "interpreter", "other"}
+	statuses     = []string{"accepted", "declined", "in-progress", "completed", "withdrawn"}
 )
 
 // Priorities.
@@ -129,14 +132,15 @@ const (
 // The maps and slices are fresh copies.
 func Enumerations() map[string][]string {
 	return map[string][]string{
-		"/person/sex":       slices.Clone(sexes),
-		"/exploitation":     slices.Clone(exploitation),
-		"/needs":            slices.Clone(needs),
-		"/risk":             slices.Clone(risks),
-		"/priority":         slices.Clone(priorities),
-		"/consent/purposes": slices.Clone(purposes),
-		"/consent/method":   slices.Clone(methods),
-		"/status":           slices.Clone(statuses),
+		"/person/sex":           slices.Clone(sexes),
+		"/exploitation":         slices.Clone(exploitation),
+		"/needs":                slices.Clone(needs),
+		"/risk":                 slices.Clone(risks),
+		"/priority":             slices.Clone(priorities),
+		"/consent/purposes":     slices.Clone(purposes),
+		"/consent/method":       slices.Clone(methods),
+		"/consent/witness_role": slices.Clone(witnessRoles),
+		"/status":               slices.Clone(statuses),
 	}
 }
 
@@ -194,6 +198,9 @@ type Consent struct {
 	Purposes []string `json:"purposes,omitempty"`
 	Method   string   `json:"method"`
 	Witness  string   `json:"witness,omitempty"`
+	// WitnessRole is the witness's role: social-worker, guardian,
+	// interpreter or other.
+	WitnessRole string `json:"witness_role,omitempty"`
 	// RecordedBy is the token subject of the caseworker who sent the
 	// referral. The gateway sets it; a body that carries it is refused.
 	RecordedBy string    `json:"recorded_by,omitempty"`
@@ -713,7 +720,7 @@ func (c *checker) identified(n *node, ptr string) *Identified {
 }
 
 func (c *checker) consent(n *node, ptr string, received bool) *Consent {
-	allowed := []string{"given", "purposes", "method", "witness", "recorded_at", "expires_at"}
+	allowed := []string{"given", "purposes", "method", "witness", "witness_role", "recorded_at", "expires_at"}
 	forbidden := map[string]string{
 		"recorded_by": "is set by the gateway from the caller's token, never taken from the body",
 	}
@@ -741,6 +748,10 @@ func (c *checker) consent(n *node, ptr string, received bool) *Consent {
 	}
 	cs.Method, _ = c.enum(m, ptr, "method", true, methods)
 	cs.Witness, _ = c.text(m, ptr, "witness", false, textSpec{maxChars: maxWitness})
+	cs.WitnessRole, _ = c.enum(m, ptr, "witness_role", false, witnessRoles)
+	if cs.WitnessRole != "" && cs.Witness == "" {
+		c.add(ptr+"/witness", CodeRequired, "is required when witness_role is given")
+	}
 	if received {
 		cs.RecordedBy, _ = c.text(m, ptr, "recorded_by", true, textSpec{maxChars: maxRecorder})
 	}

@@ -577,7 +577,7 @@ func TestEnumerationsAreCopies(t *testing.T) {
 		t.Fatal("Enumerations exposes the validator's slices")
 	}
 	want := []string{"/person/sex", "/exploitation", "/needs", "/risk", "/priority",
-		"/consent/purposes", "/consent/method", "/status"}
+		"/consent/purposes", "/consent/method", "/consent/witness_role", "/status"}
 	if got := slices.Sorted(maps.Keys(e)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Fatalf("keys = %v", got)
 	}

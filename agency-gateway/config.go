@@ -1,0 +1,232 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rujukan/rujukan/crypto"
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrConfig is wrapped by every configuration error. The message names the
+// offending field.
+var ErrConfig = errors.New("config")
+
+// Config is everything a gateway needs. Zero values take DefaultConfig's.
+type Config struct {
+	// Agency is this gateway's agency id in the directory.
+	Agency string `yaml:"agency"`
+	// Keys is the directory holding age.key, signing.pem and nats.nk.
+	Keys string `yaml:"keys"`
+	// Directory is the signed network directory file.
+	Directory string `yaml:"directory"`
+	// Authority is the pinned network authority public key (standard
+	// base64), or @path to a file holding it.
+	Authority string       `yaml:"authority"`
+	Broker    BrokerConfig `yaml:"broker"`
+	HTTP      HTTPConfig   `yaml:"http"`
+	// Issuers are the trusted token issuers.
+	Issuers []IssuerConfig `yaml:"issuers"`
+	// TokenAlgorithms is the allowlist of token signing algorithms
+	// (EdDSA, ES256, RS256); default EdDSA only.
+	TokenAlgorithms []string `yaml:"token_algorithms"`
+	// Data is where the gateway keeps its bbolt file.
+	Data string `yaml:"data"`
+	// DeliveryDeadline is how long an undelivered referral waits before it
+	// is reported failed; envelopes expire then too. It should equal the
+	// broker's stream MaxAge.
+	DeliveryDeadline time.Duration `yaml:"delivery_deadline"`
+	// ClockSkew is the allowance for the created/expires window.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+}
+
+// BrokerConfig says how to reach the broker.
+type BrokerConfig struct {
+	URL string `yaml:"url"`
+	// NKeySeed defaults to <keys>/nats.nk.
+	NKeySeed string `yaml:"nkey_seed"`
+	// CA, Cert and Key configure TLS to the broker.
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// HTTPConfig is the API listener.
+type HTTPConfig struct {
+	Listen  string `yaml:"listen"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// MaxBody is the request body limit in bytes.
+	MaxBody int64 `yaml:"max_body"`
+}
+
+// IssuerConfig is one trusted token issuer.
+type IssuerConfig struct {
+	Issuer string `yaml:"issuer"`
+	JWKS   string `yaml:"jwks"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Broker:           BrokerConfig{URL: "nats://127.0.0.1:4222"},
+		HTTP:             HTTPConfig{Listen: "127.0.0.1:8081", MaxBody: 256 << 10},
+		DeliveryDeadline: 30 * 24 * time.Hour,
+		ClockSkew:        2 * time.Minute,
+	}
+}
+
+// LoadConfig reads a YAML config file (unknown fields are errors), applies
+// RUJUKAN_* environment overrides, fills defaults and validates.
+func LoadConfig(path string, getenv func(string) string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return cfg, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		defer f.Close()
+		raw, err := io.ReadAll(io.LimitReader(f, 1<<20))
+		if err != nil {
+			return cfg, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("%w: %s: %s", ErrConfig, path, oneLine(err.Error()))
+		}
+	}
+	if err := cfg.applyEnv(getenv); err != nil {
+		return cfg, err
+	}
+	if cfg.Broker.NKeySeed == "" && cfg.Keys != "" {
+		cfg.Broker.NKeySeed = filepath.Join(cfg.Keys, "nats.nk")
+	}
+	return cfg, cfg.Validate()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// applyEnv overrides fields from RUJUKAN_* variables. RUJUKAN_ISSUERS is a
+// comma-separated list of issuer=jwks-file pairs.
+func (c *Config) applyEnv(getenv func(string) string) error {
+	if getenv == nil {
+		return nil
+	}
+	str := map[string]*string{
+		"RUJUKAN_AGENCY":           &c.Agency,
+		"RUJUKAN_KEYS":             &c.Keys,
+		"RUJUKAN_DIRECTORY":        &c.Directory,
+		"RUJUKAN_AUTHORITY":        &c.Authority,
+		"RUJUKAN_BROKER_URL":       &c.Broker.URL,
+		"RUJUKAN_BROKER_NKEY_SEED": &c.Broker.NKeySeed,
+		"RUJUKAN_BROKER_CA":        &c.Broker.CA,
+		"RUJUKAN_BROKER_CERT":      &c.Broker.Cert,
+		"RUJUKAN_BROKER_KEY":       &c.Broker.Key,
+		"RUJUKAN_HTTP_LISTEN":      &c.HTTP.Listen,
+		"RUJUKAN_HTTP_TLS_CERT":    &c.HTTP.TLSCert,
+		"RUJUKAN_HTTP_TLS_KEY":     &c.HTTP.TLSKey,
+		"RUJUKAN_DATA":             &c.Data,
+	}
+	for name, p := range str {
+		if v := getenv(name); v != "" {
+			*p = v
+		}
+	}
+	durs := map[string]*time.Duration{
+		"RUJUKAN_DELIVERY_DEADLINE": &c.DeliveryDeadline,
+		"RUJUKAN_CLOCK_SKEW":        &c.ClockSkew,
+	}
+	for name, p := range durs {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%w: %s: %q is not a duration", ErrConfig, name, v)
+			}
+			*p = d
+		}
+	}
+	if v := getenv("RUJUKAN_HTTP_MAX_BODY"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: RUJUKAN_HTTP_MAX_BODY: %q is not a number", ErrConfig, v)
+		}
+		c.HTTP.MaxBody = n
+	}
+	if v := getenv("RUJUKAN_ISSUERS"); v != "" {
+		c.Issuers = nil
+		for _, pair := range strings.Split(v, ",") {
+			iss, jwks, ok := strings.Cut(pair, "=")
+			if !ok {
+				return fmt.Errorf("%w: RUJUKAN_ISSUERS: %q is not issuer=jwks-file", ErrConfig, pair)
+			}
+			c.Issuers = append(c.Issuers, IssuerConfig{Issuer: iss, JWKS: jwks})
+		}
+	}
+	return nil
+}
+
+// Validate checks every field and names the first bad one.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: field %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+	}
+	if !crypto.ValidSlug(c.Agency) {
+		return bad("agency", "%q is not an agency id (lowercase letters, digits and -)", c.Agency)
+	}
+	if c.Keys == "" {
+		return bad("keys", "required: the directory holding this agency's private keys")
+	}
+	if c.Directory == "" {
+		return bad("directory", "required: the signed network directory file")
+	}
+	if c.Authority == "" {
+		return bad("authority", "required: the network authority public key (base64 or @file)")
+	}
+	u, err := url.Parse(c.Broker.URL)
+	if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+		return bad("broker.url", "%q is not a nats:// or tls:// URL", c.Broker.URL)
+	}
+	if (c.Broker.Cert == "") != (c.Broker.Key == "") {
+		return bad("broker.cert", "broker.cert and broker.key go together")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		return bad("http.listen", "%q is not host:port", c.HTTP.Listen)
+	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		return bad("http.tls_cert", "http.tls_cert and http.tls_key go together")
+	}
+	if c.HTTP.MaxBody < 1024 || c.HTTP.MaxBody > 1<<20 {
+		return bad("http.max_body", "%d is outside 1024..1048576", c.HTTP.MaxBody)
+	}
+	if len(c.Issuers) == 0 {
+		return bad("issuers", "at least one trusted issuer is required")
+	}
+	for i, is := range c.Issuers {
+		if is.Issuer == "" {
+			return bad(fmt.Sprintf("issuers[%d].issuer", i), "required")
+		}
+		if is.JWKS == "" {
+			return bad(fmt.Sprintf("issuers[%d].jwks", i), "required: a JWKS file")
+		}
+	}
+	if c.Data == "" {
+		return bad("data", "required: the data directory")
+	}
+	if c.DeliveryDeadline < time.Minute {
+		return bad("delivery_deadline", "%s is shorter than a minute", c.DeliveryDeadline)
+	}
+	if c.ClockSkew < 0 || c.ClockSkew > 10*time.Minute {
+		return bad("clock_skew", "%s is outside 0..10m", c.ClockSkew)
+	}
+	return nil
+}

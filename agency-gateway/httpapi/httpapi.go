@@ -1,0 +1,338 @@
+// Package httpapi serves one gateway's HTTP API (DESIGN section 7): JSON in
+// and out, RFC 9457 problem details for every error, RFC 6750 bearer
+// challenges for token failures. It only translates: every decision is the
+// gateway's and the policy package's, and every error is mapped to a status
+// in one table (writeError). Internal error text never reaches a caller.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/openapi"
+	"github.com/rujukan/rujukan/agency-gateway/problem"
+	"github.com/rujukan/rujukan/policy"
+)
+
+// Server is the HTTP API of one gateway.
+type Server struct {
+	gw      *gateway.Gateway
+	log     *slog.Logger
+	maxBody int64
+	mux     *http.ServeMux
+	routes  []string
+}
+
+// New returns the API handler of gw.
+func New(gw *gateway.Gateway, maxBody int64, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{gw: gw, log: log, maxBody: maxBody, mux: http.NewServeMux()}
+	s.route("POST /v1/referrals", policy.ActionReferralSend, s.sendReferral)
+	s.route("GET /v1/referrals", policy.ActionReferralList, s.listReferrals)
+	s.route("GET /v1/referrals/{id}", policy.ActionReferralRead, s.getReferral)
+	s.route("POST /v1/referrals/{id}/status", policy.ActionReferralStatus, s.changeStatus)
+	s.route("GET /v1/referrals/{id}/receipts", policy.ActionReferralReceipts, s.receipts)
+	s.route("GET /v1/audit", policy.ActionAuditList, s.audit)
+	s.route("GET /v1/audit/verify", policy.ActionAuditVerify, s.verifyAudit)
+	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.handle("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if reason := gw.Ready(); reason != "" {
+			problem.Write(w, problem.New(http.StatusServiceUnavailable, "the gateway is not ready").WithReason(reason))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	s.handle("GET /metrics", promhttp.HandlerFor(gw.Metrics().Registry, promhttp.HandlerOpts{}).ServeHTTP)
+	s.handle("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openapi.JSON)
+	})
+	s.mux.HandleFunc("/", s.noRoute)
+	return s
+}
+
+// noRoute answers 405 with Allow for a known path and another method, and
+// 404 otherwise.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		problem.Write(w, problem.New(http.StatusMethodNotAllowed, "the method is not allowed on this path"))
+		return
+	}
+	problem.Write(w, problem.New(http.StatusNotFound, "no such route"))
+}
+
+// Routes lists the method and path pattern of every route served.
+func (s *Server) Routes() []string { return s.routes }
+
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.routes = append(s.routes, pattern)
+	_, path, _ := strings.Cut(pattern, " ")
+	agency := s.gw.Agency()
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		sw.Header().Set("Cache-Control", "no-store")
+		sw.Header().Set("X-Content-Type-Options", "nosniff")
+		h(sw, r)
+		m := s.gw.Metrics()
+		m.Requests.WithLabelValues(agency, path, strconv.Itoa(sw.code)).Inc()
+		m.Latency.WithLabelValues(agency, path).Observe(time.Since(start).Seconds())
+	})
+}
+
+// route serves an authenticated API route: the bearer token is verified
+// before the handler runs; the handler and the gateway decide the scope.
+func (s *Server) route(pattern string, action policy.Action, h func(http.ResponseWriter, *http.Request, policy.Principal)) {
+	s.handle(pattern, func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err != nil {
+			s.gw.AuditDenial("anonymous", action, err)
+			s.writeError(w, r, action, err)
+			return
+		}
+		h(w, r, p)
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) authenticate(r *http.Request) (policy.Principal, error) {
+	auth := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(auth, " ")
+	if auth == "" {
+		return policy.Principal{}, &policy.Error{Reason: policy.ReasonTokenMissing, Detail: "no bearer token"}
+	}
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return policy.Principal{}, &policy.Error{Reason: policy.ReasonTokenMalformed, Detail: "Authorization is not a Bearer token"}
+	}
+	return s.gw.Verifier().Verify(strings.TrimSpace(token))
+}
+
+// readJSON reads a JSON request body under the size limit.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, errUnsupportedMedia
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, errTooLarge
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: failed to read the body", gateway.ErrBadRequest)
+	}
+	return b, nil
+}
+
+var (
+	errUnsupportedMedia = errors.New("unsupported media type")
+	errTooLarge         = errors.New("body too large")
+)
+
+func (s *Server) sendReferral(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+	body, err := s.readJSON(w, r)
+	if err == nil {
+		var acc gateway.Accepted
+		if acc, err = s.gw.Send(r.Context(), p, body); err == nil {
+			w.Header().Set("Location", "/v1/referrals/"+acc.ID)
+			writeJSON(w, http.StatusAccepted, acc)
+			return
+		}
+	}
+	s.writeError(w, r, policy.ActionReferralSend, err)
+}
+
+func (s *Server) listReferrals(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+	q := r.URL.Query()
+	lq := gateway.ListQuery{Box: q.Get("box"), Status: q.Get("status"), Cursor: q.Get("cursor")}
+	if lq.Box == "" {
+		lq.Box = "inbox"
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			s.writeError(w, r, policy.ActionReferralList, fmt.Errorf("%w: limit is not a number", gateway.ErrBadRequest))
+			return
+		}
+		lq.Limit = n
+	}
+	page, err := s.gw.List(p, lq)
+	if err != nil {
+		s.writeError(w, r, policy.ActionReferralList, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) getReferral(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+	it, err := s.gw.Get(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, policy.ActionReferralRead, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, it)
+}
+
+func (s *Server) changeStatus(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+	body, err := s.readJSON(w, r)
+	if err == nil {
+		var it gateway.Item
+		if it, err = s.gw.ChangeStatus(r.Context(), p, r.PathValue("id"), body); err == nil {
+			writeJSON(w, http.StatusOK, it)
+			return
+		}
+	}
+	s.writeError(w, r, policy.ActionReferralStatus, err)
+}
+
+func (s *Server) receipts(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+	rs, err := s.gw.Receipts(p, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, policy.ActionReferralReceipts, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"receipts": rs})
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+	var after uint64
+	var limit int
+	var err error
+	if v := r.URL.Query().Get("after"); v != "" {
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			s.writeError(w, r, policy.ActionAuditList, fmt.Errorf("%w: after is not a sequence number", gateway.ErrBadRequest))
+			return
+		}
+	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil {
+			s.writeError(w, r, policy.ActionAuditList, fmt.Errorf("%w: limit is not a number", gateway.ErrBadRequest))
+			return
+		}
+	}
+	page, err := s.gw.Audit(p, after, limit)
+	if err != nil {
+		s.writeError(w, r, policy.ActionAuditList, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+	v, err := s.gw.VerifyAudit(p)
+	if err != nil {
+		s.writeError(w, r, policy.ActionAuditVerify, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.Encode(v)
+}
+
+// writeError is the one table from errors to HTTP statuses.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, action policy.Action, err error) {
+	reason := policy.ReasonOf(err)
+	var inv *gateway.InvalidError
+	switch {
+	case errors.Is(err, policy.ErrInvalidToken):
+		desc := strings.ReplaceAll(reason, `"`, "")
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rujukan", error="invalid_token", error_description="`+desc+`"`)
+		if reason == policy.ReasonTokenMissing {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rujukan"`)
+		}
+		problem.Write(w, problem.New(http.StatusUnauthorized, "the bearer token is missing or not valid").WithReason(reason))
+	case errors.Is(err, policy.ErrInsufficientScope):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rujukan", error="insufficient_scope", scope="`+
+			strings.Join(policy.RequiredScopes(action), " ")+`"`)
+		problem.Write(w, problem.New(http.StatusForbidden, "the token lacks the scope for this action").WithReason(reason))
+	case errors.Is(err, policy.ErrDenied):
+		problem.Write(w, problem.New(http.StatusForbidden, safeDetail(err)).WithReason(reason))
+	case errors.Is(err, policy.ErrConflict):
+		problem.Write(w, problem.New(http.StatusConflict, safeDetail(err)).WithReason(reason))
+	case errors.Is(err, policy.ErrInvalidInput):
+		problem.Write(w, problem.New(http.StatusUnprocessableEntity, safeDetail(err)).WithReason(reason))
+	case errors.As(err, &inv):
+		problem.Write(w, fieldProblem(inv))
+	case errors.Is(err, errTooLarge):
+		problem.Write(w, problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", s.maxBody)))
+	case errors.Is(err, errUnsupportedMedia):
+		problem.Write(w, problem.New(http.StatusUnsupportedMediaType, "the body must be application/json"))
+	case errors.Is(err, gateway.ErrNotFound):
+		problem.Write(w, problem.New(http.StatusNotFound, "no such referral"))
+	case errors.Is(err, gateway.ErrBadRequest):
+		problem.Write(w, problem.New(http.StatusBadRequest, err.Error()))
+	case errors.Is(err, context.Canceled):
+		problem.Write(w, problem.New(499, "client closed the request"))
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		problem.Write(w, problem.New(http.StatusInternalServerError, "internal error; the gateway log has the details"))
+	}
+}
+
+// safeDetail returns a policy refusal's own detail, which names no internal
+// state.
+func safeDetail(err error) string {
+	var pe *policy.Error
+	if errors.As(err, &pe) && pe.Detail != "" {
+		return pe.Detail
+	}
+	return policy.ReasonOf(err)
+}
+
+func fieldProblem(inv *gateway.InvalidError) problem.Problem {
+	code := http.StatusUnprocessableEntity
+	if len(inv.Fields) == 1 {
+		switch inv.Fields[0].Code {
+		case "syntax", "encoding", "trailing-data":
+			code = http.StatusBadRequest
+		case "too-large":
+			code = http.StatusRequestEntityTooLarge
+		}
+	}
+	p := problem.New(code, "the body is not valid; see errors")
+	for _, f := range inv.Fields {
+		p.Errors = append(p.Errors, problem.FieldError{Field: f.Field, Code: f.Code, Message: f.Message})
+	}
+	return p
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}

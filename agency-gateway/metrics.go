@@ -1,0 +1,60 @@
+package gateway
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the gateway's Prometheus metrics. One set may serve several
+// gateways in one process (rujukan dev); the agency label tells them apart.
+type Metrics struct {
+	Registry        *prometheus.Registry
+	Requests        *prometheus.CounterVec
+	Latency         *prometheus.HistogramVec
+	envelopes       *prometheus.CounterVec
+	receipts        *prometheus.CounterVec
+	outcomes        *prometheus.CounterVec
+	queued          *prometheus.GaugeVec
+	publishFailures prometheus.Counter
+	agency          string
+}
+
+// NewMetrics registers the metrics in reg, or in a new registry with the Go
+// and process collectors when reg is nil.
+func NewMetrics(reg *prometheus.Registry) *Metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	m := &Metrics{
+		Registry: reg,
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rujukan_http_requests_total", Help: "HTTP requests by agency, route and status code.",
+		}, []string{"agency", "route", "code"}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "rujukan_http_request_duration_seconds", Help: "HTTP request latency by agency and route.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"agency", "route"}),
+		envelopes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rujukan_envelopes_total", Help: "Envelopes by agency, direction, kind and result.",
+		}, []string{"agency", "direction", "kind", "result"}),
+		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rujukan_receipts_received_total", Help: "Signed receipts received, by agency and event.",
+		}, []string{"agency", "event"}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rujukan_delivery_outcomes_total", Help: "Delivery outcomes of sent referrals (delivered or failed).",
+		}, []string{"agency", "outcome"}),
+		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rujukan_outbox_queued", Help: "Envelopes waiting in the outbox for a broker acknowledgement.",
+		}, []string{"agency"}),
+		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rujukan_publish_failures_total", Help: "Failed publish attempts (retried).",
+		}),
+	}
+	reg.MustRegister(m.Requests, m.Latency, m.envelopes, m.receipts, m.outcomes, m.queued, m.publishFailures)
+	return m
+}
+
+func (g *Gateway) metricsEnvelope(dir, kind, result string) {
+	g.metrics.envelopes.WithLabelValues(g.self, dir, kind, result).Inc()
+}

@@ -1,0 +1,348 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rujukan/rujukan/agency-gateway/referral"
+	"github.com/rujukan/rujukan/agency-gateway/store"
+	"github.com/rujukan/rujukan/broker/client"
+	"github.com/rujukan/rujukan/crypto"
+	"github.com/rujukan/rujukan/policy"
+)
+
+// Receive loop tuning.
+const (
+	fetchBatch         = 64
+	receiveConcurrency = 16
+	transientRetry     = 2 * time.Second
+)
+
+// receiveLoop pulls from this agency's consumer and handles each envelope.
+func (g *Gateway) receiveLoop(ctx context.Context) {
+	sem := make(chan struct{}, receiveConcurrency)
+	for ctx.Err() == nil {
+		msgs, err := g.bus.Fetch(ctx, fetchBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				wait(ctx, nil, retryMin)
+			}
+			continue
+		}
+		for _, m := range msgs {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				g.receive(ctx, m)
+			}()
+		}
+	}
+	for range cap(sem) {
+		sem <- struct{}{}
+	}
+}
+
+// receive handles one incoming envelope: verify and open it, check the
+// network rules, store it once (with its receipt queued) in one
+// transaction, then ack. A permanent failure is audited, answered with a
+// signed rejected receipt when the sender is verified, and terminated; a
+// transient one is retried by the broker.
+func (g *Gateway) receive(ctx context.Context, m *client.Msg) {
+	env := m.Data()
+	h, body, verified, err := g.open(env, g.now())
+	if err == nil && h.From != m.From() {
+		err = reject("sender-mismatch", fmt.Errorf("envelope from %q arrived on the subject of %q", h.From, m.From()))
+	}
+	if err == nil {
+		switch h.Kind {
+		case crypto.KindReferral:
+			err = g.receiveReferral(h, env, body)
+		case crypto.KindReceipt:
+			err = g.receiveReceipt(h, env, body)
+		case crypto.KindStatus:
+			err = g.receiveStatus(h, env, body)
+		default:
+			err = reject("kind-unsupported", fmt.Errorf("envelope kind %q is not handled here", h.Kind))
+		}
+	} else if !isPermanent(err) {
+		err = reject(crypto.ReasonCode(err), err)
+	}
+	var perm *permanent
+	switch {
+	case err == nil || errors.Is(err, errDuplicate):
+		if aerr := m.AckSync(ctx); aerr != nil {
+			g.log.Warn("ack failed; the broker will redeliver", "envelope", h.ID, "err", aerr)
+		}
+		if err == nil {
+			g.metricsEnvelope("in", h.Kind, "stored")
+			g.poke()
+		}
+	case errors.As(err, &perm):
+		g.rejectEnvelope(h, env, verified, perm)
+		m.Term()
+		g.metricsEnvelope("in", h.Kind, "rejected")
+	default:
+		g.log.Warn("failed to handle an envelope; will retry", "envelope", h.ID, "err", err)
+		m.Nak(transientRetry)
+	}
+}
+
+func isPermanent(err error) bool {
+	var p *permanent
+	return errors.As(err, &p)
+}
+
+// rejectEnvelope audits a refused envelope and, when its sender is
+// verified and it is not itself a receipt or status, queues a signed
+// rejected receipt to the sender.
+func (g *Gateway) rejectEnvelope(h crypto.Header, env []byte, verified bool, p *permanent) {
+	st := g.state()
+	now := g.now().UTC()
+	hash := hashHex(env)
+	var rh crypto.Header
+	var renv []byte
+	if verified && h.Kind != crypto.KindReceipt && h.Kind != crypto.KindStatus {
+		if sender, ok := st.dir.Agency(h.From); ok && sender.Status == crypto.StatusActive {
+			var err error
+			rh, renv, _, err = g.receipt(st, sender, h.ID, env, crypto.EventRejected, p.reason, now)
+			if err != nil {
+				g.log.Error("failed to seal a rejected receipt", "envelope", h.ID, "err", err)
+			}
+		}
+	}
+	from := h.From
+	if !verified || from == "" {
+		from = "unverified"
+	}
+	err := g.db.Update(func(tx *store.Tx) error {
+		if renv != nil {
+			if err := queueEnvelope(tx, rh, renv, ""); err != nil {
+				return err
+			}
+		}
+		return tx.Audit(store.AuditEvent{At: now, Actor: "peer:" + from, Action: "envelope.receive",
+			Object: h.ID, Outcome: "rejected", Reason: p.reason,
+			Detail: map[string]string{"kind": h.Kind, "envelope_sha256": hash}})
+	})
+	if err != nil {
+		g.log.Error("failed to audit a rejected envelope", "envelope", h.ID, "err", err)
+	}
+	g.log.Warn("rejected an envelope", "envelope", h.ID, "from", from, "reason", p.reason, "err", p.err)
+	if renv != nil {
+		g.poke()
+	}
+}
+
+// checkSeen tells a redelivery of a stored envelope (same bytes) from a
+// replay (same id, other bytes).
+func checkSeen(tx *store.Tx, id, hash string) error {
+	switch seen := tx.Seen(id); {
+	case seen == "":
+		return nil
+	case seen == hash:
+		return errDuplicate
+	default:
+		return reject("replay", fmt.Errorf("envelope id %s was already used", id))
+	}
+}
+
+// receiveReferral stores an incoming referral with its delivered receipt.
+func (g *Gateway) receiveReferral(h crypto.Header, env, body []byte) error {
+	st := g.state()
+	from, _ := st.dir.Agency(h.From)
+	facts := policy.Facts{FromAgency: h.From, ToAgency: g.self}
+	if err := st.rules.Allow(crypto.KindReferral, from.Kind, st.self.Kind, facts); err != nil {
+		return reject(policy.ReasonOf(err), err)
+	}
+	ref, ferrs := referral.ParseReceived(body)
+	if len(ferrs) > 0 {
+		return reject("body-invalid", &InvalidError{Fields: ferrs})
+	}
+	if ref.To != g.self {
+		return reject("body-mismatch", fmt.Errorf("body addressed to %q", ref.To))
+	}
+	if err := checkConsentReceived(ref, st.self.Kind, h.Created); err != nil {
+		return reject(policy.ReasonOf(err), err)
+	}
+	now := g.now().UTC()
+	hash := hashHex(env)
+	rh, renv, signed, err := g.receipt(st, from, h.ID, env, crypto.EventDelivered, "", now)
+	if err != nil {
+		return err
+	}
+	rec := &store.Record{ID: h.ID, Kind: h.Kind, Box: store.Inbox, From: h.From, To: g.self,
+		Status: StatusDelivered, Priority: ref.Priority, CreatedAt: h.Created.UTC(), UpdatedAt: now,
+		ReceivedAt: now, Deadline: h.Expires, EnvelopeHash: hash,
+		Timeline: []store.Event{
+			{Event: StatusSent, At: h.Created.UTC(), By: h.From},
+			{Event: StatusDelivered, At: now, By: g.self},
+		}}
+	return g.db.Batch(func(tx *store.Tx) error {
+		if err := checkSeen(tx, h.ID, hash); err != nil {
+			return err
+		}
+		if err := tx.PutRecord(rec); err != nil {
+			return err
+		}
+		if err := tx.PutEnvelope(h.ID, env); err != nil {
+			return err
+		}
+		if err := tx.MarkSeen(h.ID, hash); err != nil {
+			return err
+		}
+		if err := queueEnvelope(tx, rh, renv, ""); err != nil {
+			return err
+		}
+		if err := tx.AddReceipt(h.ID, signed); err != nil {
+			return err
+		}
+		return tx.Audit(store.AuditEvent{At: now, Actor: "peer:" + h.From, Action: "referral.receive",
+			Object: h.ID, Outcome: StatusDelivered, Detail: map[string]string{"from": h.From, "envelope_sha256": hash}})
+	})
+}
+
+// receiveReceipt applies a signed receipt from the recipient of one of our
+// envelopes.
+func (g *Gateway) receiveReceipt(h crypto.Header, env, body []byte) error {
+	st := g.state()
+	r, err := crypto.VerifyReceipt(body, st.dir)
+	if err != nil {
+		return reject("receipt-invalid", err)
+	}
+	if r.From != h.From || r.To != g.self {
+		return reject("receipt-mismatch", fmt.Errorf("receipt from %s to %s in an envelope from %s", r.From, r.To, h.From))
+	}
+	now := g.now().UTC()
+	hash := hashHex(env)
+	return g.db.Batch(func(tx *store.Tx) error {
+		if err := checkSeen(tx, h.ID, hash); err != nil {
+			return err
+		}
+		rec, err := tx.Record(r.EnvelopeID)
+		if err != nil || rec.Box != store.Outbox || rec.To != h.From {
+			// Receipts for status envelopes are not sent; anything else
+			// is not about an exchange with this peer.
+			return reject(policy.ReasonRuleCounterpart, fmt.Errorf("receipt for unknown envelope %s", r.EnvelopeID))
+		}
+		if r.HashHex() != rec.EnvelopeHash {
+			return reject("receipt-hash-mismatch", fmt.Errorf("receipt hash does not match envelope %s", rec.ID))
+		}
+		if err := tx.AddReceipt(rec.ID, body); err != nil {
+			return err
+		}
+		applyReceipt(rec, r, now)
+		if rec.Outcome != "" && rec.Outcome == outcomeOf(r.Event) {
+			g.metrics.outcomes.WithLabelValues(g.self, rec.Outcome).Inc()
+		}
+		if err := tx.PutRecord(rec); err != nil {
+			return err
+		}
+		if rec.Outcome != "" {
+			if err := tx.DeletePending(rec); err != nil {
+				return err
+			}
+		}
+		if err := tx.MarkSeen(h.ID, hash); err != nil {
+			return err
+		}
+		g.metrics.receipts.WithLabelValues(g.self, r.Event).Inc()
+		return tx.Audit(store.AuditEvent{At: now, Actor: "peer:" + h.From, Action: "receipt.receive",
+			Object: rec.ID, Outcome: r.Event, Reason: r.Reason, Detail: map[string]string{"receipt_envelope": h.ID}})
+	})
+}
+
+func outcomeOf(event string) string {
+	switch event {
+	case crypto.EventDelivered, crypto.EventRead:
+		return StatusDelivered
+	case crypto.EventRejected:
+		return StatusFailed
+	}
+	return ""
+}
+
+// applyReceipt moves an outbox record forward. The first receipt decides
+// the one delivery outcome; later ones only add to the timeline.
+func applyReceipt(rec *store.Record, r crypto.Receipt, now time.Time) {
+	rec.Timeline = append(rec.Timeline, store.Event{Event: r.Event, At: r.At.UTC(), By: r.From, Reason: r.Reason})
+	rec.UpdatedAt = now
+	first := rec.Outcome == ""
+	if first {
+		rec.Outcome = outcomeOf(r.Event)
+	}
+	switch r.Event {
+	case crypto.EventDelivered:
+		if rec.Status == StatusQueued || rec.Status == StatusSent {
+			rec.Status = StatusDelivered
+		}
+	case crypto.EventRead:
+		if rec.Status == StatusQueued || rec.Status == StatusSent || rec.Status == StatusDelivered {
+			rec.Status = StatusRead
+		}
+	case crypto.EventRejected:
+		if first {
+			rec.Status = StatusFailed
+		}
+	}
+}
+
+// statusBody is the body of a status envelope.
+type statusBody struct {
+	Ref    string    `json:"ref"`
+	Status string    `json:"status"`
+	Reason string    `json:"reason,omitempty"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+}
+
+// receiveStatus applies a status change made by the counterpart.
+func (g *Gateway) receiveStatus(h crypto.Header, env, body []byte) error {
+	var sb statusBody
+	if err := json.Unmarshal(body, &sb); err != nil || sb.Ref == "" || len(sb.Reason) > 2000 || len(sb.By) > 256 {
+		return reject("body-invalid", fmt.Errorf("malformed status body"))
+	}
+	now := g.now().UTC()
+	hash := hashHex(env)
+	return g.db.Batch(func(tx *store.Tx) error {
+		if err := checkSeen(tx, h.ID, hash); err != nil {
+			return err
+		}
+		rec, err := tx.Record(sb.Ref)
+		if err != nil || counterpart(rec) != h.From {
+			return reject(policy.ReasonRuleCounterpart, fmt.Errorf("status for unknown referral %s", sb.Ref))
+		}
+		if err := peerTransition(rec, sb.Status); err != nil {
+			return reject(policy.ReasonOf(err), err)
+		}
+		rec.Status = sb.Status
+		rec.UpdatedAt = now
+		rec.Timeline = append(rec.Timeline, store.Event{Event: sb.Status, At: sb.At.UTC(), By: h.From + "/" + sb.By, Reason: sb.Reason})
+		if rec.Box == store.Outbox && rec.Outcome == "" {
+			// A status from the recipient proves delivery.
+			rec.Outcome = StatusDelivered
+			g.metrics.outcomes.WithLabelValues(g.self, StatusDelivered).Inc()
+			if err := tx.DeletePending(rec); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutRecord(rec); err != nil {
+			return err
+		}
+		if err := tx.MarkSeen(h.ID, hash); err != nil {
+			return err
+		}
+		return tx.Audit(store.AuditEvent{At: now, Actor: "peer:" + h.From, Action: "referral.status.receive",
+			Object: rec.ID, Outcome: sb.Status, Detail: map[string]string{"status_envelope": h.ID}})
+	})
+}
+
+// counterpart returns the other agency of a record.
+func counterpart(rec *store.Record) string {
+	if rec.Box == store.Outbox {
+		return rec.To
+	}
+	return rec.From
+}

@@ -1,0 +1,244 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/httpapi"
+	"github.com/rujukan/rujukan/broker"
+	"github.com/rujukan/rujukan/crypto"
+	"github.com/rujukan/rujukan/policy"
+)
+
+func init() {
+	register(Command{
+		Name:    "dev",
+		Summary: "run the broker and the iom, dinsos, police and shelter gateways on this machine",
+		Run:     runDev,
+	})
+}
+
+// DevAgency is one agency of the development network.
+type DevAgency struct {
+	ID, Kind, Name string
+	// Port is the gateway's HTTP port.
+	Port int
+}
+
+// DevAgencies are the agencies `rujukan dev` creates.
+var DevAgencies = []DevAgency{
+	{"iom", policy.KindIOM, "IOM Indonesia", 8081},
+	{"dinsos", policy.KindDinsos, "Dinas Sosial", 8082},
+	{"police", policy.KindPolice, "Kepolisian (PPA unit)", 8083},
+	{"shelter", policy.KindShelter, "RPTC shelter", 8084},
+}
+
+// DevConfig is what `rujukan dev` needs.
+type DevConfig struct {
+	Data string
+	// Host is the address everything listens on (a loopback address).
+	Host       string
+	BrokerPort int
+	// BasePort, when not zero, replaces the gateway ports with BasePort,
+	// BasePort+1, ... (0 in tests picks free ports).
+	BasePort  int
+	RandPorts bool
+	TokenTTL  time.Duration
+	Logger    *slog.Logger
+}
+
+// DevStack is a running development network.
+type DevStack struct {
+	Broker   *broker.Server
+	Gateways map[string]*httpapi.Running
+	Tokens   map[string]string
+	order    []string
+}
+
+func runDev(ctx context.Context, env Env, args []string) error {
+	fs := newFlagSet(env, "dev")
+	cfg := DevConfig{}
+	fs.StringVar(&cfg.Data, "data", "./rujukan-data", "data directory (keys, directory, broker and gateway state)")
+	fs.StringVar(&cfg.Host, "host", "127.0.0.1", "loopback address to listen on")
+	fs.IntVar(&cfg.BrokerPort, "broker-port", 4222, "NATS port")
+	fs.IntVar(&cfg.BasePort, "http-port", 8081, "HTTP port of the first gateway (iom); the others follow")
+	fs.DurationVar(&cfg.TokenTTL, "token-ttl", 24*time.Hour, "lifetime of the printed dev tokens")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	cfg.Logger = newLogger(env)
+	st, err := StartDev(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Rujukan dev network is up. Data: %s\nBroker: %s\n\n", cfg.Data, st.Broker.ClientURL())
+	for _, id := range st.order {
+		fmt.Fprintf(env.Stdout, "%-8s %s\n  token (%s): %s\n\n", id, st.Gateways[id].URL,
+			filepath.Join(cfg.Data, "tokens", id+".jwt"), st.Tokens[id])
+	}
+	fmt.Fprintln(env.Stdout, "Press Ctrl-C to stop.")
+	<-ctx.Done()
+	fmt.Fprintln(env.Stdout, "shutting down")
+	return st.Close()
+}
+
+// StartDev creates the development network on first use (authority,
+// directory, keys of the four agencies) and starts the broker and the four
+// gateways. A second start reuses the data directory.
+func StartDev(ctx context.Context, cfg DevConfig) (*DevStack, error) {
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if ip := net.ParseIP(cfg.Host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("dev: --host %q is not a loopback address; the dev network is for one machine", cfg.Host)
+	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	if err := InitDevNetwork(cfg.Data); err != nil {
+		return nil, err
+	}
+	authPath := filepath.Join(cfg.Data, "authority", "authority.pub")
+	authority, err := crypto.ParseAuthorityKey("@" + authPath)
+	if err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	signed, err := os.ReadFile(filepath.Join(cfg.Data, "network.json"))
+	if err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	bcfg := broker.DefaultConfig()
+	bcfg.Listen = net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.BrokerPort))
+	if cfg.RandPorts {
+		bcfg.Listen = net.JoinHostPort(cfg.Host, "-1")
+	}
+	bcfg.DataDir = filepath.Join(cfg.Data, "broker")
+	bcfg.Directory = signed
+	bcfg.Authority = authority
+	bcfg.Logger = cfg.Logger.With("component", "broker")
+	b, err := broker.New(bcfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Start(ctx); err != nil {
+		return nil, err
+	}
+	st := &DevStack{Broker: b, Gateways: map[string]*httpapi.Running{}, Tokens: map[string]string{}}
+	if err := os.MkdirAll(filepath.Join(cfg.Data, "tokens"), 0o700); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	for i, a := range DevAgencies {
+		gc := DevGatewayConfig(cfg.Data, a.ID, b.ClientURL())
+		port := a.Port
+		if cfg.BasePort != 0 {
+			port = cfg.BasePort + i
+		}
+		if cfg.RandPorts {
+			port = 0
+		}
+		gc.HTTP.Listen = net.JoinHostPort(cfg.Host, strconv.Itoa(port))
+		r, err := httpapi.Start(ctx, gc, gateway.Options{Logger: cfg.Logger.With("component", "gateway")})
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("dev: gateway %s: %w", a.ID, err)
+		}
+		st.Gateways[a.ID] = r
+		st.order = append(st.order, a.ID)
+		tok, err := MintDevToken(TokenConfig{Data: cfg.Data, Agency: a.ID, Subject: "dev-" + a.ID, TTL: cfg.TokenTTL})
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		if err := crypto.WritePrivateFile(filepath.Join(cfg.Data, "tokens", a.ID+".jwt"), []byte(tok+"\n"), true); err != nil {
+			st.Close()
+			return nil, err
+		}
+		st.Tokens[a.ID] = tok
+	}
+	return st, nil
+}
+
+// DevGatewayConfig is the gateway config of one dev agency.
+func DevGatewayConfig(data, id, brokerURL string) gateway.Config {
+	gc := gateway.DefaultConfig()
+	gc.Agency = id
+	gc.Keys = filepath.Join(data, "agencies", id)
+	gc.Directory = filepath.Join(data, "network.json")
+	gc.Authority = "@" + filepath.Join(data, "authority", "authority.pub")
+	gc.Broker.URL = brokerURL
+	gc.Broker.NKeySeed = filepath.Join(gc.Keys, crypto.NATSSeedFile)
+	gc.Issuers = []gateway.IssuerConfig{{Issuer: policy.DevIssuer(id), JWKS: filepath.Join(gc.Keys, crypto.JWKSFile)}}
+	gc.Data = filepath.Join(data, "gateways", id)
+	return gc
+}
+
+// InitDevNetwork creates the authority, the agencies' keys and the signed
+// directory, unless network.json already exists.
+func InitDevNetwork(data string) error {
+	signedPath := filepath.Join(data, "network.json")
+	if _, err := os.Stat(signedPath); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("dev: %w", err)
+	}
+	authDir := filepath.Join(data, "authority")
+	if err := os.MkdirAll(authDir, 0o700); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	keyPath := filepath.Join(authDir, "authority.pem")
+	if _, err := crypto.GenerateAuthorityKey(keyPath, filepath.Join(authDir, "authority.pub")); err != nil && !errors.Is(err, crypto.ErrKeyFileExists) {
+		return fmt.Errorf("dev: %w", err)
+	}
+	priv, err := crypto.LoadEd25519PrivateKey(keyPath)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	dir := crypto.NewDirectory("rujukan-dev", policy.DefaultRulesJSON())
+	for _, a := range DevAgencies {
+		agencyDir := filepath.Join(data, "agencies", a.ID)
+		entry, err := crypto.WriteAgencyKeys(agencyDir, a.ID, a.Kind, a.Name, true)
+		if err != nil {
+			return fmt.Errorf("dev: keys of %s: %w", a.ID, err)
+		}
+		if err := dir.Add(*entry); err != nil {
+			return fmt.Errorf("dev: %w", err)
+		}
+	}
+	dir.IssuedAt = time.Now().UTC().Truncate(time.Second)
+	signed, err := crypto.SignDirectory(dir, priv)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	if err := os.WriteFile(signedPath+".tmp", signed, 0o644); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	return os.Rename(signedPath+".tmp", signedPath)
+}
+
+// Close stops the gateways, then the broker.
+func (s *DevStack) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var errs []error
+	for _, id := range s.order {
+		errs = append(errs, s.Gateways[id].Close(ctx))
+	}
+	errs = append(errs, s.Broker.Close())
+	return errors.Join(errs...)
+}

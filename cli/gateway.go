@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/httpapi"
+)
+
+func init() {
+	register(Command{
+		Name:    "gateway",
+		Summary: "run one agency's gateway (HTTP API, outbox, inbox, receipts, audit)",
+		Run:     runGateway,
+	})
+}
+
+func runGateway(ctx context.Context, env Env, args []string) error {
+	fs := newFlagSet(env, "gateway")
+	config := fs.String("config", "", "gateway config file (YAML); RUJUKAN_* variables override it")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	cfg, err := gateway.LoadConfig(*config, env.Getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(env)
+	r, err := httpapi.Start(ctx, cfg, gateway.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("gateway listening", "agency", cfg.Agency, "url", r.URL, "broker", cfg.Broker.URL)
+	<-ctx.Done()
+	log.Info("shutting down", "agency", cfg.Agency)
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := r.Close(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func newLogger(env Env) *slog.Logger {
+	level := slog.LevelInfo
+	if env.Getenv != nil && env.Getenv("RUJUKAN_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,66 @@
+package e2e
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rujukan/rujukan/agency-gateway/httpapi"
+	"github.com/rujukan/rujukan/agency-gateway/openapi"
+)
+
+// TestRoutesMatchDescription: every route served is in the OpenAPI
+// description and every described route is served.
+func TestRoutesMatchDescription(t *testing.T) {
+	st, _ := MustDev(t)
+	srv := httpapi.New(st.Gateways["iom"].Gateway, 1<<16, nil)
+	var served, documented []string
+	served = append(served, srv.Routes()...)
+	for _, r := range openapi.Routes() {
+		documented = append(documented, r.Method+" "+r.Path)
+	}
+	slices.Sort(served)
+	slices.Sort(documented)
+	if !slices.Equal(served, documented) {
+		t.Fatalf("served %v\ndocumented %v", served, documented)
+	}
+}
+
+func TestOperationalEndpoints(t *testing.T) {
+	st, _ := MustDev(t)
+	base, tok := st.Gateways["police"].URL, st.Tokens["police"]
+	if r := call(t, "GET", base+"/healthz", "", nil); r.Status != 200 {
+		t.Errorf("healthz: %d %s", r.Status, r.Raw)
+	}
+	if r := call(t, "GET", base+"/readyz", "", nil); r.Status != 200 || r.str("status") != "ready" {
+		t.Errorf("readyz: %d %s", r.Status, r.Raw)
+	}
+	if r := call(t, "GET", base+"/v1/openapi.json", "", nil); r.Status != 200 || r.str("openapi") == "" {
+		t.Errorf("openapi.json: %d", r.Status)
+	}
+	call(t, "GET", base+"/v1/referrals?box=inbox", tok, nil)
+	m := call(t, "GET", base+"/metrics", "", nil)
+	if m.Status != 200 || !strings.Contains(string(m.Raw), `rujukan_http_requests_total{agency="police"`) {
+		t.Errorf("metrics lack the request counter: %d", m.Status)
+	}
+	r := call(t, "DELETE", base+"/v1/referrals/x", tok, nil)
+	if r.Status != http.StatusMethodNotAllowed || !strings.Contains(r.Header.Get("Allow"), "GET") {
+		t.Errorf("DELETE: %d Allow=%q", r.Status, r.Header.Get("Allow"))
+	}
+	// Audit: events and a verified chain, audit:read only.
+	a := call(t, "GET", base+"/v1/audit?limit=5", tok, nil)
+	if a.Status != 200 {
+		t.Errorf("audit: %d %s", a.Status, a.Raw)
+	}
+	v := call(t, "GET", base+"/v1/audit/verify", tok, nil)
+	if v.Status != 200 || v.JSON["ok"] != true {
+		t.Errorf("audit verify: %d %s", v.Status, v.Raw)
+	}
+	// The broker going away makes the gateway not ready.
+	st.Broker.Close()
+	eventually(t, "readyz turning 503", 10e9, func() (bool, string) {
+		r := call(t, "GET", base+"/readyz", "", nil)
+		return r.Status == 503, string(r.Raw)
+	})
+}
