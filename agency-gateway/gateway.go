@@ -52,8 +52,10 @@ type Gateway struct {
 	bus      *client.Client
 	verifier *policy.Verifier
 	metrics  *Metrics
+	onOutcome func(id, outcome string)
 
 	opener   *crypto.Opener
+	atRest   *crypto.AtRest
 	inflight sync.Map // queue seq -> publishing now
 
 	dir   atomic.Pointer[netState]
@@ -77,6 +79,9 @@ type Options struct {
 	Now func() time.Time
 	// Metrics, when set, is shared (the dev command runs four gateways).
 	Metrics *Metrics
+	// OnOutcome, when set, is called after a sent referral's one delivery
+	// outcome (delivered or failed) has been committed. It must not block.
+	OnOutcome func(id, outcome string)
 }
 
 // New loads keys, the directory, the token issuers and the store. It does
@@ -86,7 +91,7 @@ func New(cfg Config, opt Options) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, log: opt.Logger, now: opt.Now, self: cfg.Agency, metrics: opt.Metrics,
-		wake: make(chan struct{}, 1)}
+		onOutcome: opt.OnOutcome, wake: make(chan struct{}, 1)}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -124,6 +129,9 @@ func New(cfg Config, opt Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.opener.ClockSkew = cfg.ClockSkew
+	if g.atRest, err = crypto.NewAtRest(g.identity); err != nil {
+		return nil, err
+	}
 	if g.verifier, err = newVerifier(cfg); err != nil {
 		return nil, err
 	}

@@ -85,14 +85,15 @@ func (g *Gateway) publishLoop(ctx context.Context) {
 		err := g.db.View(func(tx *store.Tx) (err error) {
 			items, err = tx.Queued(publishBatch)
 			g.metrics.queued.WithLabelValues(g.self).Set(float64(tx.QueueLen()))
+
 			return err
 		})
 		if err != nil {
 			g.log.Error("failed to read the outbox queue", "err", err)
 		}
-		failed := g.publishAll(ctx, items)
+		published, failed := g.publishAll(ctx, items)
 		switch {
-		case len(items) > 0 && !failed:
+		case published > 0 && !failed:
 			backoff = retryMin
 			continue
 		case failed:
@@ -104,8 +105,10 @@ func (g *Gateway) publishLoop(ctx context.Context) {
 	}
 }
 
-// publishAll publishes items concurrently and reports whether any failed.
-func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (failed bool) {
+// publishAll publishes items concurrently. It reports how many it
+// published (or found already published) and whether any failed; items
+// being published by a request right now are skipped.
+func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (published int, failed bool) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, publishConcurrency)
@@ -120,6 +123,11 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (fail
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			err := g.publish(ctx, it)
+			if err == nil {
+				mu.Lock()
+				published++
+				mu.Unlock()
+			}
 			if err != nil && !errors.Is(err, errInFlight) {
 				if !errors.Is(err, client.ErrUnavailable) && ctx.Err() == nil {
 					g.log.Warn("publish failed; will retry", "envelope", it.ID, "err", err)
@@ -131,7 +139,7 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (fail
 		}()
 	}
 	wg.Wait()
-	return failed
+	return published, failed
 }
 
 // dropExpired removes an envelope whose deadline has passed: the recipient
@@ -174,6 +182,7 @@ func (g *Gateway) failOverdue() error {
 		return nil
 	})
 	for _, id := range ids {
+		failed := false
 		err := g.db.Update(func(tx *store.Tx) error {
 			rec, err := tx.Record(id)
 			if err != nil {
@@ -192,12 +201,15 @@ func (g *Gateway) failOverdue() error {
 			if err := tx.PutRecord(rec); err != nil {
 				return err
 			}
-			g.metrics.outcomes.WithLabelValues(g.self, StatusFailed).Inc()
+			failed = true
 			return tx.Audit(store.AuditEvent{At: now, Actor: "gateway", Action: "referral.fail", Object: id,
 				Outcome: StatusFailed, Reason: "undelivered-by-deadline", Detail: map[string]string{"to": rec.To}})
 		})
 		if err != nil {
 			return err
+		}
+		if failed {
+			g.decided(id, StatusFailed)
 		}
 	}
 	return nil

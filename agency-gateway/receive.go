@@ -217,7 +217,9 @@ func (g *Gateway) receiveReceipt(h crypto.Header, env, body []byte) error {
 	}
 	now := g.now().UTC()
 	hash := hashHex(env)
-	return g.db.Batch(func(tx *store.Tx) error {
+	var decided string // the outcome this receipt decided, if any
+	err = g.db.Batch(func(tx *store.Tx) error {
+		decided = ""
 		if err := checkSeen(tx, h.ID, hash); err != nil {
 			return err
 		}
@@ -233,25 +235,37 @@ func (g *Gateway) receiveReceipt(h crypto.Header, env, body []byte) error {
 		if err := tx.AddReceipt(rec.ID, body); err != nil {
 			return err
 		}
-		applyReceipt(rec, r, now)
-		if rec.Outcome != "" && rec.Outcome == outcomeOf(r.Event) {
-			g.metrics.outcomes.WithLabelValues(g.self, rec.Outcome).Inc()
-		}
-		if err := tx.PutRecord(rec); err != nil {
-			return err
-		}
-		if rec.Outcome != "" {
+		if applyReceipt(rec, r, now) {
+			decided = rec.Outcome
 			if err := tx.DeletePending(rec); err != nil {
 				return err
 			}
 		}
+		if err := tx.PutRecord(rec); err != nil {
+			return err
+		}
 		if err := tx.MarkSeen(h.ID, hash); err != nil {
 			return err
 		}
-		g.metrics.receipts.WithLabelValues(g.self, r.Event).Inc()
 		return tx.Audit(store.AuditEvent{At: now, Actor: "peer:" + h.From, Action: "receipt.receive",
 			Object: rec.ID, Outcome: r.Event, Reason: r.Reason, Detail: map[string]string{"receipt_envelope": h.ID}})
 	})
+	if err == nil {
+		g.metrics.receipts.WithLabelValues(g.self, r.Event).Inc()
+		g.decided(r.EnvelopeID, decided)
+	}
+	return err
+}
+
+// decided reports a referral's delivery outcome, once it is committed.
+func (g *Gateway) decided(id, outcome string) {
+	if outcome == "" {
+		return
+	}
+	g.metrics.outcomes.WithLabelValues(g.self, outcome).Inc()
+	if g.onOutcome != nil {
+		g.onOutcome(id, outcome)
+	}
 }
 
 func outcomeOf(event string) string {
@@ -265,8 +279,9 @@ func outcomeOf(event string) string {
 }
 
 // applyReceipt moves an outbox record forward. The first receipt decides
-// the one delivery outcome; later ones only add to the timeline.
-func applyReceipt(rec *store.Record, r crypto.Receipt, now time.Time) {
+// the one delivery outcome, and applyReceipt reports whether this one did;
+// later ones only add to the timeline.
+func applyReceipt(rec *store.Record, r crypto.Receipt, now time.Time) bool {
 	rec.Timeline = append(rec.Timeline, store.Event{Event: r.Event, At: r.At.UTC(), By: r.From, Reason: r.Reason})
 	rec.UpdatedAt = now
 	first := rec.Outcome == ""
@@ -287,6 +302,7 @@ func applyReceipt(rec *store.Record, r crypto.Receipt, now time.Time) {
 			rec.Status = StatusFailed
 		}
 	}
+	return first && rec.Outcome != ""
 }
 
 // statusBody is the body of a status envelope.
@@ -306,7 +322,9 @@ func (g *Gateway) receiveStatus(h crypto.Header, env, body []byte) error {
 	}
 	now := g.now().UTC()
 	hash := hashHex(env)
-	return g.db.Batch(func(tx *store.Tx) error {
+	var decided string
+	err := g.db.Batch(func(tx *store.Tx) error {
+		decided = ""
 		if err := checkSeen(tx, h.ID, hash); err != nil {
 			return err
 		}
@@ -323,7 +341,7 @@ func (g *Gateway) receiveStatus(h crypto.Header, env, body []byte) error {
 		if rec.Box == store.Outbox && rec.Outcome == "" {
 			// A status from the recipient proves delivery.
 			rec.Outcome = StatusDelivered
-			g.metrics.outcomes.WithLabelValues(g.self, StatusDelivered).Inc()
+			decided = StatusDelivered
 			if err := tx.DeletePending(rec); err != nil {
 				return err
 			}
@@ -337,6 +355,10 @@ func (g *Gateway) receiveStatus(h crypto.Header, env, body []byte) error {
 		return tx.Audit(store.AuditEvent{At: now, Actor: "peer:" + h.From, Action: "referral.status.receive",
 			Object: rec.ID, Outcome: sb.Status, Detail: map[string]string{"status_envelope": h.ID}})
 	})
+	if err == nil {
+		g.decided(sb.Ref, decided)
+	}
+	return err
 }
 
 // counterpart returns the other agency of a record.

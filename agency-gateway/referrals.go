@@ -186,7 +186,7 @@ func (g *Gateway) body(rec *store.Record) ([]byte, error) {
 	var body []byte
 	var err error
 	if rec.Box == store.Outbox {
-		body, err = crypto.OpenAtRest(rec.ID, env, g.identity)
+		body, err = g.atRest.Open(rec.ID, env)
 	} else {
 		_, body, err = g.opener.OpenStored(env)
 	}

@@ -32,10 +32,7 @@ func (g *Gateway) sealWithCopy(h crypto.Header, body []byte, st *netState, to *c
 	if env, err = g.seal(h, body, to); err != nil {
 		return nil, nil, err
 	}
-	if own, err = crypto.SealAtRest(h.ID, body, g.identity.Recipient()); err != nil {
-		return nil, nil, err
-	}
-	return env, own, nil
+	return env, g.atRest.Seal(h.ID, body), nil
 }
 
 // open verifies and decrypts an incoming envelope. verified says whether

@@ -81,7 +81,7 @@ func (g *Gateway) Send(ctx context.Context, p policy.Principal, body []byte) (Ac
 	if override {
 		audit.Outcome = "accepted-consent-override"
 	}
-	err = g.db.Update(func(tx *store.Tx) error {
+	err = g.db.Batch(func(tx *store.Tx) error {
 		if err := tx.PutRecord(rec); err != nil {
 			return err
 		}

@@ -54,6 +54,9 @@ type DevConfig struct {
 	RandPorts bool
 	TokenTTL  time.Duration
 	Logger    *slog.Logger
+	// OnOutcome is called with the delivery outcome of every referral a
+	// gateway sent (rujukan bench uses it to time deliveries).
+	OnOutcome func(agency, id, outcome string)
 }
 
 // DevStack is a running development network.
@@ -153,7 +156,12 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevStack, error) {
 			port = 0
 		}
 		gc.HTTP.Listen = net.JoinHostPort(cfg.Host, strconv.Itoa(port))
-		r, err := httpapi.Start(ctx, gc, gateway.Options{Logger: cfg.Logger.With("component", "gateway")})
+		opt := gateway.Options{Logger: cfg.Logger.With("component", "gateway")}
+		if cfg.OnOutcome != nil {
+			agency := a.ID
+			opt.OnOutcome = func(id, outcome string) { cfg.OnOutcome(agency, id, outcome) }
+		}
+		r, err := httpapi.Start(ctx, gc, opt)
 		if err != nil {
 			st.Close()
 			return nil, fmt.Errorf("dev: gateway %s: %w", a.ID, err)

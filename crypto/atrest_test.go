@@ -14,21 +14,33 @@ func TestAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, _ := age.GenerateHybridIdentity()
-	ct, err := SealAtRest("env-1", []byte("body"), id.Recipient())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pt, err := OpenAtRest("env-1", ct, id); err != nil || !bytes.Equal(pt, []byte("body")) {
+	a, _ := NewAtRest(id)
+	b, _ := NewAtRest(other)
+	ct := a.Seal("env-1", []byte("body"))
+	if pt, err := a.Open("env-1", ct); err != nil || !bytes.Equal(pt, []byte("body")) {
 		t.Fatalf("round trip: %q %v", pt, err)
 	}
-	if _, err := OpenAtRest("env-2", ct, id); !errors.Is(err, ErrAtRest) {
-		t.Errorf("other id: %v", err)
+	if again, _ := NewAtRest(id); again != nil {
+		if _, err := again.Open("env-1", ct); err != nil {
+			t.Errorf("the key is not derived the same way twice: %v", err)
+		}
 	}
-	if _, err := OpenAtRest("env-1", ct, other); !errors.Is(err, ErrAtRest) {
-		t.Errorf("other identity: %v", err)
+	cases := map[string]func() ([]byte, error){
+		"other id":       func() ([]byte, error) { return a.Open("env-2", ct) },
+		"other identity": func() ([]byte, error) { return b.Open("env-1", ct) },
+		"truncated":      func() ([]byte, error) { return a.Open("env-1", ct[:10]) },
+		"empty":          func() ([]byte, error) { return a.Open("env-1", nil) },
+		"flipped bit": func() ([]byte, error) {
+			c := bytes.Clone(ct)
+			c[len(c)-1] ^= 1
+			return a.Open("env-1", c)
+		},
 	}
-	ct[len(ct)-1] ^= 1
-	if _, err := OpenAtRest("env-1", ct, id); !errors.Is(err, ErrAtRest) {
-		t.Errorf("flipped bit: %v", err)
+	for name, open := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := open(); !errors.Is(err, ErrAtRest) {
+				t.Fatalf("got %v, want ErrAtRest", err)
+			}
+		})
 	}
 }

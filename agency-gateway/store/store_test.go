@@ -111,11 +111,14 @@ func TestQueueOrderAndPending(t *testing.T) {
 			t.Fatalf("queue order: %+v", items)
 		}
 		tx.Dequeue(items[0].Seq)
-		if tx.QueueLen() != 2 {
-			t.Errorf("queue length %d after dequeue, want 2", tx.QueueLen())
-		}
 		if ids := tx.Overdue(now, 10); len(ids) != 1 || ids[0] != "c" {
 			t.Errorf("overdue: %v, want [c]", ids)
+		}
+		return nil
+	})
+	db.View(func(tx *Tx) error {
+		if tx.QueueLen() != 2 {
+			t.Errorf("queue length %d after dequeue, want 2", tx.QueueLen())
 		}
 		return nil
 	})

@@ -1,0 +1,330 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rujukan/rujukan/broker"
+)
+
+func init() {
+	register(Command{
+		Name:    "bench",
+		Summary: "measure referral throughput and latency against a bare JetStream baseline",
+		Run:     runBench,
+	})
+}
+
+// BenchConfig is what `rujukan bench` needs.
+type BenchConfig struct {
+	// N referrals with C concurrent clients, as fast as they go.
+	N, C int
+	// Rate, when > 0, adds a paced run: Rate referrals per second offered
+	// for Duration, to read latency below saturation.
+	Rate     int
+	Duration time.Duration
+	// Data is a scratch directory; empty means a new temporary one.
+	Data string
+}
+
+// BenchResult is one measured run.
+type BenchResult struct {
+	Name      string        `json:"name"`
+	N         int           `json:"n"`
+	Failed    int           `json:"failed"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+	PerSecond float64       `json:"per_second"`
+	P50       time.Duration `json:"p50_ns"`
+	P99       time.Duration `json:"p99_ns"`
+}
+
+func (r BenchResult) String() string {
+	s := fmt.Sprintf("%-30s n=%-6d failed=%-3d %8.0f/s", r.Name, r.N, r.Failed, r.PerSecond)
+	if r.P99 > 0 {
+		s += fmt.Sprintf("  p50=%-9s p99=%s", r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond))
+	}
+	return s
+}
+
+func runBench(ctx context.Context, env Env, args []string) error {
+	fs := newFlagSet(env, "bench")
+	cfg := BenchConfig{}
+	fs.IntVar(&cfg.N, "n", 2000, "referrals in the saturating run")
+	fs.IntVar(&cfg.C, "c", 16, "concurrent clients")
+	fs.IntVar(&cfg.Rate, "rate", 100, "referrals per second offered in the paced run (0: skip it)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the paced run")
+	jsonOut := fs.Bool("json", false, "print the results as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `file`")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if cfg.N < 1 || cfg.C < 1 || cfg.C > 1024 || cfg.Rate < 0 || (cfg.Rate > 0 && cfg.Duration < time.Second) {
+		return errors.New("bench: need -n >= 1, 1 <= -c <= 1024, -rate >= 0 and -duration >= 1s")
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	results, rss, err := Bench(ctx, cfg, env.Stderr)
+	if err != nil {
+		return err
+	}
+	if *jsonOut {
+		return json.NewEncoder(env.Stdout).Encode(map[string]any{"results": results, "max_rss_bytes": rss})
+	}
+	for _, r := range results {
+		fmt.Fprintln(env.Stdout, r)
+	}
+	if len(results) >= 2 && results[0].PerSecond > 0 {
+		fmt.Fprintf(env.Stdout, "referrals/s vs bare JetStream round trips/s: %.2f\n", results[1].PerSecond/results[0].PerSecond)
+	}
+	fmt.Fprintf(env.Stdout, "max RSS of this process (broker, four gateways and the load generator): %.1f MiB\n", float64(rss)/(1<<20))
+	return nil
+}
+
+// Bench runs the bare JetStream baseline, then sends referrals from iom to
+// the shelter through a development network in this process and times each
+// from the POST to the delivered outcome at the sender.
+func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) ([]BenchResult, int64, error) {
+	if cfg.Data == "" {
+		dir, err := os.MkdirTemp("", "rujukan-bench-")
+		if err != nil {
+			return nil, 0, err
+		}
+		defer os.RemoveAll(dir)
+		cfg.Data = dir
+	}
+	fmt.Fprintf(progress, "bare JetStream baseline: %d acked publishes, pulls and AckSyncs of 2 KiB, %d publishers\n", cfg.N, cfg.C)
+	bare, err := broker.BareRoundTrip(ctx, cfg.N, cfg.C, 2048)
+	if err != nil {
+		return nil, 0, fmt.Errorf("bench: baseline: %w", err)
+	}
+	results := []BenchResult{{Name: "bare JetStream round trip", N: bare.Messages, Elapsed: bare.Elapsed,
+		PerSecond: bare.PerSecond()}}
+
+	done := &outcomes{at: map[string]time.Time{}, failed: map[string]bool{}, wake: make(chan struct{}, 1)}
+	st, err := StartDev(ctx, DevConfig{Data: cfg.Data + "/net", RandPorts: true, TokenTTL: time.Hour,
+		Logger:    slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelError})),
+		OnOutcome: done.record})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer st.Close()
+	url := st.Gateways["iom"].URL + "/v1/referrals"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.C + 8}, Timeout: 30 * time.Second}
+	send := func() (string, time.Time, error) {
+		return postReferral(client, url, st.Tokens["iom"])
+	}
+	fmt.Fprintf(progress, "referrals iom -> shelter: %d with %d clients\n", cfg.N, cfg.C)
+	r, err := drive(ctx, "referrals, saturating", cfg.N, cfg.C, nil, send, done)
+	if err != nil {
+		return nil, 0, err
+	}
+	results = append(results, r)
+	if cfg.Rate > 0 {
+		n := cfg.Rate * int(cfg.Duration/time.Second)
+		fmt.Fprintf(progress, "referrals iom -> shelter: %d/s offered for %s\n", cfg.Rate, cfg.Duration)
+		tick := time.NewTicker(time.Second / time.Duration(cfg.Rate))
+		defer tick.Stop()
+		r, err := drive(ctx, fmt.Sprintf("referrals, %d/s offered", cfg.Rate), n, cfg.C+32, tick.C, send, done)
+		if err != nil {
+			return nil, 0, err
+		}
+		results = append(results, r)
+	}
+	return results, maxRSS(), nil
+}
+
+// outcomes collects the time each referral's outcome reached the sender.
+type outcomes struct {
+	mu     sync.Mutex
+	at     map[string]time.Time
+	failed map[string]bool
+	wake   chan struct{}
+}
+
+func (o *outcomes) record(agency, id, outcome string) {
+	now := time.Now()
+	o.mu.Lock()
+	o.at[id] = now
+	o.failed[id] = outcome != "delivered"
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// drive sends n referrals with c workers (paced by tick when not nil) and
+// waits for every outcome.
+func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, send func() (string, time.Time, error), done *outcomes) (BenchResult, error) {
+	type sent struct {
+		id    string
+		start time.Time
+	}
+	var (
+		next atomic.Int64
+		mu   sync.Mutex
+		all  []sent
+		errs []error
+		wg   sync.WaitGroup
+		jobs = make(chan struct{})
+		t0   = time.Now()
+	)
+	go func() {
+		defer close(jobs)
+		for next.Add(1) <= int64(n) {
+			if tick != nil {
+				select {
+				case <-tick:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case jobs <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				id, start, err := send()
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					all = append(all, sent{id, start})
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return BenchResult{}, fmt.Errorf("bench: %d of %d sends failed; first: %w", len(errs), n, errs[0])
+	}
+	deadline := time.After(2 * time.Minute)
+	for {
+		done.mu.Lock()
+		missing := 0
+		for _, s := range all {
+			if _, ok := done.at[s.id]; !ok {
+				missing++
+			}
+		}
+		done.mu.Unlock()
+		if missing == 0 {
+			break
+		}
+		select {
+		case <-done.wake:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			return BenchResult{}, fmt.Errorf("bench: %d referrals had no outcome after 2 minutes", missing)
+		case <-ctx.Done():
+			return BenchResult{}, ctx.Err()
+		}
+	}
+	res := BenchResult{Name: name, N: len(all)}
+	lat := make([]time.Duration, 0, len(all))
+	var last time.Time
+	done.mu.Lock()
+	for _, s := range all {
+		at := done.at[s.id]
+		if done.failed[s.id] {
+			res.Failed++
+		}
+		lat = append(lat, at.Sub(s.start))
+		if at.After(last) {
+			last = at
+		}
+	}
+	done.mu.Unlock()
+	res.Elapsed = last.Sub(t0)
+	res.PerSecond = float64(res.N) / res.Elapsed.Seconds()
+	res.P50, res.P99 = percentile(lat, 0.50), percentile(lat, 0.99)
+	return res, nil
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	i := int(float64(len(d)-1) * p)
+	return d[i]
+}
+
+// benchBody is the referral every bench request sends.
+var benchBody = []byte(`{"to":"shelter","priority":"urgent","person":{"pseudonym":"V-2026-0042","sex":"female","age":17,` +
+	`"nationality":"ID","languages":["id","sas"]},"exploitation":["sexual","labour"],` +
+	`"identified":{"date":"2026-11-20","place":"Lombok International Airport","by":"iom"},` +
+	`"needs":["shelter","medical","psychosocial"],"risk":"high","consent":{"given":true,"purposes":["services"],` +
+	`"method":"guardian","witness":"S. Rahma","witness_role":"social-worker","recorded_at":"2026-11-20T09:00:00Z"},` +
+	`"notes":"` + strings.Repeat("n", 1200) + `"}`)
+
+func postReferral(c *http.Client, url, token string) (string, time.Time, error) {
+	start := time.Now()
+	req, err := http.NewRequest("POST", url, bytes.NewReader(benchBody))
+	if err != nil {
+		return "", start, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", start, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		return "", start, fmt.Errorf("POST answered %d: %s", resp.StatusCode, raw)
+	}
+	var acc struct{ ID string }
+	if err := json.Unmarshal(raw, &acc); err != nil || acc.ID == "" {
+		return "", start, fmt.Errorf("POST answered %s", raw)
+	}
+	return acc.ID, start, nil
+}
+
+// maxRSS returns the process's peak resident set size (VmHWM), or 0 where
+// /proc is not available.
+func maxRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
