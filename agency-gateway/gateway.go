@@ -42,16 +42,16 @@ import (
 
 // Gateway is one running agency gateway.
 type Gateway struct {
-	cfg      Config
-	log      *slog.Logger
-	now      func() time.Time
-	self     string
-	signer   *crypto.Signer
-	identity *age.HybridIdentity
-	db       *store.DB
-	bus      *client.Client
-	verifier *policy.Verifier
-	metrics  *Metrics
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	self      string
+	signer    *crypto.Signer
+	identity  *age.HybridIdentity
+	db        *store.DB
+	bus       *client.Client
+	verifier  *policy.Verifier
+	metrics   *Metrics
 	onOutcome func(id, outcome string)
 
 	opener   *crypto.Opener
