@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
@@ -20,6 +21,9 @@ type Running struct {
 	URL  string
 	srv  *http.Server
 	done chan error
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start creates the gateway, connects it to the broker and serves its API
@@ -72,11 +76,14 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 }
 
 // Close stops accepting requests, lets running ones finish, then stops the
-// gateway.
+// gateway. Closing again returns the first result.
 func (r *Running) Close(ctx context.Context) error {
-	err := r.srv.Shutdown(ctx)
-	if serr := <-r.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	return errors.Join(err, r.Gateway.Close())
+	r.closeOnce.Do(func() {
+		err := r.srv.Shutdown(ctx)
+		if serr := <-r.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+			err = serr
+		}
+		r.closeErr = errors.Join(err, r.Gateway.Close())
+	})
+	return r.closeErr
 }

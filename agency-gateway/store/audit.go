@@ -160,8 +160,13 @@ func (t *Tx) VerifyAudit(pub ed25519.PublicKey) (AuditReport, error) {
 
 // VerifyAudit verifies the audit chain in a read transaction.
 func (d *DB) VerifyAudit() (r AuditReport, err error) {
+	return d.VerifyAuditWith(d.verify)
+}
+
+// VerifyAuditWith verifies the audit chain with the given head key.
+func (d *DB) VerifyAuditWith(pub ed25519.PublicKey) (r AuditReport, err error) {
 	err = d.View(func(t *Tx) error {
-		r, err = t.VerifyAudit(d.verify)
+		r, err = t.VerifyAudit(pub)
 		return err
 	})
 	return r, err

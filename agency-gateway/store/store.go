@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -141,6 +142,23 @@ func Open(path string, signer ed25519.PrivateKey) (*DB, error) {
 		return nil, fmt.Errorf("failed to create buckets in %s: %w", path, err)
 	}
 	return &DB{db: bdb, signer: signer, verify: signer.Public().(ed25519.PublicKey), now: time.Now}, nil
+}
+
+// OpenReadOnly opens an existing database for reading only, for auditors:
+// pub is the gateway's signing public key, which verifies the audit head.
+// It waits up to two seconds for a running gateway to let go of the file.
+func OpenReadOnly(path string, pub ed25519.PublicKey) (*DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("failed to open database: %w", err)
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, ReadOnly: true})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("%s: %w (stop the gateway, or ask it: GET /v1/audit/verify)", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
+	}
+	return &DB{db: bdb, verify: pub, now: time.Now}, nil
 }
 
 // Close closes the database.

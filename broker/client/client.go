@@ -1,0 +1,505 @@
+// Package client is the agency gateway's connection to the Rujukan broker.
+//
+// It is, with package broker, the only place that imports nats.go. A Client
+// logs in with the agency's NATS nkey, uses the reply prefix _INBOX_<id>
+// that the broker grants it (never the shared _INBOX), publishes envelopes
+// to rujukan.msg.<to>.<self> and waits for the broker's acknowledgement, and
+// pulls from the agency's own durable consumer on stream INBOX_<id>.
+//
+// # Guarantees
+//
+//   - Publish returns nil only after the broker has stored the message on
+//     disk (the broker runs JetStream with fsync before acknowledgement). Any
+//     other outcome is an error; ErrUnavailable means "keep it queued and try
+//     again later". The envelope id is sent as Nats-Msg-Id, so a retry of a
+//     message the broker already stored is not stored twice.
+//   - A message fetched with Fetch or Consume stays in the broker until
+//     AckSync returns nil. Call AckSync only after the message is committed
+//     to local storage.
+//   - The connection reconnects by itself, forever, with back-off.
+//
+// # Caveats
+//
+// The sender shown by Msg.From is the subject token the broker enforced at
+// publish time: the broker only lets agency S publish on
+// rujukan.msg.*.S. It is routing metadata, not a proof of origin; the
+// envelope signature is.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+// Names shared by the broker and its clients.
+const (
+	// SubjectPrefix starts the subject of every envelope:
+	// rujukan.msg.<to>.<from>.
+	SubjectPrefix = "rujukan.msg."
+	// ConsumerName is the name of each agency's durable pull consumer.
+	ConsumerName = "gateway"
+	// MaxMessageSize is the largest message the broker stores (data and
+	// headers), equal to the NATS max_payload the broker runs with.
+	MaxMessageSize = 1 << 20
+	// MaxFetch is the largest batch one pull may ask for.
+	MaxFetch = 256
+)
+
+// Errors.
+var (
+	// ErrUnavailable is returned when the broker could not be reached or did
+	// not confirm a publish or a pull in time. The caller keeps the item and
+	// tries again later: nothing was lost.
+	ErrUnavailable = errors.New("broker unavailable")
+	// ErrTooLarge is returned for a message larger than MaxMessageSize. It is
+	// permanent.
+	ErrTooLarge = errors.New("message too large for the broker")
+	// ErrInvalidAgency is returned for an agency id that is not a lowercase
+	// slug.
+	ErrInvalidAgency = errors.New("invalid agency id")
+	// ErrInvalidMsgID is returned for an empty or over-long message id.
+	ErrInvalidMsgID = errors.New("invalid message id")
+	// ErrAuth is returned by Connect when the broker refused the agency's
+	// credentials. Retrying with the same credentials will not help.
+	ErrAuth = errors.New("broker refused the agency credentials")
+	// ErrBadSubject is returned for a message whose subject is not
+	// rujukan.msg.<to>.<from> with two valid agency ids.
+	ErrBadSubject = errors.New("malformed message subject")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("client closed")
+)
+
+var slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidID reports whether id is a valid agency id: a lowercase slug, which
+// is a valid NATS subject token and stream name.
+func ValidID(id string) bool { return slugRE.MatchString(id) }
+
+// Subject returns the subject of an envelope from one agency to another.
+func Subject(to, from string) string { return SubjectPrefix + to + "." + from }
+
+// StreamName returns the name of an agency's inbox stream.
+func StreamName(id string) string { return "INBOX_" + id }
+
+// InboxPrefix returns an agency's reply-subject prefix.
+func InboxPrefix(id string) string { return "_INBOX_" + id }
+
+// ParseSubject splits rujukan.msg.<to>.<from> into its two agency ids.
+func ParseSubject(subject string) (to, from string, err error) {
+	rest, ok := strings.CutPrefix(subject, SubjectPrefix)
+	if !ok {
+		return "", "", ErrBadSubject
+	}
+	to, from, ok = strings.Cut(rest, ".")
+	if !ok || !ValidID(to) || !ValidID(from) {
+		return "", "", ErrBadSubject
+	}
+	return to, from, nil
+}
+
+// Option configures a Client.
+type Option func(*options) error
+
+type options struct {
+	tls          *tls.Config
+	onStatus     func(connected bool)
+	timeout      time.Duration
+	name         string
+	maxReconnect time.Duration
+	retry        bool
+}
+
+// WithTLS makes the client use TLS and trust the CA certificates in
+// caFile. certFile and keyFile, if not empty, are the client certificate
+// for brokers that require one.
+func WithTLS(caFile, certFile, keyFile string) Option {
+	return func(o *options) error {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if caFile != "" {
+			pem, err := os.ReadFile(caFile)
+			if err != nil {
+				return fmt.Errorf("failed to read broker CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("broker CA %s holds no PEM certificate", caFile)
+			}
+			cfg.RootCAs = pool
+		}
+		if certFile != "" || keyFile != "" {
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return fmt.Errorf("failed to load client certificate: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		o.tls = cfg
+		return nil
+	}
+}
+
+// OnStatus registers a function called with true when the client
+// (re)connects and false when it loses the broker. It must not block.
+func OnStatus(f func(connected bool)) Option {
+	return func(o *options) error { o.onStatus = f; return nil }
+}
+
+// WithTimeout sets how long Publish and AckSync wait for the broker when
+// their context has no deadline (default 10 s).
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return errors.New("timeout must be positive")
+		}
+		o.timeout = d
+		return nil
+	}
+}
+
+// WithName sets the connection name shown in the broker's logs.
+func WithName(name string) Option {
+	return func(o *options) error { o.name = name; return nil }
+}
+
+// NoRetryOnFailedConnect makes Connect fail if the broker cannot be reached
+// now, instead of returning a client that keeps trying.
+func NoRetryOnFailedConnect() Option {
+	return func(o *options) error { o.retry = false; return nil }
+}
+
+// Client is one agency's connection to the broker. It is safe for
+// concurrent use.
+type Client struct {
+	id     string
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	opts   options
+	stream string
+
+	mu   sync.Mutex
+	cons jetstream.Consumer
+}
+
+// Connect logs in to the broker at url (one URL or a comma-separated list)
+// as agency id with its nkey seed (SU...). If the broker refuses the
+// credentials, Connect fails with ErrAuth. If the broker cannot be reached,
+// Connect returns a client that keeps trying in the background (see
+// Connected and OnStatus), unless NoRetryOnFailedConnect is given. The seed
+// is not kept beyond the key pair nats.go holds for signing.
+func Connect(ctx context.Context, url, id string, seed []byte, opts ...Option) (*Client, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("%w: %q", ErrInvalidAgency, id)
+	}
+	o := options{timeout: 10 * time.Second, maxReconnect: 10 * time.Second, retry: true, name: "rujukan-gateway-" + id}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		return nil, fmt.Errorf("invalid nkey seed: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return nil, errors.New("invalid nkey seed: not a NATS user key")
+	}
+	c := &Client{id: id, opts: o, stream: StreamName(id)}
+	nopts := []nats.Option{
+		nats.Name(o.name),
+		nats.Nkey(pub, kp.Sign),
+		nats.CustomInboxPrefix(InboxPrefix(id)),
+		nats.MaxReconnects(-1),
+		nats.ReconnectBufSize(-1), // never buffer publishes while disconnected
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			d := 100 * time.Millisecond << min(attempts, 7)
+			d = min(d, o.maxReconnect)
+			return d/2 + rand.N(d/2+1)
+		}),
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(3),
+		nats.PermissionErrOnSubscribe(true),
+		nats.ConnectHandler(func(*nats.Conn) { c.status(true) }),
+		nats.ReconnectHandler(func(*nats.Conn) { c.status(true) }),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { c.status(false) }),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
+	}
+	if d, ok := ctx.Deadline(); ok {
+		nopts = append(nopts, nats.Timeout(max(time.Until(d), time.Millisecond)))
+	}
+	if o.tls != nil {
+		nopts = append(nopts, nats.Secure(o.tls))
+	}
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		if isAuthError(err) {
+			return nil, fmt.Errorf("%w: %v", ErrAuth, err)
+		}
+		if !o.retry {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		nc, err = nats.Connect(url, append(nopts, nats.RetryOnFailedConnect(true))...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(o.timeout))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("failed to set up JetStream: %w", err)
+	}
+	c.nc, c.js = nc, js
+	return c, nil
+}
+
+func (c *Client) status(up bool) {
+	if c.opts.onStatus != nil {
+		c.opts.onStatus(up)
+	}
+}
+
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) ||
+		strings.Contains(strings.ToLower(err.Error()), "authorization violation")
+}
+
+// ID returns the agency id the client logged in as.
+func (c *Client) ID() string { return c.id }
+
+// Connected reports whether the client is connected to a broker now.
+func (c *Client) Connected() bool { return c.nc != nil && c.nc.IsConnected() }
+
+// ConnectedURL returns the URL of the broker the client is connected to, or
+// "" when disconnected.
+func (c *Client) ConnectedURL() string { return c.nc.ConnectedUrl() }
+
+// Close closes the connection. Messages fetched and not yet acknowledged
+// are redelivered after the consumer's ack wait.
+func (c *Client) Close() {
+	if c.nc != nil {
+		c.nc.Close()
+	}
+}
+
+// Publish sends data to agency to as message msgID (the envelope id) and
+// waits until the broker has stored it. A message the broker already holds
+// under the same msgID is not stored again and Publish returns nil. When
+// the broker is unreachable or does not confirm in time, the error wraps
+// ErrUnavailable: the message may or may not have been stored, and
+// publishing it again with the same msgID is safe.
+func (c *Client) Publish(ctx context.Context, to, msgID string, data []byte) error {
+	if !ValidID(to) {
+		return fmt.Errorf("%w: recipient %q", ErrInvalidAgency, to)
+	}
+	if msgID == "" || len(msgID) > 256 || strings.ContainsAny(msgID, "\r\n") {
+		return ErrInvalidMsgID
+	}
+	if len(data) > MaxMessageSize-1024 {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(data))
+	}
+	if c.nc.IsClosed() {
+		return ErrClosed
+	}
+	if !c.nc.IsConnected() {
+		return fmt.Errorf("%w: not connected", ErrUnavailable)
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	msg := &nats.Msg{Subject: Subject(to, c.id), Data: data, Header: nats.Header{}}
+	_, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(StreamName(to)))
+	if err != nil {
+		if errors.Is(err, nats.ErrMaxPayload) {
+			return fmt.Errorf("%w: %v", ErrTooLarge, err)
+		}
+		return fmt.Errorf("%w: publish to %s: %v", ErrUnavailable, to, err)
+	}
+	return nil
+}
+
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.opts.timeout)
+}
+
+func (c *Client) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cons != nil {
+		return c.cons, nil
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	cons, err := c.js.Consumer(ctx, c.stream, ConsumerName)
+	if err != nil {
+		return nil, fmt.Errorf("%w: look up consumer %s on %s: %v", ErrUnavailable, ConsumerName, c.stream, err)
+	}
+	c.cons = cons
+	return cons, nil
+}
+
+// Fetch pulls up to n messages (at most MaxFetch) from the agency's own
+// consumer. It returns as soon as at least one message is there, or with an
+// empty slice and a nil error after a few seconds (at most until ctx's
+// deadline) without messages.
+func (c *Client) Fetch(ctx context.Context, n int) ([]*Msg, error) {
+	if c.nc.IsClosed() {
+		return nil, ErrClosed
+	}
+	n = min(MaxFetch, max(1, n))
+	if !c.nc.IsConnected() {
+		return nil, fmt.Errorf("%w: not connected", ErrUnavailable)
+	}
+	cons, err := c.consumer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wait := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)-50*time.Millisecond)
+	}
+	if wait < 10*time.Millisecond {
+		return nil, ctx.Err()
+	}
+	// Take what is there now; if nothing is, wait for one message (a pull
+	// for n would wait until n arrived).
+	batch, err := cons.FetchNoWait(n)
+	if err != nil {
+		return nil, fmt.Errorf("%w: fetch: %v", ErrUnavailable, err)
+	}
+	out, err := c.drain(ctx, batch)
+	if err != nil || len(out) > 0 {
+		return out, err
+	}
+	batch, err = cons.Fetch(1, jetstream.FetchMaxWait(wait))
+	if err != nil {
+		return nil, fmt.Errorf("%w: fetch: %v", ErrUnavailable, err)
+	}
+	return c.drain(ctx, batch)
+}
+
+func (c *Client) drain(ctx context.Context, batch jetstream.MessageBatch) ([]*Msg, error) {
+	var out []*Msg
+	for {
+		select {
+		case m, ok := <-batch.Messages():
+			if !ok {
+				if err := batch.Error(); err != nil && len(out) == 0 {
+					return nil, fmt.Errorf("%w: fetch: %v", ErrUnavailable, err)
+				}
+				return out, nil
+			}
+			out = append(out, &Msg{m: m, c: c})
+		case <-ctx.Done():
+			// Messages already handed over stay unacknowledged and are
+			// redelivered after the ack wait.
+			return out, nil
+		}
+	}
+}
+
+// Consume pulls messages and calls handle for each, one at a time, until ctx
+// is done. Broker outages are waited out with back-off. handle decides the
+// fate of each message (AckSync, Nak or Term); a message it leaves alone is
+// redelivered after the ack wait.
+func (c *Client) Consume(ctx context.Context, handle func(*Msg)) error {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		msgs, err := c.Fetch(ctx, 16)
+		if err != nil {
+			if errors.Is(err, ErrClosed) {
+				return err
+			}
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for _, m := range msgs {
+			handle(m)
+		}
+	}
+	return nil
+}
+
+// Msg is one message pulled from the agency's inbox.
+type Msg struct {
+	m jetstream.Msg
+	c *Client
+}
+
+// Data returns the message body: the sealed envelope as sent.
+func (m *Msg) Data() []byte { return m.m.Data() }
+
+// Subject returns the message subject, rujukan.msg.<to>.<from>.
+func (m *Msg) Subject() string { return m.m.Subject() }
+
+// From returns the sender's agency id from the subject, or "" if the
+// subject is malformed (which the broker's permissions rule out).
+func (m *Msg) From() string {
+	_, from, err := ParseSubject(m.m.Subject())
+	if err != nil {
+		return ""
+	}
+	return from
+}
+
+// MsgID returns the Nats-Msg-Id header (the envelope id the sender gave).
+func (m *Msg) MsgID() string { return m.m.Headers().Get(nats.MsgIdHdr) }
+
+// Delivered returns how many times the broker has delivered this message,
+// 1 the first time.
+func (m *Msg) Delivered() int {
+	md, err := m.m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return int(md.NumDelivered)
+}
+
+// AckSync tells the broker the message is safely stored and waits for the
+// broker to confirm, after which it is removed from the inbox.
+func (m *Msg) AckSync(ctx context.Context) error {
+	ctx, cancel := m.c.withTimeout(ctx)
+	defer cancel()
+	if err := m.m.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("%w: ack: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Nak asks the broker to redeliver the message after delay (a transient
+// failure).
+func (m *Msg) Nak(delay time.Duration) error {
+	if err := m.m.NakWithDelay(delay); err != nil {
+		return fmt.Errorf("%w: nak: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Term tells the broker never to redeliver the message (a permanent
+// failure, already audited by the caller).
+func (m *Msg) Term() error {
+	if err := m.m.Term(); err != nil {
+		return fmt.Errorf("%w: term: %v", ErrUnavailable, err)
+	}
+	return nil
+}

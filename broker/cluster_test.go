@@ -1,0 +1,188 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rujukan/rujukan/broker/client"
+)
+
+func startNode(cfg Config) (*Server, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func TestClusterLeaderRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a 3-node cluster")
+	}
+	n := newTestNet(t, "iom", "shelter")
+	signed := n.sign(t)
+	const nodes = 3
+	var cfgs [nodes]Config
+	var routes, urls []string
+	for i := range nodes {
+		cfgs[i] = DefaultConfig()
+		cfgs[i].Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		cfgs[i].ClusterListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		routes = append(routes, "nats-route://"+cfgs[i].ClusterListen)
+		urls = append(urls, "nats://"+cfgs[i].Listen)
+	}
+	for i := range nodes {
+		c := &cfgs[i]
+		c.ServerName = fmt.Sprintf("node-%d", i+1)
+		c.ClusterName = "rujukan-test"
+		c.Routes = routes
+		c.DataDir = t.TempDir()
+		c.Directory = signed
+		c.Authority = n.AuthPub
+		c.Logger = testLogger(t)
+		c.StartTimeout = 60 * time.Second
+	}
+	t0 := time.Now()
+	var srv [nodes]*Server
+	var wg sync.WaitGroup
+	errs := make([]error, nodes)
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			srv[i], errs[i] = startNode(cfgs[i])
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, s := range srv {
+			if s != nil {
+				s.Close()
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Logf("%s: cluster formed", time.Since(t0))
+	ctx := context.Background()
+	info, err := srv[0].js.Stream(ctx, client.StreamName("shelter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := info.CachedInfo().Config.Replicas; r != 3 {
+		t.Fatalf("inbox has %d replicas, want 3", r)
+	}
+
+	url := strings.Join(urls, ",")
+	var reconnects atomic.Int32
+	sender := mustConnect(t, url, n.Agencies["iom"], client.WithTimeout(2*time.Second),
+		client.OnStatus(func(up bool) {
+			if up {
+				reconnects.Add(1)
+			}
+		}))
+
+	// Publish continuously, retrying each message until acked, as a gateway
+	// does.
+	var (
+		mu    sync.Mutex
+		acked []string
+		stop  atomic.Bool
+		done  = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		for i := 0; !stop.Load(); i++ {
+			id := fmt.Sprintf("env-%05d", i)
+			for !stop.Load() {
+				if err := sender.Publish(ctx, "shelter", id, []byte("body of "+id)); err == nil {
+					mu.Lock()
+					acked = append(acked, id)
+					mu.Unlock()
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}()
+	waitAcked := func(min int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			got := len(acked)
+			mu.Unlock()
+			if got >= min {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d publishes acked, want %d", got, min)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+
+	waitAcked(50)
+	leader := -1
+	for i, s := range srv {
+		if s.ns.JetStreamIsStreamLeader("$G", client.StreamName("shelter")) {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no stream leader")
+	}
+	t.Logf("%s: stopping stream leader %s after %d acks", time.Since(t0), cfgs[leader].ServerName, count())
+	srv[leader].Close()
+	srv[leader] = nil
+	waitAcked(count() + 50)
+	t.Logf("%s: restarting %s after %d acks", time.Since(t0), cfgs[leader].ServerName, count())
+	srv[leader], err = startNode(cfgs[leader])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: restarted", time.Since(t0))
+	waitAcked(count() + 50)
+
+	// Stop another node: the restarted one must now carry the quorum.
+	other := (leader + 1) % nodes
+	t.Logf("%s: stopping %s after %d acks", time.Since(t0), cfgs[other].ServerName, count())
+	srv[other].Close()
+	srv[other] = nil
+	waitAcked(count() + 50)
+	srv[other], err = startNode(cfgs[other])
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAcked(count() + 20)
+	stop.Store(true)
+	<-done
+	if !sender.Connected() {
+		t.Fatal("sender not connected at the end")
+	}
+
+	t.Logf("%s: fetching", time.Since(t0))
+	rx := mustConnect(t, url, n.Agencies["shelter"])
+	seen := drainAll(t, rx, acked, 60*time.Second)
+	t.Logf("%s: fetched", time.Since(t0))
+	for _, id := range acked {
+		if seen[id] != 1 {
+			t.Errorf("acknowledged message %s delivered %d times", id, seen[id])
+		}
+	}
+	t.Logf("%d acked, %d delivered, sender (re)connected %d times", len(acked), len(seen), reconnects.Load())
+}

@@ -1,0 +1,255 @@
+package broker
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Configuration errors.
+var (
+	// ErrConfig is wrapped by every configuration error.
+	ErrConfig = errors.New("invalid broker configuration")
+	// ErrPlaintext is returned when the broker would listen on a
+	// non-loopback address without TLS and InsecurePlaintext is not set.
+	ErrPlaintext = errors.New("refusing to listen on a non-loopback address without TLS (give --tls-cert and --tls-key, or --insecure-plaintext to accept the risk)")
+)
+
+// Config configures a broker. Start from DefaultConfig.
+type Config struct {
+	// Listen is the client address, host:port. Port -1 picks a random port.
+	Listen string
+	// DataDir holds the JetStream file store and the last accepted
+	// directory. It is created with mode 0700.
+	DataDir string
+	// Directory is the signed network directory (file form) and Authority
+	// the pinned authority public key that must have signed it.
+	Directory []byte
+	Authority ed25519.PublicKey
+
+	// MaxAge is how long an undelivered message waits in an inbox before
+	// the broker drops it (the undelivered deadline).
+	MaxAge time.Duration
+	// DuplicateWindow is how long the broker remembers a Nats-Msg-Id to drop
+	// a re-published copy. It must be longer than a gateway's retry horizon
+	// and is capped at MaxAge.
+	DuplicateWindow time.Duration
+	// MaxMsgSize is the largest message an inbox accepts.
+	MaxMsgSize int32
+	// MaxBytes caps each inbox stream (-1: no cap besides the disk). When
+	// full, new messages are refused and senders keep them queued.
+	MaxBytes int64
+	// AckWait is how long the broker waits for an ack before redelivering,
+	// and BackOff the later redelivery delays (its first element is replaced
+	// by AckWait). MaxDeliver is chosen so redeliveries span MaxAge.
+	AckWait time.Duration
+	BackOff []time.Duration
+
+	// TLS files. TLSCert and TLSKey enable TLS (required for every client);
+	// TLSCA, if set, makes the broker require and verify client
+	// certificates signed by it. The same files secure cluster routes.
+	TLSCert, TLSKey, TLSCA string
+	// InsecurePlaintext allows a non-loopback listener without TLS. A
+	// warning is logged at every start.
+	InsecurePlaintext bool
+	// Monitor is the monitoring endpoint address (host:port), off when
+	// empty. It must be a loopback address.
+	Monitor string
+
+	// ServerName names this node. Empty: a name is generated once and kept
+	// in DataDir, so a cluster node keeps its identity across restarts.
+	ServerName string
+	// ClusterName, ClusterListen and Routes form a NATS cluster. Routes are
+	// nats-route://host:port URLs of the other nodes (listing this node too
+	// is harmless).
+	ClusterName   string
+	ClusterListen string
+	Routes        []string
+	// Replicas of each inbox stream. 0 picks 3 when the cluster has at
+	// least 3 nodes, else 1.
+	Replicas int
+
+	// StartTimeout bounds how long Start waits for JetStream and for
+	// provisioning (a cluster needs a quorum).
+	StartTimeout time.Duration
+	// Logger receives the broker's and the NATS server's logs.
+	Logger *slog.Logger
+	// Debug enables NATS debug logs.
+	Debug bool
+}
+
+// DefaultConfig returns the defaults: loopback port 4222, 30-day inboxes,
+// a 24-hour duplicate window, 1 MiB messages.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          "127.0.0.1:4222",
+		MaxAge:          30 * 24 * time.Hour,
+		DuplicateWindow: 24 * time.Hour,
+		MaxMsgSize:      1 << 20,
+		MaxBytes:        -1,
+		AckWait:         30 * time.Second,
+		BackOff:         []time.Duration{30 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour},
+		StartTimeout:    60 * time.Second,
+	}
+}
+
+type hostPort struct {
+	host string
+	port int
+}
+
+func parseHostPort(what, s string) (hostPort, error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return hostPort{}, fmt.Errorf("%w: %s %q: %v", ErrConfig, what, s, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < -1 || port > 65535 {
+		return hostPort{}, fmt.Errorf("%w: %s %q: bad port", ErrConfig, what, s)
+	}
+	return hostPort{host: h, port: port}, nil
+}
+
+// isLoopback reports whether host names only the local machine. An empty
+// host or 0.0.0.0 means every interface, so it is not loopback.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *Config) validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: a data directory is required", ErrConfig)
+	}
+	if len(c.Authority) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: the authority public key is required", ErrConfig)
+	}
+	if len(c.Directory) == 0 {
+		return fmt.Errorf("%w: the signed network directory is required", ErrConfig)
+	}
+	if c.MaxAge <= 0 {
+		return fmt.Errorf("%w: max age must be positive", ErrConfig)
+	}
+	if c.DuplicateWindow <= 0 {
+		return fmt.Errorf("%w: duplicate window must be positive", ErrConfig)
+	}
+	if c.MaxMsgSize <= 0 || c.MaxMsgSize > 1<<20 {
+		return fmt.Errorf("%w: max message size must be between 1 and 1 MiB", ErrConfig)
+	}
+	if c.AckWait <= 0 {
+		return fmt.Errorf("%w: ack wait must be positive", ErrConfig)
+	}
+	for _, d := range c.BackOff {
+		if d <= 0 {
+			return fmt.Errorf("%w: back-off delays must be positive", ErrConfig)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("%w: --tls-cert and --tls-key go together", ErrConfig)
+	}
+	if c.TLSCA != "" && c.TLSCert == "" {
+		return fmt.Errorf("%w: --tls-ca needs --tls-cert and --tls-key", ErrConfig)
+	}
+	l, err := parseHostPort("listen address", c.Listen)
+	if err != nil {
+		return err
+	}
+	tlsOn := c.TLSCert != ""
+	if !isLoopback(l.host) && !tlsOn && !c.InsecurePlaintext {
+		return fmt.Errorf("listen address %s: %w", c.Listen, ErrPlaintext)
+	}
+	if c.Monitor != "" {
+		m, err := parseHostPort("monitor address", c.Monitor)
+		if err != nil {
+			return err
+		}
+		if !isLoopback(m.host) {
+			return fmt.Errorf("%w: the monitoring endpoint must listen on a loopback address, not %q", ErrConfig, c.Monitor)
+		}
+	}
+	if c.ClusterName != "" || c.ClusterListen != "" || len(c.Routes) > 0 {
+		if c.ClusterName == "" || c.ClusterListen == "" {
+			return fmt.Errorf("%w: a cluster needs --cluster-name and --cluster-listen", ErrConfig)
+		}
+		if strings.ContainsAny(c.ClusterName, " .*>\t") {
+			return fmt.Errorf("%w: cluster name %q has a space, dot or wildcard", ErrConfig, c.ClusterName)
+		}
+		cl, err := parseHostPort("cluster listen address", c.ClusterListen)
+		if err != nil {
+			return err
+		}
+		if !isLoopback(cl.host) && !tlsOn && !c.InsecurePlaintext {
+			return fmt.Errorf("cluster listen address %s: %w", c.ClusterListen, ErrPlaintext)
+		}
+		for _, r := range c.Routes {
+			u, err := url.Parse(r)
+			if err != nil || u.Host == "" || (u.Scheme != "nats-route" && u.Scheme != "nats" && u.Scheme != "tls") {
+				return fmt.Errorf("%w: route %q is not a nats-route://host:port URL", ErrConfig, r)
+			}
+		}
+	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return fmt.Errorf("%w: replicas must be between 1 and 5", ErrConfig)
+	}
+	return nil
+}
+
+// clusterSize is the number of distinct nodes named by the routes and this
+// node.
+func (c *Config) clusterSize() int {
+	if c.ClusterName == "" {
+		return 1
+	}
+	self := map[string]bool{}
+	if cl, err := parseHostPort("", c.ClusterListen); err == nil {
+		for _, h := range []string{cl.host, "localhost", "127.0.0.1", "::1"} {
+			self[net.JoinHostPort(h, strconv.Itoa(cl.port))] = true
+		}
+	}
+	others := map[string]bool{}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil || self[u.Host] {
+			continue
+		}
+		others[u.Host] = true
+	}
+	return 1 + len(others)
+}
+
+func (c *Config) replicas() int {
+	if c.Replicas > 0 {
+		return c.Replicas
+	}
+	if c.clusterSize() >= 3 {
+		return 3
+	}
+	return 1
+}
+
+// maxDeliver returns a MaxDeliver that keeps redelivering with the back-off
+// schedule until MaxAge has passed.
+func maxDeliver(backoff []time.Duration, maxAge time.Duration) int {
+	if len(backoff) == 0 {
+		return -1
+	}
+	var sum time.Duration
+	for _, d := range backoff {
+		sum += d
+	}
+	n := len(backoff) + 1
+	if rest := maxAge - sum; rest > 0 {
+		last := backoff[len(backoff)-1]
+		n += int((rest + last - 1) / last)
+	}
+	return n
+}

@@ -1,0 +1,100 @@
+package broker
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestMaxDeliverSpansMaxAge(t *testing.T) {
+	cases := []struct {
+		name    string
+		backoff []time.Duration
+		maxAge  time.Duration
+	}{
+		{"default", DefaultConfig().BackOff, 30 * 24 * time.Hour},
+		{"short age", []time.Duration{time.Second, time.Minute}, time.Minute},
+		{"one step", []time.Duration{time.Minute}, time.Hour},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := maxDeliver(tc.backoff, tc.maxAge)
+			if n <= len(tc.backoff) {
+				t.Fatalf("MaxDeliver %d not above %d back-off steps", n, len(tc.backoff))
+			}
+			// The redeliveries allowed cover the whole undelivered deadline.
+			var span time.Duration
+			for i := range n - 1 {
+				span += tc.backoff[min(i, len(tc.backoff)-1)]
+			}
+			if span < tc.maxAge {
+				t.Fatalf("MaxDeliver %d redelivers for %s, less than MaxAge %s", n, span, tc.maxAge)
+			}
+		})
+	}
+	if maxDeliver(nil, time.Hour) != -1 {
+		t.Fatal("no back-off should mean unlimited deliveries")
+	}
+}
+
+func TestReplicas(t *testing.T) {
+	cases := []struct {
+		name   string
+		listen string
+		routes []string
+		want   int
+	}{
+		{"single node", "", nil, 1},
+		{"two nodes", "127.0.0.1:6222", []string{"nats-route://127.0.0.1:6222", "nats-route://127.0.0.1:6223"}, 1},
+		{"three nodes listing self", "127.0.0.1:6222", []string{"nats-route://127.0.0.1:6222", "nats-route://127.0.0.1:6223", "nats-route://127.0.0.1:6224"}, 3},
+		{"three nodes without self", "10.0.0.1:6222", []string{"nats-route://10.0.0.2:6222", "nats-route://10.0.0.3:6222"}, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			if tc.listen != "" {
+				c.ClusterName, c.ClusterListen, c.Routes = "c", tc.listen, tc.routes
+			}
+			if got := c.replicas(); got != tc.want {
+				t.Fatalf("replicas %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	n := newTestNet(t, "iom")
+	cases := []struct {
+		name string
+		mod  func(*Config)
+		is   error
+	}{
+		{"ok", func(*Config) {}, nil},
+		{"no data dir", func(c *Config) { c.DataDir = "" }, ErrConfig},
+		{"no authority", func(c *Config) { c.Authority = nil }, ErrConfig},
+		{"no directory", func(c *Config) { c.Directory = nil }, ErrConfig},
+		{"zero max age", func(c *Config) { c.MaxAge = 0 }, ErrConfig},
+		{"oversize messages", func(c *Config) { c.MaxMsgSize = 2 << 20 }, ErrConfig},
+		{"bad listen", func(c *Config) { c.Listen = "nohost" }, ErrConfig},
+		{"plaintext wildcard", func(c *Config) { c.Listen = ":4222" }, ErrPlaintext},
+		{"plaintext public", func(c *Config) { c.Listen = "203.0.113.5:4222" }, ErrPlaintext},
+		{"ipv6 loopback", func(c *Config) { c.Listen = "[::1]:4222" }, nil},
+		{"localhost", func(c *Config) { c.Listen = "localhost:4222" }, nil},
+		{"monitor wildcard", func(c *Config) { c.Monitor = ":8222" }, ErrConfig},
+		{"monitor loopback", func(c *Config) { c.Monitor = "127.0.0.1:8222" }, nil},
+		{"ca without cert", func(c *Config) { c.TLSCA = "ca.pem" }, ErrConfig},
+		{"cluster without listen", func(c *Config) { c.ClusterName = "c" }, ErrConfig},
+		{"cluster name with a dot", func(c *Config) { c.ClusterName, c.ClusterListen = "a.b", "127.0.0.1:6222" }, ErrConfig},
+		{"negative back-off", func(c *Config) { c.BackOff = []time.Duration{-1} }, ErrConfig},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := n.config(t)
+			tc.mod(&c)
+			err := c.validate()
+			if tc.is == nil && err != nil || tc.is != nil && !errors.Is(err, tc.is) {
+				t.Fatalf("validate: %v, want %v", err, tc.is)
+			}
+		})
+	}
+}

@@ -1,0 +1,155 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rujukan/rujukan/broker/client"
+	"github.com/rujukan/rujukan/crypto"
+)
+
+// permissions returns the NATS permissions of an agency's user: exactly
+// what DESIGN section 4 allows and nothing else.
+//
+//   - publish rujukan.msg.*.<self>: send to anyone, only as itself;
+//   - publish $JS.API.CONSUMER.MSG.NEXT.INBOX_<self>.gateway: pull from its
+//     own consumer (the JetStream API is restricted per stream, because
+//     subscribe permissions do not limit what a consumer delivers);
+//   - publish $JS.API.CONSUMER.INFO.INBOX_<self>.gateway: read its own
+//     consumer's state (nats.go looks it up before pulling);
+//   - publish $JS.ACK.INBOX_<self>.gateway.>: ack, nak and term its own
+//     messages;
+//   - subscribe _INBOX_<self>.>: its own replies (publish acks, pulled
+//     messages), never the shared _INBOX.>.
+//
+// No stream or consumer administration, no other agency's stream, no
+// direct get, no account information.
+func permissions(id string) *server.Permissions {
+	stream := client.StreamName(id)
+	cons := client.ConsumerName
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			client.SubjectPrefix + "*." + id,
+			"$JS.API.CONSUMER.MSG.NEXT." + stream + "." + cons,
+			"$JS.API.CONSUMER.INFO." + stream + "." + cons,
+			"$JS.ACK." + stream + "." + cons + ".>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			client.InboxPrefix(id) + ".>",
+		}},
+	}
+}
+
+// users returns one nkey user per active agency, plus the broker's own
+// provisioning user.
+func (s *Server) users(d *crypto.Directory) []*server.NkeyUser {
+	out := []*server.NkeyUser{{Nkey: s.adminPub}}
+	for i := range d.Agencies {
+		a := &d.Agencies[i]
+		if a.Status != crypto.StatusActive {
+			continue
+		}
+		k, ok := a.ActiveKey(crypto.UseNATS)
+		if !ok {
+			continue // Validate rules this out for active agencies.
+		}
+		out = append(out, &server.NkeyUser{Nkey: k.Public, Permissions: permissions(a.ID)})
+	}
+	return out
+}
+
+// streamConfig returns the inbox stream of an agency.
+func (s *Server) streamConfig(id string) jetstream.StreamConfig {
+	dup := min(s.cfg.DuplicateWindow, s.cfg.MaxAge)
+	return jetstream.StreamConfig{
+		Name:        client.StreamName(id),
+		Description: "Rujukan inbox of agency " + id,
+		Subjects:    []string{client.SubjectPrefix + id + ".*"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      s.cfg.MaxAge,
+		Duplicates:  dup,
+		MaxMsgSize:  s.cfg.MaxMsgSize,
+		MaxBytes:    s.cfg.MaxBytes,
+		MaxMsgs:     -1,
+		Discard:     jetstream.DiscardNew,
+		Replicas:    s.cfg.replicas(),
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: false,
+	}
+}
+
+// consumerConfig returns an agency's durable pull consumer.
+func (s *Server) consumerConfig() jetstream.ConsumerConfig {
+	backoff := append([]time.Duration{s.cfg.AckWait}, s.cfg.BackOff[min(1, len(s.cfg.BackOff)):]...)
+	return jetstream.ConsumerConfig{
+		Durable:         client.ConsumerName,
+		Description:     "Rujukan gateway pull consumer",
+		AckPolicy:       jetstream.AckExplicitPolicy,
+		AckWait:         s.cfg.AckWait,
+		BackOff:         backoff,
+		MaxDeliver:      maxDeliver(backoff, s.cfg.MaxAge),
+		DeliverPolicy:   jetstream.DeliverAllPolicy,
+		ReplayPolicy:    jetstream.ReplayInstantPolicy,
+		MaxAckPending:   1000,
+		MaxWaiting:      512,
+		MaxRequestBatch: client.MaxFetch,
+	}
+}
+
+// provision creates or updates the inbox stream and consumer of each
+// agency in ids, a few at a time.
+func (s *Server) provision(ctx context.Context, js jetstream.JetStream, ids []string) error {
+	const workers = 8
+	work := make(chan string)
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for range min(workers, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				if err := s.provisionOne(ctx, js, id); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, id := range ids {
+		select {
+		case work <- id:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("failed to provision %d of %d agencies: %w", len(errs), len(ids), errors.Join(errs[:min(3, len(errs))]...))
+	}
+	return ctx.Err()
+}
+
+func (s *Server) provisionOne(ctx context.Context, js jetstream.JetStream, id string) error {
+	cfg := s.streamConfig(id)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := js.CreateOrUpdateStream(rctx, cfg); err != nil {
+		return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(rctx, cfg.Name, s.consumerConfig()); err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", client.ConsumerName, cfg.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,455 @@
+// Package broker runs the Rujukan broker: an embedded NATS JetStream server
+// provisioned from the signed network directory.
+//
+// The broker carries sealed envelopes between agencies. It sees routing
+// metadata (sender, recipient, size, time) and ciphertext, never
+// plaintext. For every active agency in the directory it provisions one
+// nkey user, one inbox stream INBOX_<id> capturing rujukan.msg.<id>.* and
+// one durable pull consumer named "gateway". Gateways create nothing.
+//
+// # Guarantees
+//
+//   - Every write is fsynced before it is acknowledged (JetStream
+//     SyncAlways), so an acknowledged message survives a crash of the
+//     process or the machine.
+//   - An agency's user may publish only as itself (rujukan.msg.*.<self>),
+//     pull and ack only from its own consumer, and subscribe only to its
+//     own reply prefix _INBOX_<self>. It cannot read, forge, purge or
+//     otherwise administer any stream or consumer.
+//   - Only a directory signed by the pinned authority and newer than the
+//     one running (and than the last one this data directory accepted) is
+//     applied. A refused directory leaves the running configuration as it
+//     was.
+//   - A revoked agency has no user; a reload closes its open connections.
+//
+// # Caveats
+//
+// The broker keeps the inbox of a revoked agency until its messages age
+// out (MaxAge), so a reinstated agency still gets them. Per-agency disk
+// quotas are off by default (Config.MaxBytes); an authenticated agency
+// can fill the disk of the broker until it is revoked.
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/rujukan/rujukan/broker/client"
+	"github.com/rujukan/rujukan/crypto"
+)
+
+// Errors.
+var (
+	// ErrNotStarted is returned by calls that need a running broker.
+	ErrNotStarted = errors.New("broker not started")
+	// ErrStart is wrapped by errors from Start.
+	ErrStart = errors.New("broker failed to start")
+)
+
+const acceptedDirectoryFile = "directory.json"
+
+// Server is one embedded broker node.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	name       string
+	tls        *tls.Config
+	clusterTLS *tls.Config
+	adminPub   string
+	admin      nkeys.KeyPair
+
+	mu     sync.Mutex // serialises Start, Reload and Close
+	dir    *crypto.Directory
+	signed []byte
+	ns     *server.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+}
+
+// New checks cfg and the directory and returns a broker ready to Start.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	d, err := crypto.ParseDirectory(cfg.Directory, cfg.Authority)
+	if err != nil {
+		return nil, fmt.Errorf("network directory refused: %w", err)
+	}
+	if err := checkAccepted(cfg.DataDir, cfg.Authority, d, cfg.Directory); err != nil {
+		return nil, err
+	}
+	admin, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the provisioning key: %w", err)
+	}
+	adminPub, err := admin.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, dir: d, signed: cfg.Directory, admin: admin, adminPub: adminPub}
+	if cfg.TLSCert != "" {
+		s.tls, err = server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CaFile: cfg.TLSCA, Verify: cfg.TLSCA != "",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: TLS: %v", ErrConfig, err)
+		}
+		if cfg.ClusterName != "" {
+			s.clusterTLS, err = server.GenTLSConfig(&server.TLSConfigOpts{
+				CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CaFile: cfg.TLSCA, Verify: cfg.TLSCA != "",
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%w: cluster TLS: %v", ErrConfig, err)
+			}
+			if s.clusterTLS.ClientCAs != nil {
+				s.clusterTLS.RootCAs = s.clusterTLS.ClientCAs
+			}
+		}
+	}
+	return s, nil
+}
+
+// checkAccepted refuses a directory older than the one this data directory
+// last accepted, so that swapping in an old signed file cannot bring back a
+// revoked agency.
+func checkAccepted(dataDir string, authority []byte, d *crypto.Directory, signed []byte) error {
+	path := filepath.Join(dataDir, acceptedDirectoryFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("failed to read the last accepted directory: %w", err)
+	}
+	prev, err := crypto.ParseDirectory(b, authority)
+	if err != nil {
+		return fmt.Errorf("the last accepted directory %s does not verify with this authority key (%v); if the authority key really changed, remove that file", path, err)
+	}
+	if d.Version < prev.Version || (d.Version == prev.Version && !bytes.Equal(b, signed)) {
+		return fmt.Errorf("network directory refused: %w: version %d is older than or conflicts with version %d accepted before (%s)",
+			crypto.ErrDirectoryStale, d.Version, prev.Version, path)
+	}
+	return nil
+}
+
+func (s *Server) saveAccepted(signed []byte) error {
+	path := filepath.Join(s.cfg.DataDir, acceptedDirectoryFile)
+	tmp, err := os.CreateTemp(s.cfg.DataDir, ".directory-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(signed); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(s.cfg.DataDir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// serverName returns the configured name or the one kept in the data
+// directory, creating it on first start.
+func serverName(cfg *Config) (string, error) {
+	if cfg.ServerName != "" {
+		return cfg.ServerName, nil
+	}
+	path := filepath.Join(cfg.DataDir, "server-name")
+	if b, err := os.ReadFile(path); err == nil {
+		if n := strings.TrimSpace(string(b)); n != "" {
+			return n, nil
+		}
+	}
+	var r [6]byte
+	rand.Read(r[:])
+	n := "rujukan-" + hex.EncodeToString(r[:])
+	if err := os.WriteFile(path, []byte(n+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("failed to save the server name: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Server) options(d *crypto.Directory) (*server.Options, error) {
+	l, err := parseHostPort("listen address", s.cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	o := &server.Options{
+		ServerName: s.name,
+		Host:       l.host,
+		Port:       l.port,
+		NoSigs:     true,
+		MaxPayload: client.MaxMessageSize,
+		JetStream:  true,
+		StoreDir:   s.cfg.DataDir,
+		SyncAlways: true,
+		Nkeys:      s.users(d),
+		Debug:      s.cfg.Debug,
+		HTTPPort:   0,
+	}
+	if s.tls != nil {
+		o.TLS = true
+		o.TLSConfig = s.tls
+		o.TLSVerify = s.cfg.TLSCA != ""
+		o.TLSTimeout = 5
+	}
+	if s.cfg.Monitor != "" {
+		m, _ := parseHostPort("", s.cfg.Monitor)
+		o.HTTPHost, o.HTTPPort = m.host, m.port
+	}
+	if s.cfg.ClusterName != "" {
+		cl, err := parseHostPort("cluster listen address", s.cfg.ClusterListen)
+		if err != nil {
+			return nil, err
+		}
+		o.Cluster.Name = s.cfg.ClusterName
+		o.Cluster.Host = cl.host
+		o.Cluster.Port = cl.port
+		if s.clusterTLS != nil {
+			o.Cluster.TLSConfig = s.clusterTLS
+			o.Cluster.TLSTimeout = 5
+		}
+		for _, r := range s.cfg.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("%w: route %q", ErrConfig, r)
+			}
+			o.Routes = append(o.Routes, u)
+		}
+	}
+	return o, nil
+}
+
+// Start runs the NATS server, waits until it accepts connections and
+// provisions every active agency. It returns once gateways can connect,
+// publish and pull.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns != nil {
+		return fmt.Errorf("%w: already started", ErrStart)
+	}
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	name, err := serverName(&s.cfg)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	s.name = name
+	if s.cfg.InsecurePlaintext && s.tls == nil {
+		s.log.Warn("broker runs WITHOUT TLS (--insecure-plaintext): credentials and envelopes cross the network in the clear", "listen", s.cfg.Listen)
+	}
+	opts, err := s.options(s.dir)
+	if err != nil {
+		return err
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	ns.SetLoggerV2(slogLogger{s.log}, s.cfg.Debug, false, false)
+	start := time.Now()
+	ns.Start()
+	timeout := s.cfg.StartTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	if !ns.ReadyForConnections(timeout) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return fmt.Errorf("%w: not ready for connections after %s", ErrStart, timeout)
+	}
+	s.ns = ns
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Nkey(s.adminPub, s.admin.Sign),
+		nats.Name("rujukan-broker-provisioning"), nats.MaxReconnects(-1))
+	if err != nil {
+		s.shutdownLocked()
+		return fmt.Errorf("%w: provisioning connection: %v", ErrStart, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		s.shutdownLocked()
+		return fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	s.nc, s.js = nc, js
+	pctx, cancel := context.WithTimeout(ctx, timeout-time.Since(start))
+	defer cancel()
+	if ns.JetStreamIsClustered() {
+		// Requests sent before the cluster has a metadata leader are lost.
+		for !ns.JetStreamIsCurrent() {
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-pctx.Done():
+				s.shutdownLocked()
+				return fmt.Errorf("%w: the JetStream cluster has no metadata leader (are the other nodes up?)", ErrStart)
+			}
+		}
+	}
+	ids := activeIDs(s.dir)
+	for {
+		err = s.provision(pctx, js, ids)
+		if err == nil {
+			break
+		}
+		if pctx.Err() != nil {
+			s.shutdownLocked()
+			return fmt.Errorf("%w: %v", ErrStart, err)
+		}
+		s.log.Info("waiting for JetStream to provision the inboxes", "err", err)
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-pctx.Done():
+		}
+	}
+	if err := s.saveAccepted(s.signed); err != nil {
+		s.shutdownLocked()
+		return fmt.Errorf("%w: failed to save the accepted directory: %v", ErrStart, err)
+	}
+	s.log.Info("broker ready", "url", ns.ClientURL(), "server", s.name, "directory_version", s.dir.Version,
+		"agencies", len(ids), "replicas", s.cfg.replicas(), "tls", s.tls != nil, "startup", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func activeIDs(d *crypto.Directory) []string {
+	var ids []string
+	for _, a := range d.Agencies {
+		if a.Status == crypto.StatusActive {
+			ids = append(ids, a.ID)
+		}
+	}
+	return ids
+}
+
+// ClientURL returns the URL gateways connect to.
+func (s *Server) ClientURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns == nil {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// Directory returns the running directory. Callers must not modify it.
+func (s *Server) Directory() *crypto.Directory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dir
+}
+
+// Reload applies a new signed directory without a restart: it provisions
+// the inboxes of agencies that became active, then replaces the users, which
+// closes the connections of revoked agencies and of rotated nats keys. A
+// directory that does not verify, or is not newer than the running one, is
+// refused and the running configuration is kept; the reason is logged and
+// returned.
+func (s *Server) Reload(signed []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns == nil {
+		return ErrNotStarted
+	}
+	err := s.reloadLocked(signed)
+	if err != nil {
+		s.log.Error("directory reload refused; running configuration kept", "version", s.dir.Version, "err", err)
+	}
+	return err
+}
+
+func (s *Server) reloadLocked(signed []byte) error {
+	next, err := crypto.ParseDirectory(signed, s.cfg.Authority)
+	if err != nil {
+		return fmt.Errorf("network directory refused: %w", err)
+	}
+	if err := crypto.CheckReplace(s.dir, next); err != nil {
+		return fmt.Errorf("network directory refused: %w", err)
+	}
+	was := map[string]bool{}
+	for _, id := range activeIDs(s.dir) {
+		was[id] = true
+	}
+	var added []string
+	for _, id := range activeIDs(next) {
+		if !was[id] {
+			added = append(added, id)
+		}
+		delete(was, id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartTimeout)
+	defer cancel()
+	if err := s.provision(ctx, s.js, added); err != nil {
+		return err
+	}
+	opts, err := s.options(next)
+	if err != nil {
+		return err
+	}
+	if err := s.ns.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("failed to apply the new users: %w", err)
+	}
+	if err := s.saveAccepted(signed); err != nil {
+		// The new users are live; keep going but say so.
+		s.log.Error("failed to save the accepted directory", "err", err)
+	}
+	removed := make([]string, 0, len(was))
+	for id := range was {
+		removed = append(removed, id)
+	}
+	s.log.Info("directory reloaded", "from_version", s.dir.Version, "version", next.Version, "added", added, "revoked", removed)
+	s.dir, s.signed = next, signed
+	return nil
+}
+
+// Close shuts the server down and waits until it has stopped.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutdownLocked()
+	return nil
+}
+
+func (s *Server) shutdownLocked() {
+	if s.nc != nil {
+		s.nc.Close()
+		s.nc = nil
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		s.ns = nil
+		s.log.Info("broker stopped")
+	}
+}

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/store"
+	"github.com/rujukan/rujukan/crypto"
+)
+
+func init() {
+	register(Command{
+		Name:    "audit",
+		Summary: "verify a gateway's hash-chained audit log (audit verify)",
+		Run:     runAudit,
+	})
+}
+
+// AuditVerifyConfig names the database to check and where its head key
+// comes from: the agency's signing keys in the signed directory, so an
+// auditor needs no private key.
+type AuditVerifyConfig struct {
+	DB        string
+	Agency    string
+	Directory string
+	Authority string
+}
+
+func runAudit(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 || args[0] != "verify" {
+		return errors.New("audit: usage: rujukan audit verify (--config gateway.yaml | --db FILE --agency ID --directory FILE --authority KEY)")
+	}
+	fs := newFlagSet(env, "audit verify")
+	var c AuditVerifyConfig
+	config := fs.String("config", "", "the gateway's config file: takes the other flags from it")
+	fs.StringVar(&c.DB, "db", "", "the gateway database (DATA/gateway.db)")
+	fs.StringVar(&c.Agency, "agency", "", "agency id of the gateway")
+	fs.StringVar(&c.Directory, "directory", "", "signed network directory file")
+	fs.StringVar(&c.Authority, "authority", "", "network authority public key: base64, or @file")
+	if err := parseFlags(fs, args[1:], false); err != nil {
+		return err
+	}
+	if *config != "" {
+		gc, err := gateway.LoadConfig(*config, env.Getenv)
+		if err != nil {
+			return err
+		}
+		c = AuditVerifyConfig{DB: filepath.Join(gc.Data, "gateway.db"), Agency: gc.Agency, Directory: gc.Directory, Authority: gc.Authority}
+	}
+	rep, err := AuditVerify(c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "audit log of %s verifies: %d events, head %s\n", c.Agency, rep.Events, rep.HeadHash)
+	return nil
+}
+
+// AuditVerify checks every event of a gateway's audit chain and its signed
+// head against the agency's signing keys in the directory.
+func AuditVerify(c AuditVerifyConfig) (store.AuditReport, error) {
+	if c.DB == "" || c.Agency == "" || c.Directory == "" || c.Authority == "" {
+		return store.AuditReport{}, errors.New("audit verify: --db, --agency, --directory and --authority are required (or --config)")
+	}
+	auth, err := crypto.ParseAuthorityKey(c.Authority)
+	if err != nil {
+		return store.AuditReport{}, fmt.Errorf("audit verify: --authority: %w", err)
+	}
+	dir, err := crypto.LoadDirectory(c.Directory, auth)
+	if err != nil {
+		return store.AuditReport{}, fmt.Errorf("audit verify: %w", err)
+	}
+	a, ok := dir.Agency(c.Agency)
+	if !ok {
+		return store.AuditReport{}, fmt.Errorf("audit verify: agency %q is not in the directory", c.Agency)
+	}
+	db, err := store.OpenReadOnly(c.DB, nil)
+	if err != nil {
+		return store.AuditReport{}, fmt.Errorf("audit verify: %w", err)
+	}
+	defer db.Close()
+	// The head is signed with the agency's signing key; after a rotation
+	// an older key may have signed it, so each key of the agency is tried.
+	var last error
+	for _, k := range a.Keys {
+		if k.Use != crypto.UseSign {
+			continue
+		}
+		pub, err := crypto.ParseSigningPublicKey(k.Public)
+		if err != nil {
+			continue
+		}
+		rep, err := db.VerifyAuditWith(pub)
+		if err == nil {
+			return rep, nil
+		}
+		last = err
+	}
+	if last == nil {
+		last = errors.New("the agency has no signing key in the directory")
+	}
+	return store.AuditReport{}, fmt.Errorf("audit verify: %s: %w", c.DB, last)
+}
