@@ -88,21 +88,38 @@ func DefaultConfig() Config {
 // LoadConfig reads a YAML config file (unknown fields are errors), applies
 // RUJUKAN_* environment overrides, fills defaults and validates.
 func LoadConfig(path string, getenv func(string) string) (Config, error) {
-	cfg := DefaultConfig()
+	var raw []byte
 	if path != "" {
 		f, err := os.Open(path)
 		if err != nil {
-			return cfg, fmt.Errorf("%w: %v", ErrConfig, err)
+			return DefaultConfig(), fmt.Errorf("%w: %v", ErrConfig, err)
 		}
 		defer f.Close()
-		raw, err := io.ReadAll(io.LimitReader(f, 1<<20))
-		if err != nil {
-			return cfg, fmt.Errorf("%w: %v", ErrConfig, err)
+		if raw, err = io.ReadAll(io.LimitReader(f, maxConfigSize+1)); err != nil {
+			return DefaultConfig(), fmt.Errorf("%w: %v", ErrConfig, err)
 		}
+	}
+	cfg, err := ParseConfig(raw, getenv)
+	if err != nil && path != "" {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, err
+}
+
+const maxConfigSize = 1 << 20
+
+// ParseConfig parses YAML config bytes (unknown fields are errors), applies
+// RUJUKAN_* overrides, fills defaults and validates.
+func ParseConfig(raw []byte, getenv func(string) string) (Config, error) {
+	cfg := DefaultConfig()
+	if len(raw) > maxConfigSize {
+		return cfg, fmt.Errorf("%w: larger than %d bytes", ErrConfig, maxConfigSize)
+	}
+	if len(bytes.TrimSpace(raw)) > 0 {
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, fmt.Errorf("%w: %s: %s", ErrConfig, path, oneLine(err.Error()))
+			return cfg, fmt.Errorf("%w: %s", ErrConfig, oneLine(err.Error()))
 		}
 	}
 	if err := cfg.applyEnv(getenv); err != nil {
