@@ -57,6 +57,12 @@ func (g *Gateway) receive(ctx context.Context, m *client.Msg) {
 		err = reject("sender-mismatch", fmt.Errorf("envelope from %q arrived on the subject of %q", h.From, m.From()))
 	}
 	if err == nil {
+		// A redelivery or a replay is told before any further work; the
+		// store transaction checks again.
+		hash := hashHex(env)
+		err = g.db.View(func(tx *store.Tx) error { return checkSeen(tx, h.ID, hash) })
+	}
+	if err == nil {
 		switch h.Kind {
 		case crypto.KindReferral:
 			err = g.receiveReferral(h, env, body)

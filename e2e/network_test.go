@@ -111,7 +111,15 @@ func (n *network) config(id string) gateway.Config {
 // startGateway runs a gateway in this process.
 func (n *network) startGateway(id string) {
 	n.t.Helper()
-	r, err := httpapi.Start(context.Background(), n.config(id), gateway.Options{Logger: quietLogger(n.t)})
+	n.startGatewayWith(id, n.config(id), gateway.Options{})
+}
+
+// startGatewayWith runs a gateway in this process with its config and
+// options changed by the test.
+func (n *network) startGatewayWith(id string, cfg gateway.Config, opt gateway.Options) {
+	n.t.Helper()
+	opt.Logger = quietLogger(n.t)
+	r, err := httpapi.Start(context.Background(), cfg, opt)
 	if err != nil {
 		n.t.Fatal(err)
 	}
