@@ -52,6 +52,7 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 // transient one is retried by the broker.
 func (g *Gateway) receive(ctx context.Context, m *client.Msg) {
 	env := m.Data()
+	hash := hashHex(env)
 	h, body, verified, err := g.open(env, g.now())
 	if err == nil && h.From != m.From() {
 		err = reject("sender-mismatch", fmt.Errorf("envelope from %q arrived on the subject of %q", h.From, m.From()))
@@ -59,17 +60,16 @@ func (g *Gateway) receive(ctx context.Context, m *client.Msg) {
 	if err == nil {
 		// A redelivery or a replay is told before any further work; the
 		// store transaction checks again.
-		hash := hashHex(env)
 		err = g.db.View(func(tx *store.Tx) error { return checkSeen(tx, h.ID, hash) })
 	}
 	if err == nil {
 		switch h.Kind {
 		case crypto.KindReferral:
-			err = g.receiveReferral(h, env, body)
+			err = g.receiveReferral(h, env, hash, body)
 		case crypto.KindReceipt:
-			err = g.receiveReceipt(h, env, body)
+			err = g.receiveReceipt(h, hash, body)
 		case crypto.KindStatus:
-			err = g.receiveStatus(h, env, body)
+			err = g.receiveStatus(h, hash, body)
 		default:
 			err = reject("kind-unsupported", fmt.Errorf("envelope kind %q is not handled here", h.Kind))
 		}
@@ -87,7 +87,7 @@ func (g *Gateway) receive(ctx context.Context, m *client.Msg) {
 			g.poke()
 		}
 	case errors.As(err, &perm):
-		g.rejectEnvelope(h, env, verified, perm)
+		g.rejectEnvelope(h, hash, verified, perm)
 		m.Term()
 		g.metricsEnvelope("in", h.Kind, "rejected")
 	default:
@@ -104,16 +104,15 @@ func isPermanent(err error) bool {
 // rejectEnvelope audits a refused envelope and, when its sender is
 // verified and it is not itself a receipt or status, queues a signed
 // rejected receipt to the sender.
-func (g *Gateway) rejectEnvelope(h crypto.Header, env []byte, verified bool, p *permanent) {
+func (g *Gateway) rejectEnvelope(h crypto.Header, hash string, verified bool, p *permanent) {
 	st := g.state()
 	now := g.now().UTC()
-	hash := hashHex(env)
 	var rh crypto.Header
 	var renv []byte
 	if verified && h.Kind != crypto.KindReceipt && h.Kind != crypto.KindStatus {
 		if sender, ok := st.dir.Agency(h.From); ok && sender.Status == crypto.StatusActive {
 			var err error
-			rh, renv, _, err = g.receipt(st, sender, h.ID, env, crypto.EventRejected, p.reason, now)
+			rh, renv, _, err = g.receipt(st, sender, h.ID, hash, crypto.EventRejected, p.reason, now)
 			if err != nil {
 				g.log.Error("failed to seal a rejected receipt", "envelope", h.ID, "err", err)
 			}
@@ -156,7 +155,7 @@ func checkSeen(tx *store.Tx, id, hash string) error {
 }
 
 // receiveReferral stores an incoming referral with its delivered receipt.
-func (g *Gateway) receiveReferral(h crypto.Header, env, body []byte) error {
+func (g *Gateway) receiveReferral(h crypto.Header, env []byte, hash string, body []byte) error {
 	st := g.state()
 	from, _ := st.dir.Agency(h.From)
 	facts := policy.Facts{FromAgency: h.From, ToAgency: g.self}
@@ -174,8 +173,7 @@ func (g *Gateway) receiveReferral(h crypto.Header, env, body []byte) error {
 		return reject(policy.ReasonOf(err), err)
 	}
 	now := g.now().UTC()
-	hash := hashHex(env)
-	rh, renv, signed, err := g.receipt(st, from, h.ID, env, crypto.EventDelivered, "", now)
+	rh, renv, signed, err := g.receipt(st, from, h.ID, hash, crypto.EventDelivered, "", now)
 	if err != nil {
 		return err
 	}
@@ -212,7 +210,7 @@ func (g *Gateway) receiveReferral(h crypto.Header, env, body []byte) error {
 
 // receiveReceipt applies a signed receipt from the recipient of one of our
 // envelopes.
-func (g *Gateway) receiveReceipt(h crypto.Header, env, body []byte) error {
+func (g *Gateway) receiveReceipt(h crypto.Header, hash string, body []byte) error {
 	st := g.state()
 	r, err := crypto.VerifyReceipt(body, st.dir)
 	if err != nil {
@@ -222,7 +220,6 @@ func (g *Gateway) receiveReceipt(h crypto.Header, env, body []byte) error {
 		return reject("receipt-mismatch", fmt.Errorf("receipt from %s to %s in an envelope from %s", r.From, r.To, h.From))
 	}
 	now := g.now().UTC()
-	hash := hashHex(env)
 	var decided string // the outcome this receipt decided, if any
 	err = g.db.Batch(func(tx *store.Tx) error {
 		decided = ""
@@ -321,13 +318,12 @@ type statusBody struct {
 }
 
 // receiveStatus applies a status change made by the counterpart.
-func (g *Gateway) receiveStatus(h crypto.Header, env, body []byte) error {
+func (g *Gateway) receiveStatus(h crypto.Header, hash string, body []byte) error {
 	var sb statusBody
 	if err := json.Unmarshal(body, &sb); err != nil || sb.Ref == "" || len(sb.Reason) > 2000 || len(sb.By) > 256 {
 		return reject("body-invalid", fmt.Errorf("malformed status body"))
 	}
 	now := g.now().UTC()
-	hash := hashHex(env)
 	var decided string
 	err := g.db.Batch(func(tx *store.Tx) error {
 		decided = ""

@@ -142,7 +142,7 @@ func (g *Gateway) Get(ctx context.Context, p policy.Principal, id string) (Item,
 		rec = cur
 		if rec.Box == store.Inbox && rec.Status == StatusDelivered {
 			if sender, ok := st.dir.Agency(rec.From); ok {
-				rh, renv, signed, err := g.receipt(st, sender, id, nil, crypto.EventRead, "", now)
+				rh, renv, signed, err := g.receipt(st, sender, id, rec.EnvelopeHash, crypto.EventRead, "", now)
 				if err != nil {
 					return err
 				}

@@ -45,23 +45,15 @@ func (g *Gateway) open(env []byte, now time.Time) (crypto.Header, []byte, bool, 
 	return h, body, true, nil
 }
 
-// receipt signs a receipt for envelope id and seals it to the sender. env is
-// the envelope as received; when nil, the stored hash is used.
-func (g *Gateway) receipt(st *netState, to *crypto.Agency, id string, env []byte, event, reason string, now time.Time) (crypto.Header, []byte, []byte, error) {
+// receipt signs a receipt for envelope id, whose bytes hash to hash (hex),
+// and seals it to the sender.
+func (g *Gateway) receipt(st *netState, to *crypto.Agency, id, hash string, event, reason string, now time.Time) (crypto.Header, []byte, []byte, error) {
 	var sum [32]byte
-	if env != nil {
-		sum = crypto.EnvelopeHash(env)
-	} else {
-		var rec *store.Record
-		if err := g.db.View(func(tx *store.Tx) (err error) { rec, err = tx.Record(id); return err }); err != nil {
-			return crypto.Header{}, nil, nil, err
-		}
-		b, err := hex.DecodeString(rec.EnvelopeHash)
-		if err != nil || len(b) != 32 {
-			return crypto.Header{}, nil, nil, errors.New("stored envelope hash is not 32 bytes of hex")
-		}
-		copy(sum[:], b)
+	b, err := hex.DecodeString(hash)
+	if err != nil || len(b) != len(sum) {
+		return crypto.Header{}, nil, nil, errors.New("envelope hash is not 32 bytes of hex")
 	}
+	copy(sum[:], b)
 	signed, err := crypto.SignReceipt(crypto.Receipt{EnvelopeID: id, EnvelopeHash: sum, From: g.self, To: to.ID,
 		Event: event, Reason: reason, At: now}, g.signer)
 	if err != nil {

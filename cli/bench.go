@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rujukan/rujukan/broker"
@@ -50,10 +52,16 @@ type BenchResult struct {
 	PerSecond float64       `json:"per_second"`
 	P50       time.Duration `json:"p50_ns"`
 	P99       time.Duration `json:"p99_ns"`
+	// CPU is the process's CPU time (user and system) per item: the cost
+	// of one referral across the broker and both gateways.
+	CPU time.Duration `json:"cpu_per_item_ns"`
 }
 
 func (r BenchResult) String() string {
 	s := fmt.Sprintf("%-30s n=%-6d failed=%-3d %8.0f/s", r.Name, r.N, r.Failed, r.PerSecond)
+	if r.CPU > 0 {
+		s += fmt.Sprintf("  cpu=%-7s/item", r.CPU.Round(10*time.Microsecond))
+	}
 	if r.P99 > 0 {
 		s += fmt.Sprintf("  p50=%-9s p99=%s", r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond))
 	}
@@ -69,6 +77,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the paced run")
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `file`")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to this `file`")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -85,6 +94,15 @@ func runBench(ctx context.Context, env Env, args []string) error {
 			return fmt.Errorf("bench: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	results, rss, err := Bench(ctx, cfg, env.Stderr)
 	if err != nil {
@@ -116,12 +134,13 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) ([]BenchRes
 		cfg.Data = dir
 	}
 	fmt.Fprintf(progress, "bare JetStream baseline: %d acked publishes, pulls and AckSyncs of 2 KiB, %d publishers\n", cfg.N, cfg.C)
+	cpu0 := cpuTime()
 	bare, err := broker.BareRoundTrip(ctx, cfg.N, cfg.C, 2048)
 	if err != nil {
 		return nil, 0, fmt.Errorf("bench: baseline: %w", err)
 	}
 	results := []BenchResult{{Name: "bare JetStream round trip", N: bare.Messages, Elapsed: bare.Elapsed,
-		PerSecond: bare.PerSecond()}}
+		PerSecond: bare.PerSecond(), CPU: (cpuTime() - cpu0) / time.Duration(max(bare.Messages, 1))}}
 
 	done := &outcomes{at: map[string]time.Time{}, failed: map[string]bool{}, wake: make(chan struct{}, 1)}
 	st, err := StartDev(ctx, DevConfig{Data: cfg.Data + "/net", RandPorts: true, TokenTTL: time.Hour,
@@ -183,6 +202,7 @@ func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, se
 		id    string
 		start time.Time
 	}
+	cpu0 := cpuTime()
 	var (
 		next atomic.Int64
 		mu   sync.Mutex
@@ -267,6 +287,7 @@ func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, se
 	}
 	done.mu.Unlock()
 	res.Elapsed = last.Sub(t0)
+	res.CPU = (cpuTime() - cpu0) / time.Duration(max(res.N, 1))
 	res.PerSecond = float64(res.N) / res.Elapsed.Seconds()
 	res.P50, res.P99 = percentile(lat, 0.50), percentile(lat, 0.99)
 	return res, nil
@@ -311,6 +332,15 @@ func postReferral(c *http.Client, url, token string) (string, time.Time, error) 
 		return "", start, fmt.Errorf("POST answered %s", raw)
 	}
 	return acc.ID, start, nil
+}
+
+// cpuTime returns the user and system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // maxRSS returns the process's peak resident set size (VmHWM), or 0 where

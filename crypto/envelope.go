@@ -703,17 +703,23 @@ func (o *Opener) open(env []byte, now time.Time, stored bool) (Header, []byte, e
 // ciphertext (the plaintext is always shorter) and returns the plaintext only
 // if the whole file authenticated.
 func decrypt(ct []byte, id *age.HybridIdentity) ([]byte, error) {
-	r, err := age.Decrypt(bytes.NewReader(ct), id)
+	// DecryptReaderAt authenticates the final chunk (and so the length)
+	// first and allocates one chunk buffer per read, where the streaming
+	// reader allocates two 64 KiB buffers per message.
+	r, size, err := age.DecryptReaderAt(bytes.NewReader(ct), int64(len(ct)), id)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecrypt, err)
 	}
-	buf := make([]byte, len(ct))
-	n, err := io.ReadFull(r, buf)
-	switch {
-	case err == nil:
+	if size < 0 || size > int64(len(ct)) {
 		return nil, fmt.Errorf("%w: plaintext longer than ciphertext", ErrDecrypt)
-	case err != io.ErrUnexpectedEOF && err != io.EOF:
+	}
+	buf := make([]byte, size)
+	n, err := r.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("%w: %v", ErrDecrypt, err)
 	}
-	return buf[:n], nil
+	if int64(n) != size {
+		return nil, fmt.Errorf("%w: short plaintext", ErrDecrypt)
+	}
+	return buf, nil
 }

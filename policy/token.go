@@ -3,11 +3,13 @@ package policy
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -82,7 +84,22 @@ type Verifier struct {
 	leeway  time.Duration
 	now     func() time.Time
 	parser  *jwt.Parser
+
+	// seen remembers tokens whose signature verified, so a caseworker's
+	// next request skips the signature check. The claims are checked again
+	// on every call (exp, nbf, iat, aud, sub, scope).
+	mu   sync.Mutex
+	seen map[[32]byte]verified
 }
+
+// verified is a token whose header and signature checked out.
+type verified struct {
+	claims tokenClaims
+	issuer string
+}
+
+// maxSeen bounds the verified-token memo; it is emptied when full.
+const maxSeen = 4096
 
 // NewVerifier checks cfg and returns a Verifier. Errors wrap ErrConfig.
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
@@ -131,6 +148,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		issuers: issuers,
 		leeway:  leeway,
 		now:     now,
+		seen:    make(map[[32]byte]verified),
 	}
 	// Claims are validated by v.checkClaims, which gives each failure its
 	// own reason code; the library checks the allowlist and the signature.
@@ -161,6 +179,13 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if len(token) > MaxTokenSize {
 		return Principal{}, deny(ReasonTokenTooLarge, fmt.Sprintf("token is larger than %d bytes", MaxTokenSize))
 	}
+	key := sha256.Sum256([]byte(token))
+	v.mu.Lock()
+	hit, ok := v.seen[key]
+	v.mu.Unlock()
+	if ok {
+		return v.checkClaims(&hit.claims, hit.issuer)
+	}
 	var claims tokenClaims
 	var issuer string
 	t, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
@@ -174,7 +199,16 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if !t.Valid {
 		return Principal{}, deny(ReasonTokenSignature, "token not verified")
 	}
-	return v.checkClaims(&claims, issuer)
+	p, err := v.checkClaims(&claims, issuer)
+	if err == nil {
+		v.mu.Lock()
+		if len(v.seen) >= maxSeen {
+			clear(v.seen)
+		}
+		v.seen[key] = verified{claims: claims, issuer: issuer}
+		v.mu.Unlock()
+	}
+	return p, err
 }
 
 // keyFor runs after the header and claims are decoded and the algorithm is

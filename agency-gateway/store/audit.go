@@ -66,16 +66,18 @@ func headMessage(seq uint64, hash string) []byte {
 	return append(m, hash...)
 }
 
-// Audit appends an event to the chain and re-signs the head, in the same
-// transaction as the change it describes.
+// Audit appends an event to the chain, in the same transaction as the
+// change it describes. The head is signed once when the transaction ends.
 func (t *Tx) Audit(e AuditEvent) error {
-	b := t.b(bucketAudit)
-	var head AuditHead
-	if err := getJSON(t.b(bucketMeta), keyAuditHead, &head); err != nil && !errors.Is(err, ErrNotFound) {
-		return err
+	if t.head == nil {
+		var head AuditHead
+		if err := getJSON(t.b(bucketMeta), keyAuditHead, &head); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		t.head = &head
 	}
-	e.Seq = head.Seq + 1
-	e.Prev = head.Hash
+	e.Seq = t.head.Seq + 1
+	e.Prev = t.head.Hash
 	if e.At.IsZero() {
 		e.At = t.db.now()
 	}
@@ -85,12 +87,25 @@ func (t *Tx) Audit(e AuditEvent) error {
 		return err
 	}
 	e.Hash = h
-	if err := putJSON(b, seqKey(e.Seq), e); err != nil {
+	if err := putJSON(t.b(bucketAudit), seqKey(e.Seq), e); err != nil {
 		return err
 	}
-	head = AuditHead{Seq: e.Seq, Hash: h,
-		Signature: hex.EncodeToString(ed25519.Sign(t.db.signer, headMessage(e.Seq, h)))}
-	return putJSON(t.b(bucketMeta), keyAuditHead, head)
+	t.head.Seq, t.head.Hash, t.dirty = e.Seq, h, true
+	return nil
+}
+
+// signHead signs and stores the audit head if this transaction added
+// events.
+func (t *Tx) signHead() error {
+	if !t.dirty {
+		return nil
+	}
+	if t.db.signer == nil {
+		return errors.New("audit: database opened read-only")
+	}
+	t.head.Signature = hex.EncodeToString(ed25519.Sign(t.db.signer, headMessage(t.head.Seq, t.head.Hash)))
+	t.dirty = false
+	return putJSON(t.b(bucketMeta), keyAuditHead, t.head)
 }
 
 // AuditEvents returns up to limit events with Seq > after, oldest first.

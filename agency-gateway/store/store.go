@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -114,10 +115,21 @@ type DB struct {
 	signer ed25519.PrivateKey
 	verify ed25519.PublicKey
 	now    func() time.Time
+
+	// Group commit: Batch calls queue here; one committer runs them
+	// together in one transaction while the previous one is being synced.
+	mu        sync.Mutex
+	queue     []*call
+	committer bool
+}
+
+type call struct {
+	fn   func(*Tx) error
+	done chan error
 }
 
 // Open opens or creates the database at path. The signer signs the audit
-// head after every audit event.
+// head once in every transaction that added audit events.
 func Open(path string, signer ed25519.PrivateKey) (*DB, error) {
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
@@ -126,9 +138,6 @@ func Open(path string, signer ed25519.PrivateKey) (*DB, error) {
 		}
 		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
 	}
-	// Batch groups concurrent commits into one fsync; a short delay keeps
-	// the latency it adds small.
-	bdb.MaxBatchDelay = 2 * time.Millisecond
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -182,19 +191,98 @@ func (d *DB) Check() error {
 type Tx struct {
 	tx *bolt.Tx
 	db *DB
+	// head is the audit head as this transaction leaves it; dirty when
+	// events were added and the head needs signing before commit.
+	head  *AuditHead
+	dirty bool
 }
 
 // Update runs fn in one read-write transaction, committed with fsync when fn
 // returns nil.
 func (d *DB) Update(fn func(*Tx) error) error {
-	return d.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, db: d}) })
+	return d.db.Update(func(btx *bolt.Tx) error {
+		t := &Tx{tx: btx, db: d}
+		if err := safely(fn, t); err != nil {
+			return err
+		}
+		return t.signHead()
+	})
 }
 
-// Batch is Update for functions that only touch the store: bbolt may group
-// concurrent calls into one commit and run fn again alone if the group
-// fails, so fn must have no effect outside the transaction.
+// Batch is Update for functions that only touch the store: concurrent
+// calls are committed together, in one transaction and one fsync, while the
+// previous group is being written. If one of them fails, the group is rolled
+// back and the others run again, each alone; so fn may run twice and must
+// have no effect outside the transaction.
 func (d *DB) Batch(fn func(*Tx) error) error {
-	return d.db.Batch(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, db: d}) })
+	c := &call{fn: fn, done: make(chan error, 1)}
+	d.mu.Lock()
+	d.queue = append(d.queue, c)
+	if !d.committer {
+		d.committer = true
+		go d.commitGroups()
+	}
+	d.mu.Unlock()
+	return <-c.done
+}
+
+// groupDelay is how long the committer lets a group gather before it
+// commits: a little latency buys fewer, larger fsyncs.
+const groupDelay = time.Millisecond
+
+// commitGroups commits queued calls until the queue is empty.
+func (d *DB) commitGroups() {
+	for {
+		time.Sleep(groupDelay)
+		d.mu.Lock()
+		group := d.queue
+		d.queue = nil
+		if len(group) == 0 {
+			d.committer = false
+			d.mu.Unlock()
+			return
+		}
+		d.mu.Unlock()
+		failed := -1
+		err := d.db.Update(func(btx *bolt.Tx) error {
+			t := &Tx{tx: btx, db: d}
+			for i, c := range group {
+				if err := safely(c.fn, t); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return t.signHead()
+		})
+		switch {
+		case err == nil:
+			for _, c := range group {
+				c.done <- nil
+			}
+		case failed < 0 || len(group) == 1:
+			for _, c := range group {
+				c.done <- err
+			}
+		default:
+			group[failed].done <- err
+			for i, c := range group {
+				if i != failed {
+					c.done <- d.Update(c.fn)
+				}
+			}
+		}
+	}
+}
+
+// safely runs fn, turning a panic into an error so that one bad call does
+// not take the committer down.
+func safely(fn func(*Tx) error, t *Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in store transaction: %v", p)
+		}
+	}()
+	return fn(t)
 }
 
 // View runs fn in a read-only transaction.

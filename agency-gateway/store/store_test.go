@@ -234,3 +234,53 @@ func TestAuditTamper(t *testing.T) {
 		})
 	}
 }
+
+// Concurrent Batch calls commit together; one that fails leaves the others
+// committed and the audit chain whole.
+func TestBatchGroupWithFailure(t *testing.T) {
+	db := MustOpen(t)
+	boom := errors.New("boom")
+	const n = 40
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- db.Batch(func(tx *Tx) error {
+				if err := tx.PutRecord(&Record{ID: fmt.Sprint("r", i), Box: Outbox, CreatedAt: time.Unix(int64(i), 0)}); err != nil {
+					return err
+				}
+				if err := tx.Audit(AuditEvent{Actor: "a", Action: "send", Object: fmt.Sprint("r", i), Outcome: "ok"}); err != nil {
+					return err
+				}
+				if i == 7 {
+					return boom
+				}
+				return nil
+			})
+		}()
+	}
+	failed := 0
+	for range n {
+		if err := <-errs; err != nil {
+			if !errors.Is(err, boom) {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d calls failed, want 1", failed)
+	}
+	rep, err := db.VerifyAudit()
+	if err != nil || rep.Events != n-1 {
+		t.Fatalf("audit: %+v %v, want %d events", rep, err, n-1)
+	}
+	db.View(func(tx *Tx) error {
+		if _, err := tx.Record("r7"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("the failed call's record was committed: %v", err)
+		}
+		if _, err := tx.Record("r8"); err != nil {
+			t.Errorf("another call's record is missing: %v", err)
+		}
+		return nil
+	})
+}
