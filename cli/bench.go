@@ -76,6 +76,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	fs.IntVar(&cfg.Rate, "rate", 100, "referrals per second offered in the paced run (0: skip it)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the paced run")
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
+	split := fs.Bool("split", true, "also run the gateways as processes of their own to measure each one's memory")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `file`")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to this `file`")
 	if err := parseFlags(fs, args, false); err != nil {
@@ -108,8 +109,22 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	var sr *SplitResult
+	if *split {
+		dir, err := os.MkdirTemp("", "rujukan-bench-split-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		fmt.Fprintf(env.Stderr, "referrals iom -> shelter with the gateways as processes: %d with %d clients\n", cfg.N, cfg.C)
+		r, err := BenchSplit(ctx, dir, cfg.N, cfg.C)
+		if err != nil {
+			return err
+		}
+		sr = &r
+	}
 	if *jsonOut {
-		return json.NewEncoder(env.Stdout).Encode(map[string]any{"results": results, "max_rss_bytes": rss})
+		return json.NewEncoder(env.Stdout).Encode(map[string]any{"results": results, "max_rss_bytes": rss, "split": sr})
 	}
 	for _, r := range results {
 		fmt.Fprintln(env.Stdout, r)
@@ -118,6 +133,11 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "referrals/s vs bare JetStream round trips/s: %.2f\n", results[1].PerSecond/results[0].PerSecond)
 	}
 	fmt.Fprintf(env.Stdout, "max RSS of this process (broker, four gateways and the load generator): %.1f MiB\n", float64(rss)/(1<<20))
+	if sr != nil {
+		fmt.Fprintln(env.Stdout, sr.BenchResult)
+		fmt.Fprintf(env.Stdout, "max RSS of each gateway process: iom %.1f MiB, shelter %.1f MiB\n",
+			float64(sr.MaxRSS["iom"])/(1<<20), float64(sr.MaxRSS["shelter"])/(1<<20))
+	}
 	return nil
 }
 
@@ -333,6 +353,8 @@ func postReferral(c *http.Client, url, token string) (string, time.Time, error) 
 	}
 	return acc.ID, start, nil
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // cpuTime returns the user and system CPU time of this process so far.
 func cpuTime() time.Duration {
