@@ -12,6 +12,7 @@ type Metrics struct {
 	Requests        *prometheus.CounterVec
 	Latency         *prometheus.HistogramVec
 	envelopes       *prometheus.CounterVec
+	handling        *prometheus.HistogramVec
 	receipts        *prometheus.CounterVec
 	outcomes        *prometheus.CounterVec
 	queued          *prometheus.GaugeVec
@@ -38,6 +39,10 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		envelopes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rujukan_envelopes_total", Help: "Envelopes by agency, direction, kind and result.",
 		}, []string{"agency", "direction", "kind", "result"}),
+		handling: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "rujukan_envelope_handling_seconds", Help: "Time to verify, open, store and ack an incoming envelope, by agency, kind and result.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"agency", "kind", "result"}),
 		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rujukan_receipts_received_total", Help: "Signed receipts received, by agency and event.",
 		}, []string{"agency", "event"}),
@@ -51,7 +56,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Name: "rujukan_publish_failures_total", Help: "Failed publish attempts (retried).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.envelopes, m.receipts, m.outcomes, m.queued, m.publishFailures)
+	reg.MustRegister(m.Requests, m.Latency, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.publishFailures)
 	return m
 }
 

@@ -51,6 +51,7 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 // signed rejected receipt when the sender is verified, and terminated; a
 // transient one is retried by the broker.
 func (g *Gateway) receive(ctx context.Context, m *client.Msg) {
+	start := time.Now()
 	env := m.Data()
 	hash := hashHex(env)
 	h, body, verified, err := g.open(env, g.now())
@@ -82,14 +83,18 @@ func (g *Gateway) receive(ctx context.Context, m *client.Msg) {
 		if aerr := m.AckSync(ctx); aerr != nil {
 			g.log.Warn("ack failed; the broker will redeliver", "envelope", h.ID, "err", aerr)
 		}
+		result := "duplicate"
 		if err == nil {
-			g.metricsEnvelope("in", h.Kind, "stored")
+			result = "stored"
 			g.poke()
 		}
+		g.metricsEnvelope("in", h.Kind, result)
+		g.metrics.handling.WithLabelValues(g.self, h.Kind, result).Observe(time.Since(start).Seconds())
 	case errors.As(err, &perm):
 		g.rejectEnvelope(h, hash, verified, perm)
 		m.Term()
 		g.metricsEnvelope("in", h.Kind, "rejected")
+		g.metrics.handling.WithLabelValues(g.self, h.Kind, "rejected").Observe(time.Since(start).Seconds())
 	default:
 		g.log.Warn("failed to handle an envelope; will retry", "envelope", h.ID, "err", err)
 		m.Nak(transientRetry)
