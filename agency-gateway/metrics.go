@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rujukan/rujukan/crypto"
 )
 
 // Metrics are the gateway's Prometheus metrics. One set may serve several
@@ -61,5 +62,14 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 }
 
 func (g *Gateway) metricsEnvelope(dir, kind, result string) {
-	g.metrics.envelopes.WithLabelValues(g.self, dir, kind, result).Inc()
+	g.metrics.envelopes.WithLabelValues(g.self, dir, kindLabel(kind), result).Inc()
+}
+
+// kindLabel keeps label values to the known kinds: the kind of a refused
+// envelope comes from outside.
+func kindLabel(kind string) string {
+	if crypto.ValidKind(kind) {
+		return kind
+	}
+	return "unknown"
 }

@@ -89,12 +89,12 @@ func (g *Gateway) receive(ctx context.Context, m *client.Msg) {
 			g.poke()
 		}
 		g.metricsEnvelope("in", h.Kind, result)
-		g.metrics.handling.WithLabelValues(g.self, h.Kind, result).Observe(time.Since(start).Seconds())
+		g.metrics.handling.WithLabelValues(g.self, kindLabel(h.Kind), result).Observe(time.Since(start).Seconds())
 	case errors.As(err, &perm):
 		g.rejectEnvelope(h, hash, verified, perm)
 		m.Term()
 		g.metricsEnvelope("in", h.Kind, "rejected")
-		g.metrics.handling.WithLabelValues(g.self, h.Kind, "rejected").Observe(time.Since(start).Seconds())
+		g.metrics.handling.WithLabelValues(g.self, kindLabel(h.Kind), "rejected").Observe(time.Since(start).Seconds())
 	default:
 		g.log.Warn("failed to handle an envelope; will retry", "envelope", h.ID, "err", err)
 		m.Nak(transientRetry)
