@@ -123,9 +123,11 @@ func (g *Gateway) rejectEnvelope(h crypto.Header, hash string, verified bool, p 
 			}
 		}
 	}
-	from := h.From
+	// Fields of an envelope whose signature did not verify are the
+	// sender's word only; they are not written to the audit log.
+	from, object := h.From, h.ID
 	if !verified || from == "" {
-		from = "unverified"
+		from, object = "unverified", ""
 	}
 	err := g.db.Update(func(tx *store.Tx) error {
 		if renv != nil {
@@ -134,13 +136,13 @@ func (g *Gateway) rejectEnvelope(h crypto.Header, hash string, verified bool, p 
 			}
 		}
 		return tx.Audit(store.AuditEvent{At: now, Actor: "peer:" + from, Action: "envelope.receive",
-			Object: h.ID, Outcome: "rejected", Reason: p.reason,
-			Detail: map[string]string{"kind": h.Kind, "envelope_sha256": hash}})
+			Object: object, Outcome: "rejected", Reason: p.reason,
+			Detail: map[string]string{"kind": kindLabel(h.Kind), "envelope_sha256": hash}})
 	})
 	if err != nil {
 		g.log.Error("failed to audit a rejected envelope", "envelope", h.ID, "err", err)
 	}
-	g.log.Warn("rejected an envelope", "envelope", h.ID, "from", from, "reason", p.reason, "err", p.err)
+	g.log.Warn("rejected an envelope", "envelope", object, "from", from, "reason", p.reason, "err", p.err)
 	if renv != nil {
 		g.poke()
 	}
