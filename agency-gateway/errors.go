@@ -49,3 +49,7 @@ func reject(reason string, err error) error { return &permanent{reason: reason, 
 
 // errDuplicate is a redelivery of an envelope already stored: ack quietly.
 var errDuplicate = errors.New("duplicate delivery")
+
+// errNotYet is an envelope that cannot be applied yet (a status that
+// arrived before its referral): the broker delivers it again later.
+var errNotYet = errors.New("not applicable yet")

@@ -9,9 +9,13 @@ import (
 // Metrics are the gateway's Prometheus metrics. One set may serve several
 // gateways in one process (rujukan dev); the agency label tells them apart.
 type Metrics struct {
-	Registry        *prometheus.Registry
-	Requests        *prometheus.CounterVec
-	Latency         *prometheus.HistogramVec
+	Registry *prometheus.Registry
+	Requests *prometheus.CounterVec
+	Latency  *prometheus.HistogramVec
+	// AuthFailures counts requests refused for a missing or bad token.
+	// They are counted, not audited: anyone who reaches the port can send
+	// them, and the audit log must not be theirs to fill.
+	AuthFailures    *prometheus.CounterVec
 	envelopes       *prometheus.CounterVec
 	handling        *prometheus.HistogramVec
 	receipts        *prometheus.CounterVec
@@ -37,6 +41,9 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Name: "rujukan_http_request_duration_seconds", Help: "HTTP request latency by agency and route.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"agency", "route"}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rujukan_auth_failures_total", Help: "Requests refused for a missing or invalid token, by agency and reason.",
+		}, []string{"agency", "reason"}),
 		envelopes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rujukan_envelopes_total", Help: "Envelopes by agency, direction, kind and result.",
 		}, []string{"agency", "direction", "kind", "result"}),
@@ -57,7 +64,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Name: "rujukan_publish_failures_total", Help: "Failed publish attempts (retried).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.publishFailures)
+	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.publishFailures)
 	return m
 }
 

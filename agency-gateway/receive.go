@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"context"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rujukan/rujukan/agency-gateway/referral"
 	"github.com/rujukan/rujukan/agency-gateway/store"
@@ -91,10 +93,18 @@ func (g *Gateway) receive(ctx context.Context, m *client.Msg) {
 		g.metricsEnvelope("in", h.Kind, result)
 		g.metrics.handling.WithLabelValues(g.self, kindLabel(h.Kind), result).Observe(time.Since(start).Seconds())
 	case errors.As(err, &perm):
-		g.rejectEnvelope(h, hash, verified, perm)
+		if rerr := g.rejectEnvelope(h, hash, verified, perm); rerr != nil {
+			// Not recorded: the broker delivers it again.
+			g.log.Error("failed to record a rejected envelope; will retry", "err", rerr)
+			m.Nak(transientRetry)
+			return
+		}
 		m.Term()
 		g.metricsEnvelope("in", h.Kind, "rejected")
 		g.metrics.handling.WithLabelValues(g.self, kindLabel(h.Kind), "rejected").Observe(time.Since(start).Seconds())
+	case errors.Is(err, errNotYet):
+		g.log.Debug("envelope waits for another one; will retry", "envelope", h.ID, "err", err)
+		m.Nak(transientRetry)
 	default:
 		g.log.Warn("failed to handle an envelope; will retry", "envelope", h.ID, "err", err)
 		m.Nak(transientRetry)
@@ -109,7 +119,7 @@ func isPermanent(err error) bool {
 // rejectEnvelope audits a refused envelope and, when its sender is
 // verified and it is not itself a receipt or status, queues a signed
 // rejected receipt to the sender.
-func (g *Gateway) rejectEnvelope(h crypto.Header, hash string, verified bool, p *permanent) {
+func (g *Gateway) rejectEnvelope(h crypto.Header, hash string, verified bool, p *permanent) error {
 	st := g.state()
 	now := g.now().UTC()
 	var rh crypto.Header
@@ -119,7 +129,7 @@ func (g *Gateway) rejectEnvelope(h crypto.Header, hash string, verified bool, p 
 			var err error
 			rh, renv, _, err = g.receipt(st, sender, h.ID, hash, crypto.EventRejected, p.reason, now)
 			if err != nil {
-				g.log.Error("failed to seal a rejected receipt", "envelope", h.ID, "err", err)
+				return fmt.Errorf("failed to seal a rejected receipt: %w", err)
 			}
 		}
 	}
@@ -140,12 +150,13 @@ func (g *Gateway) rejectEnvelope(h crypto.Header, hash string, verified bool, p 
 			Detail: map[string]string{"kind": kindLabel(h.Kind), "envelope_sha256": hash}})
 	})
 	if err != nil {
-		g.log.Error("failed to audit a rejected envelope", "envelope", h.ID, "err", err)
+		return fmt.Errorf("failed to audit a rejected envelope: %w", err)
 	}
 	g.log.Warn("rejected an envelope", "envelope", object, "from", from, "reason", p.reason, "err", p.err)
 	if renv != nil {
 		g.poke()
 	}
+	return nil
 }
 
 // checkSeen tells a redelivery of a stored envelope (same bytes) from a
@@ -195,6 +206,11 @@ func (g *Gateway) receiveReferral(h crypto.Header, env []byte, hash string, body
 		if err := checkSeen(tx, h.ID, hash); err != nil {
 			return err
 		}
+		if tx.Exists(h.ID) {
+			// Ids are random; a peer reusing one this gateway already
+			// holds (say, of a referral it received from us) is forging.
+			return reject("id-collision", fmt.Errorf("envelope id %s is already in use here", h.ID))
+		}
 		if err := tx.PutRecord(rec); err != nil {
 			return err
 		}
@@ -207,7 +223,7 @@ func (g *Gateway) receiveReferral(h crypto.Header, env []byte, hash string, body
 		if err := queueEnvelope(tx, rh, renv, ""); err != nil {
 			return err
 		}
-		if err := tx.AddReceipt(h.ID, signed); err != nil {
+		if _, err := tx.AddReceipt(h.ID, crypto.EventDelivered, signed); err != nil {
 			return err
 		}
 		return tx.Audit(store.AuditEvent{At: now, Actor: "peer:" + h.From, Action: "referral.receive",
@@ -219,12 +235,12 @@ func (g *Gateway) receiveReferral(h crypto.Header, env []byte, hash string, body
 // envelopes.
 func (g *Gateway) receiveReceipt(h crypto.Header, hash string, body []byte) error {
 	st := g.state()
-	r, err := crypto.VerifyReceipt(body, st.dir)
+	r, err := crypto.VerifyReceiptEnvelope(h, body, st.dir)
 	if err != nil {
 		return reject("receipt-invalid", err)
 	}
-	if r.From != h.From || r.To != g.self {
-		return reject("receipt-mismatch", fmt.Errorf("receipt from %s to %s in an envelope from %s", r.From, r.To, h.From))
+	if err := g.allowFromCounterpart(st, crypto.KindReceipt, h.From); err != nil {
+		return err
 	}
 	now := g.now().UTC()
 	var decided string // the outcome this receipt decided, if any
@@ -242,8 +258,14 @@ func (g *Gateway) receiveReceipt(h crypto.Header, hash string, body []byte) erro
 		if r.HashHex() != rec.EnvelopeHash {
 			return reject("receipt-hash-mismatch", fmt.Errorf("receipt hash does not match envelope %s", rec.ID))
 		}
-		if err := tx.AddReceipt(rec.ID, body); err != nil {
+		added, err := tx.AddReceipt(rec.ID, r.Event, body)
+		if err != nil {
 			return err
+		}
+		if !added {
+			// One receipt per event: a copy in a new envelope changes
+			// nothing.
+			return tx.MarkSeen(h.ID, hash)
 		}
 		if applyReceipt(rec, r, now) {
 			decided = rec.Outcome
@@ -327,8 +349,15 @@ type statusBody struct {
 // receiveStatus applies a status change made by the counterpart.
 func (g *Gateway) receiveStatus(h crypto.Header, hash string, body []byte) error {
 	var sb statusBody
-	if err := json.Unmarshal(body, &sb); err != nil || sb.Ref == "" || len(sb.Reason) > 2000 || len(sb.By) > 256 {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sb); err != nil || sb.Ref == "" || len(sb.Ref) > 64 || len(sb.Reason) > 8000 ||
+		sb.By == "" || len(sb.By) > 256 || !utf8.ValidString(sb.By+sb.Reason) {
 		return reject("body-invalid", fmt.Errorf("malformed status body"))
+	}
+	st := g.state()
+	if err := g.allowFromCounterpart(st, crypto.KindStatus, h.From); err != nil {
+		return err
 	}
 	now := g.now().UTC()
 	var decided string
@@ -338,15 +367,24 @@ func (g *Gateway) receiveStatus(h crypto.Header, hash string, body []byte) error
 			return err
 		}
 		rec, err := tx.Record(sb.Ref)
-		if err != nil || counterpart(rec) != h.From {
-			return reject(policy.ReasonRuleCounterpart, fmt.Errorf("status for unknown referral %s", sb.Ref))
+		if errors.Is(err, store.ErrNotFound) {
+			// The referral and its status travel separately and may
+			// arrive in either order: wait for the referral.
+			return fmt.Errorf("%w: status for referral %s", errNotYet, sb.Ref)
+		}
+		if err != nil {
+			return err
+		}
+		if counterpart(rec) != h.From {
+			return reject(policy.ReasonRuleCounterpart, fmt.Errorf("status for a referral of another agency"))
 		}
 		if err := peerTransition(rec, sb.Status); err != nil {
 			return reject(policy.ReasonOf(err), err)
 		}
 		rec.Status = sb.Status
 		rec.UpdatedAt = now
-		rec.Timeline = append(rec.Timeline, store.Event{Event: sb.Status, At: sb.At.UTC(), By: h.From + "/" + sb.By, Reason: sb.Reason})
+		rec.Timeline = append(rec.Timeline, store.Event{Event: sb.Status, At: sb.At.UTC(), By: h.From + "/" + sb.By,
+			Note: g.sealNote(rec.ID, sb.Reason)})
 		if rec.Box == store.Outbox && rec.Outcome == "" {
 			// A status from the recipient proves delivery.
 			rec.Outcome = StatusDelivered
@@ -368,6 +406,21 @@ func (g *Gateway) receiveStatus(h crypto.Header, hash string, body []byte) error
 		g.decided(sb.Ref, decided)
 	}
 	return err
+}
+
+// allowFromCounterpart applies the network rules to a status or receipt
+// from agency from; the store transaction then checks that it is the
+// counterpart of the referral concerned.
+func (g *Gateway) allowFromCounterpart(st *netState, kind, from string) error {
+	a, ok := st.dir.Agency(from)
+	if !ok {
+		return reject(crypto.ReasonCode(crypto.ErrUnknownSender), fmt.Errorf("agency %s is not in the directory", from))
+	}
+	facts := policy.Facts{FromAgency: from, ToAgency: g.self, Counterpart: true}
+	if err := st.rules.Allow(kind, a.Kind, st.self.Kind, facts); err != nil {
+		return reject(policy.ReasonOf(err), err)
+	}
+	return nil
 }
 
 // counterpart returns the other agency of a record.

@@ -39,17 +39,27 @@ type TimelineEvent struct {
 
 const timeFormat = "2006-01-02T15:04:05.000000Z07:00"
 
-func itemOf(rec *store.Record, full bool) Item {
+// item is the API view of a record; full adds the timeline, with staff
+// notes decrypted.
+func (g *Gateway) item(rec *store.Record, full bool) (Item, error) {
 	it := Item{ID: rec.ID, Kind: rec.Kind, Box: rec.Box, From: rec.From, To: rec.To, Status: rec.Status,
 		Priority: rec.Priority, Outcome: rec.Outcome,
 		CreatedAt: rec.CreatedAt.UTC().Format(timeFormat), UpdatedAt: rec.UpdatedAt.UTC().Format(timeFormat)}
 	if full {
 		it.Timeline = make([]TimelineEvent, 0, len(rec.Timeline))
 		for _, e := range rec.Timeline {
-			it.Timeline = append(it.Timeline, TimelineEvent{Event: e.Event, At: e.At.UTC().Format(timeFormat), By: e.By, Reason: e.Reason})
+			te := TimelineEvent{Event: e.Event, At: e.At.UTC().Format(timeFormat), By: e.By, Reason: e.Reason}
+			if len(e.Note) > 0 {
+				note, err := g.openNote(rec.ID, e.Note)
+				if err != nil {
+					return Item{}, fmt.Errorf("timeline note of %s does not open: %w", rec.ID, err)
+				}
+				te.Reason = note
+			}
+			it.Timeline = append(it.Timeline, te)
 		}
 	}
-	return it
+	return it, nil
 }
 
 // ListQuery selects a page of referrals.
@@ -88,7 +98,11 @@ func (g *Gateway) List(p policy.Principal, q ListQuery) (Page, error) {
 			return err
 		}
 		for _, r := range recs {
-			page.Items = append(page.Items, itemOf(r, false))
+			it, err := g.item(r, false)
+			if err != nil {
+				return err
+			}
+			page.Items = append(page.Items, it)
 		}
 		page.NextCursor = next
 		return nil
@@ -149,7 +163,7 @@ func (g *Gateway) Get(ctx context.Context, p policy.Principal, id string) (Item,
 				if err := queueEnvelope(tx, rh, renv, ""); err != nil {
 					return err
 				}
-				if err := tx.AddReceipt(id, signed); err != nil {
+				if _, err := tx.AddReceipt(id, crypto.EventRead, signed); err != nil {
 					return err
 				}
 			}
@@ -167,7 +181,10 @@ func (g *Gateway) Get(ctx context.Context, p policy.Principal, id string) (Item,
 		return Item{}, err
 	}
 	g.poke()
-	it := itemOf(rec, true)
+	it, err := g.item(rec, true)
+	if err != nil {
+		return Item{}, err
+	}
 	it.Referral = body
 	return it, nil
 }
@@ -217,6 +234,20 @@ func (g *Gateway) ChangeStatus(ctx context.Context, p policy.Principal, id strin
 		policy.Facts{FromAgency: g.self, ToAgency: peer.ID, Counterpart: true}); err != nil {
 		return Item{}, g.denied(p, policy.ActionReferralStatus, id, err)
 	}
+	// A referral withdrawn before it was published is taken out of the
+	// outbox instead: it never leaves, and the recipient hears nothing of
+	// it. Claiming its queue entry keeps the publish loop off it meanwhile.
+	var claimed uint64
+	if rec.Box == store.Outbox && sc.Status == policy.RefWithdrawn {
+		var it *store.QueueItem
+		g.db.View(func(tx *store.Tx) error { it, _ = tx.QueuedEnvelope(id); return nil })
+		if it != nil {
+			if _, busy := g.inflight.LoadOrStore(it.Seq, true); !busy {
+				claimed = it.Seq
+				defer g.inflight.Delete(it.Seq)
+			}
+		}
+	}
 	now := g.now().UTC()
 	err = g.db.Update(func(tx *store.Tx) error {
 		cur, err := tx.Record(id)
@@ -227,24 +258,36 @@ func (g *Gateway) ChangeStatus(ctx context.Context, p policy.Principal, id strin
 		if err := localTransition(rec, sc.Status); err != nil {
 			return err
 		}
-		sb, _ := json.Marshal(statusBody{Ref: id, Status: sc.Status, Reason: sc.Reason, By: p.Subject, At: now})
-		h := crypto.Header{ID: crypto.NewID(), Kind: crypto.KindStatus, From: g.self, To: peer.ID,
-			Created: now, Expires: now.Add(g.cfg.DeliveryDeadline)}
-		env, err := g.seal(h, sb, peer)
-		if err != nil {
-			return err
-		}
-		if err := queueEnvelope(tx, h, env, id); err != nil {
-			return err
+		detail := map[string]string{}
+		if it, ok := tx.QueuedEnvelope(id); ok && claimed != 0 && it.Seq == claimed {
+			if err := tx.Dequeue(claimed); err != nil {
+				return err
+			}
+			if err := tx.DeletePending(rec); err != nil {
+				return err
+			}
+			detail["unsent"] = "true"
+		} else {
+			sb, _ := json.Marshal(statusBody{Ref: id, Status: sc.Status, Reason: sc.Reason, By: p.Subject, At: now})
+			h := crypto.Header{ID: crypto.NewID(), Kind: crypto.KindStatus, From: g.self, To: peer.ID,
+				Created: now, Expires: now.Add(g.cfg.DeliveryDeadline)}
+			env, err := g.seal(h, sb, peer)
+			if err != nil {
+				return err
+			}
+			if err := queueEnvelope(tx, h, env, id); err != nil {
+				return err
+			}
+			detail["status_envelope"] = h.ID
 		}
 		rec.Status = sc.Status
 		rec.UpdatedAt = now
-		rec.Timeline = append(rec.Timeline, store.Event{Event: sc.Status, At: now, By: p.Subject, Reason: sc.Reason})
+		rec.Timeline = append(rec.Timeline, store.Event{Event: sc.Status, At: now, By: p.Subject, Note: g.sealNote(id, sc.Reason)})
 		if err := tx.PutRecord(rec); err != nil {
 			return err
 		}
 		return tx.Audit(store.AuditEvent{At: now, Actor: p.Subject, Action: string(policy.ActionReferralStatus),
-			Object: id, Outcome: sc.Status, Detail: map[string]string{"status_envelope": h.ID}})
+			Object: id, Outcome: sc.Status, Detail: detail})
 	})
 	if errors.Is(err, policy.ErrConflict) {
 		return Item{}, g.denied(p, policy.ActionReferralStatus, id, err)
@@ -253,7 +296,10 @@ func (g *Gateway) ChangeStatus(ctx context.Context, p policy.Principal, id strin
 		return Item{}, err
 	}
 	g.poke()
-	it := itemOf(rec, true)
+	it, err := g.item(rec, true)
+	if err != nil {
+		return Item{}, err
+	}
 	if it.Referral, err = g.body(rec); err != nil {
 		return Item{}, err
 	}

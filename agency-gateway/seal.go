@@ -134,3 +134,21 @@ func peerTransition(rec *store.Record, to string) error {
 	}
 	return policy.Transition(policy.ReferralMachine, from, to, role)
 }
+
+// sealNote encrypts a staff note of a record's timeline for the store; an
+// empty note stays empty.
+func (g *Gateway) sealNote(recordID, note string) []byte {
+	if note == "" {
+		return nil
+	}
+	return g.atRest.Seal(recordID+"/note", []byte(note))
+}
+
+// openNote decrypts a note sealed by sealNote.
+func (g *Gateway) openNote(recordID string, sealed []byte) (string, error) {
+	if len(sealed) == 0 {
+		return "", nil
+	}
+	b, err := g.atRest.Open(recordID+"/note", sealed)
+	return string(b), err
+}

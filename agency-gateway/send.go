@@ -136,12 +136,6 @@ func (g *Gateway) denied(p policy.Principal, a policy.Action, object string, err
 	return err
 }
 
-// AuditDenial records a refusal decided outside the gateway (a bad token
-// at the HTTP layer).
-func (g *Gateway) AuditDenial(actor string, a policy.Action, err error) {
-	g.denied(policy.Principal{Subject: actor}, a, "", err)
-}
-
 // publishNow tries to publish a freshly queued envelope at once, so the
 // common case answers "sent". On any failure the publish loop takes over.
 func (g *Gateway) publishNow(ctx context.Context, item store.QueueItem) string {

@@ -110,7 +110,7 @@ func (s *Server) route(pattern string, action policy.Action, h func(http.Respons
 	s.handle(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.authenticate(r)
 		if err != nil {
-			s.gw.AuditDenial("anonymous", action, err)
+			s.gw.Metrics().AuthFailures.WithLabelValues(s.gw.Agency(), policy.ReasonOf(err)).Inc()
 			s.writeError(w, r, action, err)
 			return
 		}

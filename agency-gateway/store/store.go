@@ -60,17 +60,23 @@ var (
 	bucketIdxInbox  = []byte("idx-inbox")
 	bucketIdxOutbox = []byte("idx-outbox")
 	bucketPending   = []byte("pending")
+	bucketQueueIdx  = []byte("queue-index")
 	allBuckets      = [][]byte{bucketRecords, bucketEnvelopes, bucketQueue, bucketReceipts, bucketSeen,
-		bucketAudit, bucketMeta, bucketIdxInbox, bucketIdxOutbox, bucketPending}
+		bucketAudit, bucketMeta, bucketIdxInbox, bucketIdxOutbox, bucketPending, bucketQueueIdx}
 	keyAuditHead = []byte("audit-head")
 )
 
 // Event is one entry of a record's timeline.
 type Event struct {
-	Event  string    `json:"event"`
-	At     time.Time `json:"at"`
-	By     string    `json:"by"`
-	Reason string    `json:"reason,omitempty"`
+	Event string    `json:"event"`
+	At    time.Time `json:"at"`
+	By    string    `json:"by"`
+	// Reason is a reason code (such as a rejection reason), never free
+	// text.
+	Reason string `json:"reason,omitempty"`
+	// Note is free text written by staff (the reason given for a status
+	// change), encrypted by the caller: it may speak of the person.
+	Note []byte `json:"note,omitempty"`
 }
 
 // Record is what the gateway knows about one referral or statement request:
@@ -264,11 +270,10 @@ func (d *DB) commitGroups() {
 				c.done <- err
 			}
 		default:
-			group[failed].done <- err
-			for i, c := range group {
-				if i != failed {
-					c.done <- d.Update(c.fn)
-				}
+			// The failure may come from another call's writes, now rolled
+			// back: every call runs again alone before any is answered.
+			for _, c := range group {
+				c.done <- d.Update(c.fn)
 			}
 		}
 	}
@@ -375,6 +380,9 @@ func (t *Tx) Enqueue(it QueueItem) (uint64, error) {
 		return 0, err
 	}
 	it.Seq = seq
+	if err := t.b(bucketQueueIdx).Put([]byte(it.ID), seqKey(seq)); err != nil {
+		return 0, err
+	}
 	return seq, putJSON(q, seqKey(seq), it)
 }
 
@@ -388,7 +396,30 @@ func (t *Tx) Queued1(seq uint64) (*QueueItem, error) {
 }
 
 // Dequeue removes a published item from the queue.
-func (t *Tx) Dequeue(seq uint64) error { return t.b(bucketQueue).Delete(seqKey(seq)) }
+func (t *Tx) Dequeue(seq uint64) error {
+	q := t.b(bucketQueue)
+	var it QueueItem
+	if err := getJSON(q, seqKey(seq), &it); err == nil {
+		if err := t.b(bucketQueueIdx).Delete([]byte(it.ID)); err != nil {
+			return err
+		}
+	}
+	return q.Delete(seqKey(seq))
+}
+
+// QueuedEnvelope returns the queue item of an envelope id, if it is still
+// waiting to be published.
+func (t *Tx) QueuedEnvelope(id string) (*QueueItem, bool) {
+	k := t.b(bucketQueueIdx).Get([]byte(id))
+	if k == nil {
+		return nil, false
+	}
+	var it QueueItem
+	if err := getJSON(t.b(bucketQueue), k, &it); err != nil {
+		return nil, false
+	}
+	return &it, true
+}
 
 // UpdateQueued replaces a queue item (to count attempts).
 func (t *Tx) UpdateQueued(it QueueItem) error { return putJSON(t.b(bucketQueue), seqKey(it.Seq), it) }
@@ -417,20 +448,27 @@ func seqKey(seq uint64) []byte {
 	return k
 }
 
-// AddReceipt stores a signed receipt for a record, in arrival order.
-func (t *Tx) AddReceipt(recordID string, signed []byte) error {
+// AddReceipt stores the signed receipt of one event (delivered, read,
+// rejected) for a record. A record keeps at most one receipt per event: it
+// reports false, and stores nothing, when the event already has one.
+func (t *Tx) AddReceipt(recordID, event string, signed []byte) (bool, error) {
 	rb, err := t.b(bucketReceipts).CreateBucketIfNotExists([]byte(recordID))
 	if err != nil {
-		return err
+		return false, err
 	}
-	seq, err := rb.NextSequence()
-	if err != nil {
-		return err
+	if rb.Get([]byte(event)) != nil {
+		return false, nil
 	}
-	return rb.Put(seqKey(seq), signed)
+	return true, rb.Put([]byte(event), signed)
 }
 
-// Receipts returns the signed receipts of a record, in arrival order.
+// HasReceipt reports whether a record has a receipt for event.
+func (t *Tx) HasReceipt(recordID, event string) bool {
+	rb := t.b(bucketReceipts).Bucket([]byte(recordID))
+	return rb != nil && rb.Get([]byte(event)) != nil
+}
+
+// Receipts returns the signed receipts of a record.
 func (t *Tx) Receipts(recordID string) [][]byte {
 	rb := t.b(bucketReceipts).Bucket([]byte(recordID))
 	if rb == nil {
@@ -442,6 +480,12 @@ func (t *Tx) Receipts(recordID string) [][]byte {
 		return nil
 	})
 	return out
+}
+
+// Exists reports whether id is already used by a record or an envelope of
+// this gateway, sent or received.
+func (t *Tx) Exists(id string) bool {
+	return t.b(bucketRecords).Get([]byte(id)) != nil || t.b(bucketEnvelopes).Get([]byte(id)) != nil
 }
 
 // PutPending remembers an outbox record that waits for a delivery outcome,
@@ -500,11 +544,17 @@ func (t *Tx) List(o ListOptions) ([]*Record, string, error) {
 	} else {
 		k, _ = c.Last()
 	}
+	// A filter that matches little would read the whole box; a page stops
+	// after a bounded number of records and its cursor goes on from there.
+	budget := 20*o.Limit + 1000
 	var out []*Record
+	var last []byte // the last key examined; the next page starts below it
 	for ; k != nil; k, _ = c.Prev() {
-		if len(out) == o.Limit {
-			return out, base64.RawURLEncoding.EncodeToString(indexKey(out[len(out)-1].CreatedAt, out[len(out)-1].ID)), nil
+		if len(out) == o.Limit || budget == 0 {
+			return out, base64.RawURLEncoding.EncodeToString(last), nil
 		}
+		budget--
+		last = k
 		r, err := t.Record(string(k[8:]))
 		if err != nil {
 			return nil, "", err

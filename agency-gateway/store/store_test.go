@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,8 +132,11 @@ func TestSeenAndReceipts(t *testing.T) {
 			t.Error("e1 seen before it was stored")
 		}
 		tx.MarkSeen("e1", "h1")
-		tx.AddReceipt("r1", []byte("one"))
-		tx.AddReceipt("r1", []byte("two"))
+		tx.AddReceipt("r1", "delivered", []byte("one"))
+		tx.AddReceipt("r1", "read", []byte("two"))
+		if added, _ := tx.AddReceipt("r1", "read", []byte("three")); added {
+			t.Error("a second read receipt was stored")
+		}
 		return nil
 	})
 	db.View(func(tx *Tx) error {
@@ -283,4 +287,80 @@ func TestBatchGroupWithFailure(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A filter that matches little stops after a bounded scan; the cursor goes
+// on from where it stopped, and no record is skipped or repeated.
+func TestListScanBudget(t *testing.T) {
+	db := MustOpen(t)
+	base := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	db.Update(func(tx *Tx) error {
+		for i := range 1500 {
+			status := "sent"
+			if i == 3 || i == 1400 {
+				status = "failed"
+			}
+			tx.PutRecord(&Record{ID: fmt.Sprintf("r%04d", i), Box: Outbox, Status: status, CreatedAt: base.Add(time.Duration(i) * time.Second)})
+		}
+		return nil
+	})
+	var got []string
+	cursor, pages := "", 0
+	for {
+		var recs []*Record
+		db.View(func(tx *Tx) (err error) {
+			recs, cursor, err = tx.List(ListOptions{Box: Outbox, Status: "failed", Limit: 10, Cursor: cursor})
+			return err
+		})
+		pages++
+		for _, r := range recs {
+			got = append(got, r.ID)
+		}
+		if cursor == "" {
+			break
+		}
+	}
+	if fmt.Sprint(got) != "[r1400 r0003]" || pages < 2 {
+		t.Fatalf("got %v in %d pages, want [r1400 r0003] in several", got, pages)
+	}
+}
+
+// When one call of a group fails because of another call's writes, that
+// write is rolled back: nobody is told about it before it is committed.
+func TestBatchFailureFromAnotherCall(t *testing.T) {
+	for range 20 {
+		db := MustOpen(t)
+		errDup := errors.New("duplicate")
+		var wg sync.WaitGroup
+		results := make([]error, 2)
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = db.Batch(func(tx *Tx) error {
+					if tx.Seen("x") != "" {
+						return errDup
+					}
+					if i == 0 {
+						// This one will fail after marking; its mark must not
+						// make the other one a duplicate.
+						tx.MarkSeen("x", "h")
+						return errors.New("fails after marking")
+					}
+					return tx.MarkSeen("x", "h")
+				})
+			}()
+		}
+		wg.Wait()
+		if errors.Is(results[1], errDup) {
+			var seen string
+			db.View(func(tx *Tx) error { seen = tx.Seen("x"); return nil })
+			if seen == "" {
+				t.Fatal("told duplicate about a mark that was never committed")
+			}
+		}
+		if results[1] != nil && !errors.Is(results[1], errDup) {
+			t.Fatalf("second call: %v", results[1])
+		}
+	}
 }
