@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rujukan/rujukan/cli"
 	"github.com/rujukan/rujukan/crypto"
 )
 
@@ -149,8 +150,8 @@ func TestRepeatedReceipts(t *testing.T) {
 // TestUnauthenticatedNotAudited: requests without a valid token are
 // counted, not written to the audit log.
 func TestUnauthenticatedNotAudited(t *testing.T) {
-	st, _ := MustDev(t)
-	base, tok := st.Gateways["iom"].URL, st.Tokens["iom"]
+	st, data := MustDev(t)
+	base := st.Gateways["iom"].URL
 	before, _ := st.Gateways["iom"].Gateway.DB().Stats()
 	for range 50 {
 		resp, err := http.Get(base + "/v1/referrals")
@@ -168,8 +169,16 @@ func TestUnauthenticatedNotAudited(t *testing.T) {
 		t.Errorf("auth failures not counted")
 	}
 	// A caller with a valid token who is refused is still audited.
-	if r := call(t, "GET", base+"/v1/referrals?box=trash", tok, nil); r.Status != 400 {
-		t.Fatalf("bad box: %d", r.Status)
+	viewer, err := cli.MintDevToken(cli.TokenConfig{Data: data, Agency: "iom", Subject: "viewer", Scopes: []string{"referral:read"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, "POST", base+"/v1/referrals", viewer, sampleReferral("shelter")); r.Status != 403 {
+		t.Fatalf("send without the scope: %d", r.Status)
+	}
+	last, _ := st.Gateways["iom"].Gateway.DB().Stats()
+	if last.Audit != after.Audit+1 {
+		t.Errorf("the refused send added %d audit events, want 1", last.Audit-after.Audit)
 	}
 }
 
