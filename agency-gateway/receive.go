@@ -1,8 +1,8 @@
 package gateway
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -273,13 +273,7 @@ func (g *Gateway) receiveReceipt(h crypto.Header, hash string, body []byte) erro
 				return err
 			}
 		}
-		if err := tx.PutRecord(rec); err != nil {
-			return err
-		}
-		if err := tx.MarkSeen(h.ID, hash); err != nil {
-			return err
-		}
-		return tx.Audit(store.AuditEvent{At: now, Actor: "peer:" + h.From, Action: "receipt.receive",
+		return applied(tx, rec, h, hash, store.AuditEvent{At: now, Actor: "peer:" + h.From, Action: "receipt.receive",
 			Object: rec.ID, Outcome: r.Event, Reason: r.Reason, Detail: map[string]string{"receipt_envelope": h.ID}})
 	})
 	if err == nil {
@@ -393,19 +387,25 @@ func (g *Gateway) receiveStatus(h crypto.Header, hash string, body []byte) error
 				return err
 			}
 		}
-		if err := tx.PutRecord(rec); err != nil {
-			return err
-		}
-		if err := tx.MarkSeen(h.ID, hash); err != nil {
-			return err
-		}
-		return tx.Audit(store.AuditEvent{At: now, Actor: "peer:" + h.From, Action: "referral.status.receive",
+		return applied(tx, rec, h, hash, store.AuditEvent{At: now, Actor: "peer:" + h.From, Action: "referral.status.receive",
 			Object: rec.ID, Outcome: sb.Status, Detail: map[string]string{"status_envelope": h.ID}})
 	})
 	if err == nil {
 		g.decided(sb.Ref, decided)
 	}
 	return err
+}
+
+// applied stores a record changed by an incoming receipt or status, marks
+// the envelope seen and audits it, in the caller's transaction.
+func applied(tx *store.Tx, rec *store.Record, h crypto.Header, hash string, e store.AuditEvent) error {
+	if err := tx.PutRecord(rec); err != nil {
+		return err
+	}
+	if err := tx.MarkSeen(h.ID, hash); err != nil {
+		return err
+	}
+	return tx.Audit(e)
 }
 
 // allowFromCounterpart applies the network rules to a status or receipt

@@ -181,9 +181,20 @@ func (g *Gateway) Get(ctx context.Context, p policy.Principal, id string) (Item,
 		return Item{}, err
 	}
 	g.poke()
+	return g.fullItem(rec, body)
+}
+
+// fullItem is one referral with its timeline and body; a nil body is
+// opened from the store.
+func (g *Gateway) fullItem(rec *store.Record, body []byte) (Item, error) {
 	it, err := g.item(rec, true)
 	if err != nil {
 		return Item{}, err
+	}
+	if body == nil {
+		if body, err = g.body(rec); err != nil {
+			return Item{}, err
+		}
 	}
 	it.Referral = body
 	return it, nil
@@ -296,14 +307,7 @@ func (g *Gateway) ChangeStatus(ctx context.Context, p policy.Principal, id strin
 		return Item{}, err
 	}
 	g.poke()
-	it, err := g.item(rec, true)
-	if err != nil {
-		return Item{}, err
-	}
-	if it.Referral, err = g.body(rec); err != nil {
-		return Item{}, err
-	}
-	return it, nil
+	return g.fullItem(rec, nil)
 }
 
 // ReceiptView is a stored receipt with its verification result.

@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -192,7 +191,7 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) ([]BenchRes
 		}
 		results = append(results, r)
 	}
-	return results, maxRSS(), nil
+	return results, procMaxRSS("self"), nil
 }
 
 // outcomes collects the time each referral's outcome reached the sender.
@@ -363,20 +362,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// maxRSS returns the process's peak resident set size (VmHWM), or 0 where
-// /proc is not available.
-func maxRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

@@ -145,7 +145,7 @@ func BenchSplit(ctx context.Context, data string, n, c int) (SplitResult, error)
 	res := SplitResult{BenchResult: BenchResult{Name: "referrals, gateways as processes", N: n, Elapsed: el,
 		PerSecond: float64(n) / el.Seconds()}, MaxRSS: map[string]int64{}}
 	for id, p := range procs {
-		res.MaxRSS[id] = procMaxRSS(p.Process.Pid)
+		res.MaxRSS[id] = procMaxRSS(strconv.Itoa(p.Process.Pid))
 	}
 	return res, nil
 }
@@ -197,9 +197,10 @@ func deliveredCount(c *http.Client, base string) (int, error) {
 	return 0, sc.Err()
 }
 
-// procMaxRSS returns a process's peak resident set size (VmHWM).
-func procMaxRSS(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// procMaxRSS returns the peak resident set size (VmHWM) of a process, by
+// pid or "self", or 0 where /proc is not available.
+func procMaxRSS(proc string) int64 {
+	b, err := os.ReadFile("/proc/" + proc + "/status")
 	if err != nil {
 		return 0
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/broker/client"
 	"github.com/rujukan/rujukan/crypto"
 )
@@ -92,24 +93,23 @@ func TestHostileEnvelopes(t *testing.T) {
 		return strings.Contains(a, `"reason":"malformed"`), a
 	})
 
-	// The same envelope again (a redelivery): stored once, acked quietly.
-	signer, err := crypto.LoadSigner(filepath.Join(n.data, "agencies", "iom", crypto.SigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, _ := crypto.LoadDirectory(filepath.Join(n.data, "network.json"), mustAuthority(t, n))
-	shelter, _ := signed.Agency("shelter")
-	now := time.Now()
-	h := crypto.Header{ID: id, Kind: crypto.KindReferral, From: "iom", To: "shelter", Created: now, Expires: now.Add(time.Hour)}
-	other, err := crypto.Seal(h, []byte(`{"to":"shelter"}`), signer, shelter)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The same id with other bytes (a replay): refused.
+	other := sealAs(t, n, "iom", "shelter", crypto.KindReferral, id, []byte(`{"to":"shelter"}`))
 	publishAs(t, n, "iom", "shelter", "replay-1", other)
 	eventually(t, "the replay being audited", 10*time.Second, func() (bool, string) {
 		a := auditOutcomes(t, n, "shelter")
 		return strings.Contains(a, `"reason":"replay"`), a
 	})
+	// The very same bytes again (a redelivery): acked quietly, stored once.
+	var same []byte
+	n.inproc["shelter"].Gateway.DB().View(func(tx *store.Tx) (err error) { same, err = tx.Envelope(id); return err })
+	before, _ := n.inproc["shelter"].Gateway.DB().Stats()
+	publishAs(t, n, "iom", "shelter", "again-1", same)
+	time.Sleep(time.Second)
+	after, _ := n.inproc["shelter"].Gateway.DB().Stats()
+	if after.Audit != before.Audit || after.Records != before.Records {
+		t.Errorf("a redelivery changed the store: %+v -> %+v", before, after)
+	}
 	if in := listAll(t, n.url("shelter"), n.tokens["shelter"], "inbox"); len(in) != 1 {
 		t.Errorf("shelter inbox holds %d referrals, want 1", len(in))
 	}
