@@ -8,12 +8,22 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/rujukan/rujukan/cli"
 )
 
+// gcPercent is the garbage collector's target unless GOGC is set: sealing
+// and opening envelopes allocates a lot of short-lived memory, and a
+// gateway's live heap is small, so collecting half as often costs little
+// memory and saves CPU.
+const gcPercent = 200
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := cli.Main(ctx, cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}, os.Args[1:])
