@@ -87,6 +87,9 @@ func BenchSplit(ctx context.Context, data string, n, c int) (SplitResult, error)
 		}
 		cmd := exec.CommandContext(ctx, exe, "gateway", "--config", path)
 		cmd.Env = append(os.Environ(), "RUJUKAN_LOG=error")
+		if dir := os.Getenv("RUJUKAN_BENCH_PROFILES"); dir != "" {
+			cmd.Env = append(cmd.Env, "RUJUKAN_CPUPROFILE="+filepath.Join(dir, id+".prof"))
+		}
 		if err := cmd.Start(); err != nil {
 			return SplitResult{}, err
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
@@ -29,6 +31,17 @@ func runGateway(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	log := newLogger(env)
+	if path := env.Getenv("RUJUKAN_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("RUJUKAN_CPUPROFILE: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("RUJUKAN_CPUPROFILE: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	r, err := httpapi.Start(ctx, cfg, gateway.Options{Logger: log})
 	if err != nil {
 		return err
