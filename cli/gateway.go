@@ -57,10 +57,19 @@ func runGateway(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
+// newLogger logs text to stderr at the level RUJUKAN_LOG names (debug,
+// info, warn or error; info when unset or unknown).
 func newLogger(env Env) *slog.Logger {
 	level := slog.LevelInfo
-	if env.Getenv != nil && env.Getenv("RUJUKAN_LOG") == "debug" {
-		level = slog.LevelDebug
+	if env.Getenv != nil {
+		switch env.Getenv("RUJUKAN_LOG") {
+		case "debug":
+			level = slog.LevelDebug
+		case "warn":
+			level = slog.LevelWarn
+		case "error":
+			level = slog.LevelError
+		}
 	}
 	return slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
 }
