@@ -24,7 +24,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"os"
@@ -262,9 +261,6 @@ func (g *Gateway) Close() error {
 
 // DB exposes the store to the audit command and tests.
 func (g *Gateway) DB() *store.DB { return g.db }
-
-// AuditKey returns the public key that verifies the audit head.
-func (g *Gateway) AuditKey() ed25519.PublicKey { return g.signer.PublicKey() }
 
 func (g *Gateway) state() *netState { return g.dir.Load() }
 

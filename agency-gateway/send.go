@@ -29,8 +29,9 @@ const (
 	StatusFailed    = "failed"
 )
 
-// selfCopy is the store key of the sender's own copy of an envelope, sealed
-// to itself so that the sender can read what it sent.
+// selfCopy is the store key of the sender's own copy of a referral body,
+// encrypted at rest (crypto.AtRest): the envelope itself is encrypted to the
+// recipient. Incoming ids never contain a dot, so the keys cannot meet.
 func selfCopy(id string) string { return id + ".self" }
 
 // Send authorizes, validates, seals, stores and publishes one referral.
