@@ -57,11 +57,12 @@ type Gateway struct {
 	atRest   *crypto.AtRest
 	inflight sync.Map // queue seq -> publishing now
 
-	dir   atomic.Pointer[netState]
-	wake  chan struct{}
-	wg    sync.WaitGroup
-	stop  context.CancelFunc
-	ready atomic.Bool
+	dir      atomic.Pointer[netState]
+	reloadMu sync.Mutex
+	wake     chan struct{}
+	wg       sync.WaitGroup
+	stop     context.CancelFunc
+	ready    atomic.Bool
 }
 
 // netState is the directory in force and what is derived from it.

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
@@ -88,10 +90,40 @@ func runDev(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "%-8s %s\n  token (%s): %s\n\n", id, st.Gateways[id].URL,
 			filepath.Join(cfg.Data, "tokens", id+".jwt"), st.Tokens[id])
 	}
-	fmt.Fprintln(env.Stdout, "Press Ctrl-C to stop.")
-	<-ctx.Done()
-	fmt.Fprintln(env.Stdout, "shutting down")
-	return st.Close()
+	fmt.Fprintln(env.Stdout, "Press Ctrl-C to stop; send SIGHUP to reload network.json after you re-sign it.")
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(env.Stdout, "shutting down")
+			return st.Close()
+		case <-hup:
+			if err := st.Reload(filepath.Join(cfg.Data, "network.json")); err != nil {
+				cfg.Logger.Error("directory reload refused; the directory in force is kept", "err", err)
+			}
+		}
+	}
+}
+
+// Reload puts a re-signed directory file in force at the broker and at
+// every gateway.
+func (s *DevStack) Reload(path string) error {
+	signed, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := s.Broker.Reload(signed); err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range s.order {
+		if err := s.Gateways[id].Gateway.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // StartDev creates the development network on first use (authority,

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
@@ -42,12 +44,26 @@ func runGateway(ctx context.Context, env Env, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	r, err := httpapi.Start(ctx, cfg, gateway.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	log.Info("gateway listening", "agency", cfg.Agency, "url", r.URL, "broker", cfg.Broker.URL)
-	<-ctx.Done()
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hup:
+			// Reload reads the directory file again; a refused one leaves
+			// the one in force.
+			if err := r.Gateway.Reload(); err != nil {
+				log.Error("directory reload refused; the directory in force is kept", "err", err)
+			}
+		}
+	}
 	log.Info("shutting down", "agency", cfg.Agency)
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
