@@ -223,3 +223,17 @@ func count(m map[string]string, status string) int {
 	}
 	return n
 }
+
+// deliveredOne starts the broker and the iom and shelter gateways in this
+// process and delivers one referral from iom to the shelter.
+func deliveredOne(t *testing.T) (*network, string) {
+	t.Helper()
+	n := newNetwork(t)
+	n.startBroker()
+	n.startGateway("iom")
+	n.startGateway("shelter")
+	r := call(t, "POST", n.url("iom")+"/v1/referrals", n.tokens["iom"], sampleReferral("shelter"))
+	id := r.str("id")
+	waitStatus(t, n.url("iom"), n.tokens["iom"], id, "delivered")
+	return n, id
+}

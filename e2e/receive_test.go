@@ -79,13 +79,7 @@ func auditOutcomes(t *testing.T, n *network, id string) string {
 // and a redelivery of the same bytes, published with a real agency's broker
 // credentials. Each is audited; nothing is stored twice.
 func TestHostileEnvelopes(t *testing.T) {
-	n := newNetwork(t)
-	n.startBroker()
-	n.startGateway("iom")
-	n.startGateway("shelter")
-	r := call(t, "POST", n.url("iom")+"/v1/referrals", n.tokens["iom"], sampleReferral("shelter"))
-	id := r.str("id")
-	waitStatus(t, n.url("iom"), n.tokens["iom"], id, "delivered")
+	n, id := deliveredOne(t)
 
 	publishAs(t, n, "iom", "shelter", "garbage-1", []byte("not an envelope"))
 	eventually(t, "the garbage being audited", 10*time.Second, func() (bool, string) {

@@ -37,13 +37,7 @@ func sealAs(t *testing.T, n *network, from, to, kind, id string, body []byte) []
 // received from us, for a referral of its own, is refused; our record of
 // what we sent stays ours.
 func TestIDCollisionRefused(t *testing.T) {
-	n := newNetwork(t)
-	n.startBroker()
-	n.startGateway("iom")
-	n.startGateway("shelter")
-	r := call(t, "POST", n.url("iom")+"/v1/referrals", n.tokens["iom"], sampleReferral("shelter"))
-	id := r.str("id")
-	waitStatus(t, n.url("iom"), n.tokens["iom"], id, "delivered")
+	n, id := deliveredOne(t)
 
 	body := sampleReferral("iom")
 	body["consent"].(map[string]any)["recorded_by"] = "mallory"
@@ -115,13 +109,7 @@ func TestStatusBeforeReferral(t *testing.T) {
 // TestRepeatedReceipts: a peer re-sending its signed receipt in new
 // envelopes adds nothing.
 func TestRepeatedReceipts(t *testing.T) {
-	n := newNetwork(t)
-	n.startBroker()
-	n.startGateway("iom")
-	n.startGateway("shelter")
-	r := call(t, "POST", n.url("iom")+"/v1/referrals", n.tokens["iom"], sampleReferral("shelter"))
-	id := r.str("id")
-	waitStatus(t, n.url("iom"), n.tokens["iom"], id, "delivered")
+	n, id := deliveredOne(t)
 	rc := call(t, "GET", n.url("iom")+"/v1/referrals/"+id+"/receipts", n.tokens["iom"], nil)
 	receipts := rc.JSON["receipts"].([]any)
 	var sum [32]byte
