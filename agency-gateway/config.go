@@ -239,8 +239,8 @@ func (c *Config) Validate() error {
 	if c.Data == "" {
 		return bad("data", "required: the data directory")
 	}
-	if c.DeliveryDeadline < time.Minute {
-		return bad("delivery_deadline", "%s is shorter than a minute", c.DeliveryDeadline)
+	if c.DeliveryDeadline < time.Minute || c.DeliveryDeadline > crypto.MaxLifetime {
+		return bad("delivery_deadline", "%s is outside 1m..%s", c.DeliveryDeadline, crypto.MaxLifetime)
 	}
 	if c.ClockSkew < 0 || c.ClockSkew > 10*time.Minute {
 		return bad("clock_skew", "%s is outside 0..10m", c.ClockSkew)

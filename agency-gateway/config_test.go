@@ -61,6 +61,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"issuer without jwks", strings.Replace(goodConfig, "    jwks: /keys/jwks.json\n", "", 1), nil, "field issuers[0].jwks"},
 		{"no data", strings.Replace(goodConfig, "data: /data\n", "", 1), nil, "field data"},
 		{"short deadline", strings.Replace(goodConfig, "48h", "1s", 1), nil, "field delivery_deadline"},
+		{"deadline past the envelope lifetime", strings.Replace(goodConfig, "48h", "2400h", 1), nil, "field delivery_deadline"},
 		{"bad duration variable", goodConfig, map[string]string{"RUJUKAN_CLOCK_SKEW": "soon"}, "RUJUKAN_CLOCK_SKEW"},
 		{"bad issuers variable", goodConfig, map[string]string{"RUJUKAN_ISSUERS": "nojwks"}, "RUJUKAN_ISSUERS"},
 		{"huge max body", goodConfig, map[string]string{"RUJUKAN_HTTP_MAX_BODY": "99999999"}, "field http.max_body"},

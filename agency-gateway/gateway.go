@@ -129,16 +129,32 @@ func New(cfg Config, opt Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.opener.ClockSkew = cfg.ClockSkew
-	if g.atRest, err = crypto.NewAtRest(g.identity); err != nil {
-		return nil, err
-	}
 	if g.verifier, err = newVerifier(cfg); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create data directory: %w", err)
 	}
+	if g.atRest, err = crypto.LoadAtRest(filepath.Join(cfg.Data, "at-rest.key")); err != nil {
+		return nil, err
+	}
 	if g.db, err = store.Open(filepath.Join(cfg.Data, "gateway.db"), signKey); err != nil {
+		return nil, err
+	}
+	// A directory older than one already accepted would bring revoked keys
+	// back: refuse to start on it.
+	err = g.db.Update(func(tx *store.Tx) error {
+		switch seen := tx.DirectoryVersion(); {
+		case dir.Version < seen:
+			return fmt.Errorf("%w: %s has version %d, older than version %d that this gateway already accepted",
+				crypto.ErrDirectoryStale, cfg.Directory, dir.Version, seen)
+		case dir.Version > seen:
+			return tx.SetDirectoryVersion(dir.Version)
+		}
+		return nil
+	})
+	if err != nil {
+		g.db.Close()
 		return nil, err
 	}
 	return g, nil

@@ -33,6 +33,9 @@ func (g *Gateway) Reload() error {
 		return fmt.Errorf("reload: %w", err)
 	}
 	err = g.db.Update(func(tx *store.Tx) error {
+		if err := tx.SetDirectoryVersion(dir.Version); err != nil {
+			return err
+		}
 		return tx.Audit(store.AuditEvent{Actor: "gateway", Action: "directory.reload", Outcome: "accepted",
 			Detail: map[string]string{"version": fmt.Sprint(dir.Version), "previous": fmt.Sprint(cur.dir.Version)}})
 	})

@@ -23,7 +23,7 @@ var defaultRules json.RawMessage = policy.DefaultRulesJSON()
 func init() {
 	register(Command{
 		Name:    "directory",
-		Summary: "create, edit, sign and verify the network directory (init|add|revoke|sign|verify)",
+		Summary: "create, edit, sign and verify the network directory (init|add|rotate|revoke|sign|verify)",
 		Run:     runDirectory,
 	})
 }
@@ -33,6 +33,7 @@ const directoryUsage = `usage: rujukan directory SUBCOMMAND [flags]
   init    --out DRAFT --authority-key authority.pem [--network NAME]
   add     --draft DRAFT AGENCY.json...
   revoke  --draft DRAFT --agency ID [--key KID]
+  rotate  --draft DRAFT AGENCY.json...   (new keys for agencies already in it)
   sign    --draft DRAFT --authority-key authority.pem --out network.json
   verify  --authority PUB|@file network.json`
 
@@ -58,6 +59,12 @@ func runDirectory(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		return DirectoryAdd(env, *draft, fs.Args())
+	case "rotate":
+		draft := fs.String("draft", "", "draft directory file (required)")
+		if err := parseFlags(fs, args, true); err != nil {
+			return err
+		}
+		return DirectoryRotate(env, *draft, fs.Args())
 	case "revoke":
 		draft := fs.String("draft", "", "draft directory file (required)")
 		agency := fs.String("agency", "", "agency id (required)")
@@ -123,8 +130,8 @@ func authorityPubPath(keyPath string) string {
 	return strings.TrimSuffix(keyPath, filepath.Ext(keyPath)) + ".pub"
 }
 
-// DirectoryAdd adds agency entries (agency.json files) to a draft, or
-// rotates the keys of agencies already in it.
+// DirectoryAdd adds new agency entries (agency.json files) to a draft. An
+// agency already in it is refused: DirectoryRotate replaces keys.
 func DirectoryAdd(env Env, draft string, entries []string) error {
 	if draft == "" || len(entries) == 0 {
 		return errors.New("directory add: --draft and at least one AGENCY.json are required")
@@ -145,6 +152,47 @@ func DirectoryAdd(env Env, draft string, entries []string) error {
 	}
 	if err := writeDraft(draft, d); err != nil {
 		return fmt.Errorf("directory add: %w", err)
+	}
+	return nil
+}
+
+// DirectoryRotate replaces the keys of agencies already in a draft with
+// those of new entries for them, revoking (and keeping) the old ones, and
+// prints what changed.
+func DirectoryRotate(env Env, draft string, entries []string) error {
+	if draft == "" || len(entries) == 0 {
+		return errors.New("directory rotate: --draft and at least one AGENCY.json are required")
+	}
+	d, err := readDraft(draft)
+	if err != nil {
+		return fmt.Errorf("directory rotate: %w", err)
+	}
+	for _, p := range entries {
+		a, err := crypto.ReadAgencyFile(p)
+		if err != nil {
+			return fmt.Errorf("directory rotate: %w", err)
+		}
+		before := map[string]crypto.Status{}
+		if cur, ok := d.Agency(a.ID); ok {
+			for _, k := range cur.Keys {
+				before[k.ID] = k.Status
+			}
+		}
+		if err := d.Rotate(*a); err != nil {
+			return fmt.Errorf("directory rotate: %s: %w", p, err)
+		}
+		cur, _ := d.Agency(a.ID)
+		for _, k := range cur.Keys {
+			switch old, had := before[k.ID]; {
+			case !had:
+				fmt.Fprintf(env.Stdout, "%s: new %s key %s\n", a.ID, k.Use, k.ID)
+			case old != k.Status:
+				fmt.Fprintf(env.Stdout, "%s: %s key %s is now %s\n", a.ID, k.Use, k.ID, k.Status)
+			}
+		}
+	}
+	if err := writeDraft(draft, d); err != nil {
+		return fmt.Errorf("directory rotate: %w", err)
 	}
 	return nil
 }

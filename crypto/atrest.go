@@ -8,8 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-
-	"filippo.io/age"
+	"io/fs"
 )
 
 const atRestDomain = "rujukan/v1/at-rest\x00"
@@ -21,17 +20,45 @@ var ErrAtRest = errors.New("at-rest copy does not open")
 // AtRest encrypts what a gateway keeps about the envelopes it sent: the
 // envelope itself is encrypted to the recipient, so the sender cannot open
 // it, and keeps a copy of the body sealed to itself. The copy never leaves
-// the gateway, so a symmetric key is enough: AES-256-GCM under a key
-// derived with HKDF-SHA256 from the agency's age identity (the same secret
-// that opens its inbox), with the record id as associated data so that one
-// stored copy cannot stand in for another.
+// the gateway, so a symmetric key is enough: AES-256-GCM under a key of its
+// own (not the age identity, so that rotating the identity keeps old copies
+// readable), expanded with HKDF-SHA256, with the record id as associated
+// data so that one stored copy cannot stand in for another.
 type AtRest struct {
 	aead cipher.AEAD
 }
 
-// NewAtRest derives the at-rest key of an agency from its age identity.
-func NewAtRest(identity *age.HybridIdentity) (*AtRest, error) {
-	key, err := hkdf.Key(sha256.New, []byte(identity.String()), nil, "rujukan/v1/at-rest key", 32)
+// AtRestKeySize is the size of an at-rest key file's secret.
+const AtRestKeySize = 32
+
+// NewAtRestKey returns a new random at-rest secret.
+func NewAtRestKey() []byte {
+	k := make([]byte, AtRestKeySize)
+	rand.Read(k)
+	return k
+}
+
+// LoadAtRest reads the at-rest secret from a private key file, creating the
+// file (0600) with a new secret when it does not exist yet.
+func LoadAtRest(path string) (*AtRest, error) {
+	secret, err := ReadPrivateFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		secret = NewAtRestKey()
+		if err := WritePrivateFile(path, secret, false); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	return NewAtRest(secret)
+}
+
+// NewAtRest returns the cipher of an at-rest secret.
+func NewAtRest(secret []byte) (*AtRest, error) {
+	if len(secret) != AtRestKeySize {
+		return nil, fmt.Errorf("%w: at-rest key has %d bytes, want %d", ErrKeyMalformed, len(secret), AtRestKeySize)
+	}
+	key, err := hkdf.Key(sha256.New, secret, nil, "rujukan/v1/at-rest key", 32)
 	if err != nil {
 		return nil, err
 	}

@@ -3,17 +3,13 @@ package crypto
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
-
-	"filippo.io/age"
 )
 
 func TestAtRest(t *testing.T) {
-	id, err := age.GenerateHybridIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, _ := age.GenerateHybridIdentity()
+	id, other := NewAtRestKey(), NewAtRestKey()
 	a, _ := NewAtRest(id)
 	b, _ := NewAtRest(other)
 	ct := a.Seal("env-1", []byte("body"))
@@ -24,6 +20,9 @@ func TestAtRest(t *testing.T) {
 		if _, err := again.Open("env-1", ct); err != nil {
 			t.Errorf("the key is not derived the same way twice: %v", err)
 		}
+	}
+	if _, err := NewAtRest(id[:16]); !errors.Is(err, ErrKeyMalformed) {
+		t.Errorf("short secret: %v", err)
 	}
 	cases := map[string]func() ([]byte, error){
 		"other id":       func() ([]byte, error) { return a.Open("env-2", ct) },
@@ -42,5 +41,25 @@ func TestAtRest(t *testing.T) {
 				t.Fatalf("got %v, want ErrAtRest", err)
 			}
 		})
+	}
+}
+
+// LoadAtRest creates the key file once (0600) and reads the same key later.
+func TestLoadAtRest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "at-rest.key")
+	a, err := LoadAtRest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", st, err)
+	}
+	b, err := LoadAtRest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := b.Open("id", a.Seal("id", []byte("x"))); err != nil || string(pt) != "x" {
+		t.Fatalf("reloaded key: %q %v", pt, err)
 	}
 }

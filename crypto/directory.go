@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"filippo.io/edwards25519"
 	"github.com/nats-io/nkeys"
 )
 
@@ -257,6 +258,7 @@ func (d *Directory) Validate() error {
 		return bad("version must be at least 1")
 	}
 	seen := make(map[string]bool, len(d.Agencies))
+	owner := map[string]string{} // public key -> agency id
 	for i := range d.Agencies {
 		a := &d.Agencies[i]
 		if !ValidSlug(a.ID) {
@@ -285,6 +287,12 @@ func (d *Directory) Validate() error {
 				return bad("agency %s: key id %s appears twice", a.ID, k.ID)
 			}
 			kids[k.ID] = true
+			// A key belongs to one agency: the broker finds a NATS user by
+			// its key, and a signature names its agency by it.
+			if other, dup := owner[k.Public]; dup && other != a.ID {
+				return bad("agency %s: key %s is also agency %s's", a.ID, k.ID, other)
+			}
+			owner[k.Public] = a.ID
 			if k.Status == StatusActive {
 				active[k.Use]++
 			}
@@ -365,10 +373,20 @@ func ParseRecipient(s string) (*age.HybridRecipient, error) {
 }
 
 // ParseSigningPublicKey decodes an Ed25519 public key in standard base64.
+// It refuses a key that is not the canonical encoding of a curve point, and
+// a key of small order, for which signatures can be made without any
+// private key.
 func ParseSigningPublicKey(s string) (ed25519.PublicKey, error) {
 	b, err := base64.StdEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) != ed25519.PublicKeySize {
 		return nil, errors.New("signing key is not 32 bytes of standard base64")
+	}
+	p, err := new(edwards25519.Point).SetBytes(b)
+	if err != nil || !bytes.Equal(p.Bytes(), b) {
+		return nil, errors.New("signing key is not a canonical Ed25519 point")
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return nil, errors.New("signing key is a small-order point")
 	}
 	return ed25519.PublicKey(b), nil
 }

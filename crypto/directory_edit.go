@@ -19,6 +19,12 @@ var (
 	// ErrNotInDirectory is returned when an agency or key to revoke is not
 	// in the directory.
 	ErrNotInDirectory = errors.New("not in the directory")
+	// ErrAgencyExists is returned by Add for an agency id already in the
+	// directory: replacing its keys is Rotate's job, asked for by name.
+	ErrAgencyExists = errors.New("agency is already in the directory")
+	// ErrKindChange is returned by Rotate for an entry of another kind:
+	// the kind decides what an agency may send.
+	ErrKindChange = errors.New("agency kind cannot change")
 )
 
 // DefaultNetwork is the network name of a new directory.
@@ -50,37 +56,58 @@ func ParseAgency(b []byte) (*Agency, error) {
 	return &a, nil
 }
 
-// Add adds an agency entry to the directory, or, when an active agency with
-// the same id is already there, rotates its keys: keys of the entry that are
-// new are added, and each previously active key whose use now has a new
-// active key is marked revoked (and kept, so that old envelopes still
-// verify). Kind and name are taken from the entry. A revoked agency cannot
-// be added back. The directory is validated afterwards and left unchanged on
-// error.
+// Add adds a new agency entry to the directory. An agency id already in
+// it, active or revoked, is refused (ErrAgencyExists, ErrAgencyRevoked):
+// an entry that carried a known id would otherwise take the agency over,
+// and its referrals with it. The directory is validated afterwards and
+// left unchanged on error.
 func (d *Directory) Add(a Agency) error {
-	next := d.clone()
-	cur, ok := next.Agency(a.ID)
-	if !ok {
-		a.Keys = append([]PublicKey(nil), a.Keys...)
-		next.Agencies = append(next.Agencies, a)
-	} else {
+	if cur, ok := d.Agency(a.ID); ok {
 		if cur.Status == StatusRevoked {
 			return fmt.Errorf("%w: %s", ErrAgencyRevoked, a.ID)
 		}
-		cur.Kind, cur.Name = a.Kind, a.Name
-		for _, k := range a.Keys {
-			if _, dup := cur.Key(k.Use, k.ID); dup {
-				continue
-			}
-			if k.Status == StatusActive {
-				for i := range cur.Keys {
-					if cur.Keys[i].Use == k.Use {
-						cur.Keys[i].Status = StatusRevoked
-					}
+		return fmt.Errorf("%w: %s (use rotate to replace its keys)", ErrAgencyExists, a.ID)
+	}
+	next := d.clone()
+	a.Keys = append([]PublicKey(nil), a.Keys...)
+	next.Agencies = append(next.Agencies, a)
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	*d = *next
+	return nil
+}
+
+// Rotate replaces the keys of an active agency with those of a new entry
+// for it: keys of the entry that are new are added, and each previously
+// active key whose use now has a new active key is marked revoked (and
+// kept, so that old envelopes still verify). The name may change; the kind
+// may not (ErrKindChange). The directory is validated afterwards and left
+// unchanged on error.
+func (d *Directory) Rotate(a Agency) error {
+	next := d.clone()
+	cur, ok := next.Agency(a.ID)
+	switch {
+	case !ok:
+		return fmt.Errorf("agency %q: %w", a.ID, ErrNotInDirectory)
+	case cur.Status == StatusRevoked:
+		return fmt.Errorf("%w: %s", ErrAgencyRevoked, a.ID)
+	case cur.Kind != a.Kind:
+		return fmt.Errorf("%w: %s is %s, the entry says %s", ErrKindChange, a.ID, cur.Kind, a.Kind)
+	}
+	cur.Name = a.Name
+	for _, k := range a.Keys {
+		if _, dup := cur.Key(k.Use, k.ID); dup {
+			continue
+		}
+		if k.Status == StatusActive {
+			for i := range cur.Keys {
+				if cur.Keys[i].Use == k.Use {
+					cur.Keys[i].Status = StatusRevoked
 				}
 			}
-			cur.Keys = append(cur.Keys, k)
 		}
+		cur.Keys = append(cur.Keys, k)
 	}
 	if err := next.Validate(); err != nil {
 		return err

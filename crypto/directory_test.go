@@ -144,12 +144,16 @@ func TestDirectoryAddRevoke(t *testing.T) {
 	n := MustNet(t)
 	d := n.dir.clone()
 
+	// Adding an agency already there is refused: that would be a takeover.
+	if err := d.Add(*n.agency(t, "iom")); !errors.Is(err, ErrAgencyExists) {
+		t.Fatalf("adding iom again: %v", err)
+	}
 	// Rotating iom's signing key revokes the old one and keeps it.
 	iom := *n.agency(t, "iom")
-	newSigner := n.members["police"].signer // any other key will do
+	newSigner, _ := NewSigner(seedKey("iom rotated"))
 	iom.Keys = []PublicKey{NewPublicKey(UseSign, newSigner.PublicKeyString())}
 	iom.Name = "IOM Mataram"
-	if err := d.Add(iom); err != nil {
+	if err := d.Rotate(iom); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := d.Agency("iom")
@@ -158,11 +162,23 @@ func TestDirectoryAddRevoke(t *testing.T) {
 	if old == nil || old.Status != StatusRevoked || cur.ID != newSigner.KeyID() || a.Name != "IOM Mataram" || len(a.Keys) != 4 {
 		t.Fatalf("after rotation: %+v", a)
 	}
-	if err := d.Add(iom); err != nil {
-		t.Fatalf("adding the same entry again: %v", err)
+	if err := d.Rotate(iom); err != nil {
+		t.Fatalf("rotating to the same entry again: %v", err)
 	}
 	if len(a.Keys) != 4 {
-		t.Fatalf("adding the same entry again changed the keys: %+v", a.Keys)
+		t.Fatalf("rotating to the same entry again changed the keys: %+v", a.Keys)
+	}
+	// The kind stays: it decides what an agency may send.
+	police := iom
+	police.Kind = "police"
+	if err := d.Rotate(police); !errors.Is(err, ErrKindChange) {
+		t.Fatalf("rotating iom into a police agency: %v", err)
+	}
+	// Another agency's key cannot be listed as one's own.
+	stolen := iom
+	stolen.Keys = []PublicKey{NewPublicKey(UseSign, n.members["police"].signer.PublicKeyString())}
+	if err := d.Rotate(stolen); !errors.Is(err, ErrDirectoryMalformed) {
+		t.Fatalf("taking police's signing key: %v", err)
 	}
 
 	// Revoking a key, then the agency.
@@ -234,5 +250,28 @@ func TestParseAgency(t *testing.T) {
 		if _, err := ParseAgency(bad); !errors.Is(err, ErrDirectoryMalformed) {
 			t.Errorf("ParseAgency(%.40q) = %v", bad, err)
 		}
+	}
+}
+
+// Keys for which signatures can be made without a private key are refused,
+// as is a non-canonical encoding of a valid key.
+func TestWeakSigningKeys(t *testing.T) {
+	identity := make([]byte, 32)
+	identity[0] = 1
+	zero := make([]byte, 32) // order 4
+	orderTwo := bytes.Repeat([]byte{0xff}, 32)
+	orderTwo[0], orderTwo[31] = 0xec, 0x7f // y = p-1
+	nonCanonical := bytes.Repeat([]byte{0xff}, 32)
+	nonCanonical[0], nonCanonical[31] = 0xee, 0x7f // y = p+1, an encoding of the identity
+	for name, k := range map[string][]byte{"identity": identity, "zero": zero, "order two": orderTwo, "non-canonical": nonCanonical} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := ParseSigningPublicKey(b64(k)); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	good := seedKey("good").Public().(ed25519.PublicKey)
+	if _, err := ParseSigningPublicKey(b64(good)); err != nil {
+		t.Fatalf("a real key was refused: %v", err)
 	}
 }

@@ -51,6 +51,11 @@ const (
 // widened on each side to allow for clocks that disagree.
 const DefaultClockSkew = 2 * time.Minute
 
+// MaxLifetime is the longest created-to-expires window Open accepts. It
+// bounds how far back a sender can date an envelope and how long its id
+// must be remembered against replay.
+const MaxLifetime = 90 * 24 * time.Hour
+
 // Wire constants; see docs/PROTOCOL.md.
 const (
 	envelopeMagic = "RJKE"
@@ -96,6 +101,9 @@ var (
 	// ErrNotYetValid is returned when now is before the envelope's creation
 	// time (minus the clock skew allowance).
 	ErrNotYetValid = errors.New("envelope not yet valid")
+	// ErrLifetime is returned when an envelope's created-to-expires window
+	// is longer than MaxLifetime.
+	ErrLifetime = errors.New("envelope lifetime too long")
 	// ErrDecrypt is returned when the ciphertext does not decrypt with the
 	// recipient key named in the header.
 	ErrDecrypt = errors.New("cannot decrypt envelope")
@@ -122,6 +130,7 @@ const (
 	ReasonNotForUs          = "not-addressed-to-us"
 	ReasonExpired           = "expired"
 	ReasonNotYetValid       = "not-yet-valid"
+	ReasonLifetime          = "lifetime-too-long"
 	ReasonDecrypt           = "cannot-decrypt"
 	ReasonBadInnerSignature = "bad-inner-signature"
 	ReasonMismatch          = "header-mismatch"
@@ -141,6 +150,7 @@ var reasonCodes = []struct {
 	{ErrNotForUs, ReasonNotForUs},
 	{ErrExpired, ReasonExpired},
 	{ErrNotYetValid, ReasonNotYetValid},
+	{ErrLifetime, ReasonLifetime},
 	{ErrDecrypt, ReasonDecrypt},
 	{ErrBadInnerSignature, ReasonBadInnerSignature},
 	{ErrMismatch, ReasonMismatch},
@@ -540,6 +550,31 @@ func cachedRecipient(s string) (*age.HybridRecipient, error) {
 	return r, nil
 }
 
+// oneHybridStanza checks that the age header wraps the file key for
+// exactly one recipient, a post-quantum hybrid one (PROTOCOL section 2): a
+// sender that adds a second recipient, or a classical one, would copy the
+// referral to someone else or drop the post-quantum protection unnoticed.
+func oneHybridStanza(ct []byte) error {
+	hdr, err := age.ExtractHeader(bytes.NewReader(ct))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrDecrypt, err)
+	}
+	stanzas := 0
+	for _, line := range bytes.Split(hdr, []byte("\n")) {
+		if !bytes.HasPrefix(line, []byte("-> ")) {
+			continue
+		}
+		stanzas++
+		if f := bytes.Fields(line[3:]); len(f) == 0 || string(f[0]) != "mlkem768x25519" {
+			return fmt.Errorf("%w: a recipient stanza is not post-quantum hybrid", ErrDecrypt)
+		}
+	}
+	if stanzas != 1 {
+		return fmt.Errorf("%w: %d recipient stanzas, want exactly 1", ErrDecrypt, stanzas)
+	}
+	return nil
+}
+
 // Opener opens the envelopes addressed to one agency. It is safe for
 // concurrent use.
 type Opener struct {
@@ -663,6 +698,9 @@ func (o *Opener) open(env []byte, now time.Time, stored bool) (Header, []byte, e
 		if now.After(h.Expires.Add(o.ClockSkew)) {
 			return fail(fmt.Errorf("%w: expired %s", ErrExpired, h.Expires.Format(time.RFC3339)))
 		}
+		if h.Expires.Sub(h.Created) > MaxLifetime {
+			return fail(fmt.Errorf("%w: %s", ErrLifetime, h.Expires.Sub(h.Created)))
+		}
 	}
 
 	plain, err := decrypt(e.ciphertext, id)
@@ -703,6 +741,9 @@ func (o *Opener) open(env []byte, now time.Time, stored bool) (Header, []byte, e
 // ciphertext (the plaintext is always shorter) and returns the plaintext only
 // if the whole file authenticated.
 func decrypt(ct []byte, id *age.HybridIdentity) ([]byte, error) {
+	if err := oneHybridStanza(ct); err != nil {
+		return nil, err
+	}
 	// DecryptReaderAt authenticates the final chunk (and so the length)
 	// first and allocates one chunk buffer per read, where the streaming
 	// reader allocates two 64 KiB buffers per message.

@@ -380,6 +380,19 @@ func TestAttackExpired(t *testing.T) {
 	}
 }
 
+// A sender cannot date an envelope far back by giving it a long life.
+func TestAttackLifetime(t *testing.T) {
+	n := MustNet(t)
+	h := testHeader(KindReferral, "iom", "shelter")
+	h.Expires = h.Created.Add(MaxLifetime)
+	if _, _, err := n.opener(t, "shelter").Open(n.mustSeal(t, h, []byte("body")), h.Created); err != nil {
+		t.Fatalf("Open of the longest lifetime: %v", err)
+	}
+	h.Expires = h.Created.Add(MaxLifetime + time.Millisecond)
+	_, _, err := n.opener(t, "shelter").Open(n.mustSeal(t, h, []byte("body")), h.Created)
+	wantRejected(t, err, ErrLifetime, true)
+}
+
 func TestAttackNotYetValid(t *testing.T) {
 	n := MustNet(t)
 	h := testHeader(KindReferral, "iom", "shelter")
@@ -439,7 +452,7 @@ func TestAttackWrongRecipientKey(t *testing.T) {
 	rotated := *shelterAgency
 	rotated.Keys = []PublicKey{NewPublicKey(UseEncrypt, newID.Recipient().String())}
 	d := n.dir.clone()
-	if err := d.Add(rotated); err != nil {
+	if err := d.Rotate(rotated); err != nil {
 		t.Fatal(err)
 	}
 	d.Version++
@@ -590,4 +603,47 @@ func TestOpenAllocations(t *testing.T) {
 			len(env), perOpen, float64(perOpen)/float64(len(env)))
 	}
 	t.Logf("Open of a %d-byte envelope allocates %d bytes (%.2fx)", len(env), perOpen, float64(perOpen)/float64(len(env)))
+}
+
+// A sender that encrypts to a second recipient (a copy for someone else) is
+// refused, though the signatures are its own.
+func TestAttackExtraRecipient(t *testing.T) {
+	n := MustNet(t)
+	env := n.mustSeal(t, testHeader(KindReferral, "iom", "shelter"), []byte("body"))
+	inner := innerOf(t, env, n.members["shelter"].identity)
+	shelterR, _ := ParseRecipient(n.agency(t, "shelter").Keys[0].Public)
+	eavesdropper, _ := age.GenerateHybridIdentity()
+	var ct bytes.Buffer
+	w, err := age.Encrypt(&ct, shelterR, eavesdropper.Recipient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(inner)
+	w.Close()
+	h := splitEnv(t, env).h
+	bad := frameEnvelope(appendHeader(nil, &h), ct.Bytes(), n.members["iom"].signer)
+	_, _, err = n.opener(t, "shelter").Open(bad, testNow)
+	wantRejected(t, err, ErrDecrypt, true)
+}
+
+// Only one stanza, of the hybrid type, passes the header check.
+func TestOneHybridStanza(t *testing.T) {
+	const mac = "--- AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+	for name, tc := range map[string]struct {
+		hdr string
+		ok  bool
+	}{
+		"one hybrid": {"age-encryption.org/v1\n-> mlkem768x25519 AAAA\nAAAA\n" + mac, true},
+		"classical":  {"age-encryption.org/v1\n-> X25519 AAAA\nAAAA\n" + mac, false},
+		"two hybrid": {"age-encryption.org/v1\n-> mlkem768x25519 AAAA\nAAAA\n-> mlkem768x25519 BBBB\nBBBB\n" + mac, false},
+		"no stanza":  {"age-encryption.org/v1\n" + mac, false},
+		"not age":    {"hello\n", false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := oneHybridStanza([]byte(tc.hdr + "payload"))
+			if (err == nil) != tc.ok {
+				t.Fatalf("got %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
 }

@@ -88,9 +88,9 @@ func (s *Signer) sign(msg []byte) []byte { return ed25519.Sign(s.key, msg) }
 // regular file that neither group nor others can access. The error is one
 // line that names the file and says how to fix it.
 func ReadPrivateFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openNoFollow(path)
 	if err != nil {
-		return nil, fmt.Errorf("failed to open private key file: %w", err)
+		return nil, fmt.Errorf("failed to open private key file (symbolic links are not followed): %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
@@ -102,6 +102,9 @@ func ReadPrivateFile(path string) ([]byte, error) {
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("%w: %s has mode %04o; run: chmod 600 %s", ErrKeyFilePermissions, path, perm, path)
+	}
+	if err := ownedBySelf(st); err != nil {
+		return nil, fmt.Errorf("%w: %s %v; run: chown $(id -u) %s", ErrKeyFilePermissions, path, err, path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxKeyFileSize+1))
 	if err != nil {

@@ -233,3 +233,32 @@ func TestSignerKeyID(t *testing.T) {
 		t.Errorf("short key: %v", err)
 	}
 }
+
+// A key file reached through a symbolic link, or owned by another user, is
+// refused: whoever controls the link or owns the file can plant a key.
+func TestPrivateFileLinksAndOwners(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.pem")
+	if err := os.WriteFile(real, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPrivateFile(real); err != nil {
+		t.Fatalf("plain file: %v", err)
+	}
+	link := filepath.Join(dir, "link.pem")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPrivateFile(link); err == nil {
+		t.Error("a symbolic link was followed")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("changing a file's owner needs root")
+	}
+	if err := os.Chown(real, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPrivateFile(real); !errors.Is(err, ErrKeyFilePermissions) {
+		t.Errorf("a file owned by another user: %v", err)
+	}
+}

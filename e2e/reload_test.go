@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/crypto"
 )
 
@@ -86,4 +87,34 @@ func containsField(r response, field string) bool {
 		}
 	}
 	return false
+}
+
+// TestDirectoryRollbackRefused: after a newer directory was accepted, a
+// gateway does not start on an older one (which could bring revoked keys
+// back).
+func TestDirectoryRollbackRefused(t *testing.T) {
+	n := newNetwork(t)
+	n.startBroker()
+	path := filepath.Join(n.data, "network.json")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authority, err := crypto.LoadEd25519PrivateKey(filepath.Join(n.data, "authority", "authority.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.startGateway("iom")
+	resign(t, n, "shelter", authority)
+	if err := n.inproc["iom"].Gateway.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	n.stopGateway("iom")
+	if err := os.WriteFile(path, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = gateway.New(n.config("iom"), gateway.Options{Logger: quietLogger(t)})
+	if !errors.Is(err, crypto.ErrDirectoryStale) {
+		t.Fatalf("start on an older directory: %v, want ErrDirectoryStale", err)
+	}
 }

@@ -64,6 +64,7 @@ var (
 	allBuckets      = [][]byte{bucketRecords, bucketEnvelopes, bucketQueue, bucketReceipts, bucketSeen,
 		bucketAudit, bucketMeta, bucketIdxInbox, bucketIdxOutbox, bucketPending, bucketQueueIdx}
 	keyAuditHead = []byte("audit-head")
+	keyDirectory = []byte("directory-version")
 )
 
 // Event is one entry of a record's timeline.
@@ -480,6 +481,21 @@ func (t *Tx) Receipts(recordID string) [][]byte {
 		return nil
 	})
 	return out
+}
+
+// DirectoryVersion returns the highest network directory version this
+// gateway has accepted, 0 if none.
+func (t *Tx) DirectoryVersion() uint64 {
+	v := t.b(bucketMeta).Get(keyDirectory)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// SetDirectoryVersion records the directory version now in force.
+func (t *Tx) SetDirectoryVersion(v uint64) error {
+	return t.b(bucketMeta).Put(keyDirectory, seqKey(v))
 }
 
 // Exists reports whether id is already used by a record or an envelope of
