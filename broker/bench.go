@@ -161,12 +161,6 @@ func newProvisionedEnv(ctx context.Context, concurrency int) (*roundTripEnv, err
 		return nil, err
 	}
 	authPub, authPriv, _ := ed25519.GenerateKey(nil)
-	id, err := age.GenerateHybridIdentity()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	sigPub, _, _ := ed25519.GenerateKey(nil)
 	d := crypto.Directory{Version: 1, Network: "bench", IssuedAt: time.Now().UTC().Truncate(time.Second)}
 	seeds := map[string][]byte{}
 	for _, a := range []string{benchSender, benchRecipient} {
@@ -175,6 +169,13 @@ func newProvisionedEnv(ctx context.Context, concurrency int) (*roundTripEnv, err
 			os.RemoveAll(dir)
 			return nil, err
 		}
+		// The broker does not use these two, but a key belongs to one agency.
+		id, err := age.GenerateHybridIdentity()
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		sigPub, _, _ := ed25519.GenerateKey(nil)
 		seeds[a] = seed
 		d.Agencies = append(d.Agencies, crypto.Agency{ID: a, Kind: "bench", Name: a, Status: crypto.StatusActive,
 			Keys: []crypto.PublicKey{

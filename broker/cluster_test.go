@@ -139,7 +139,7 @@ func TestClusterLeaderRestart(t *testing.T) {
 	waitAcked(50)
 	leader := -1
 	for i, s := range srv {
-		if s.ns.JetStreamIsStreamLeader("$G", client.StreamName("shelter")) {
+		if s.ns.JetStreamIsStreamLeader(inboxAccount, client.StreamName("shelter")) {
 			leader = i
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,25 +32,21 @@ type testNet struct {
 }
 
 var (
-	recipientOnce sync.Once
-	recipient     string
-	signingPub    string
 )
 
-// sharedKeys returns one age recipient and one signing key used by every
-// test agency: the broker never looks at them, and hybrid key generation
-// would dominate a 1,000-agency test.
-func sharedKeys(t testing.TB) (string, string) {
-	recipientOnce.Do(func() {
-		id, err := age.GenerateHybridIdentity()
-		if err != nil {
-			panic(err)
-		}
-		recipient = id.Recipient().String()
-		pub, _, _ := ed25519.GenerateKey(nil)
-		signingPub = base64.StdEncoding.EncodeToString(pub)
-	})
-	return recipient, signingPub
+// agencyKeys returns a fresh age recipient and signing key: the broker
+// never uses them, but the directory requires every key to belong to one
+// agency.
+func agencyKeys(t testing.TB) (string, string) {
+	id, err := age.GenerateHybridIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.Recipient().String(), base64.StdEncoding.EncodeToString(pub)
 }
 
 func newTestNet(t testing.TB, ids ...string) *testNet {
@@ -71,7 +66,7 @@ func newTestNet(t testing.TB, ids ...string) *testNet {
 // add appends a new active agency with fresh keys.
 func (n *testNet) add(t testing.TB, id string) *testAgency {
 	t.Helper()
-	rec, sig := sharedKeys(t)
+	rec, sig := agencyKeys(t)
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		t.Fatal(err)

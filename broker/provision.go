@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,10 +48,43 @@ func permissions(id string) *server.Permissions {
 	}
 }
 
-// users returns one nkey user per active agency, plus the broker's own
-// provisioning user.
-func (s *Server) users(d *crypto.Directory) []*server.NkeyUser {
-	out := []*server.NkeyUser{{Nkey: s.adminPub}}
+// The broker's accounts. Every inbox stream lives in the inbox account,
+// where only the broker's own provisioning user logs in. Each agency has an
+// account of its own that imports, as services, exactly its own subjects
+// from the inbox account.
+//
+// Accounts, not only permissions, keep agencies apart: NATS does not check
+// the reply subject a client sets, so in one shared account an agency could
+// have JetStream answer into another agency's subjects (turning its own
+// messages into pull requests on another inbox, or storing publish
+// acknowledgements in another inbox under a third agency's name). Across
+// an import the reply is rewritten, and an answer can only come back to the
+// account that asked.
+const inboxAccount = "RUJUKAN"
+
+// jsAPIInfo is imported into every agency account only so that the server
+// does not add its own JetStream responders there (they would race the
+// imported API with "JetStream not enabled" answers). The agency's
+// permissions do not let it publish on this subject.
+const jsAPIInfo = "$JS.API.INFO"
+
+// accountName is the NATS account of an agency.
+func accountName(id string) string { return "AGENCY_" + id }
+
+// accountsConfig returns the accounts block of the server configuration
+// for the active agencies of d. The accounts of agencies in bare are
+// declared empty (no user, no import): see reloadLocked.
+func (s *Server) accountsConfig(d *crypto.Directory, bare map[string]bool) string {
+	var b strings.Builder
+	b.WriteString("accounts {\n")
+	fmt.Fprintf(&b, "  %s {\n    jetstream: enabled\n    users: [ {nkey: %q} ]\n", inboxAccount, s.adminPub)
+	b.WriteString("    exports: [\n")
+	fmt.Fprintf(&b, "      {service: %q}\n", client.SubjectPrefix+">")
+	fmt.Fprintf(&b, "      {service: %q, response: stream}\n", "$JS.API.CONSUMER.MSG.NEXT.*."+client.ConsumerName)
+	fmt.Fprintf(&b, "      {service: %q}\n", "$JS.API.CONSUMER.INFO.*."+client.ConsumerName)
+	fmt.Fprintf(&b, "      {service: %q}\n", "$JS.ACK.*."+client.ConsumerName+".>")
+	fmt.Fprintf(&b, "      {service: %q}\n", jsAPIInfo)
+	b.WriteString("    ]\n  }\n")
 	for i := range d.Agencies {
 		a := &d.Agencies[i]
 		if a.Status != crypto.StatusActive {
@@ -59,9 +94,29 @@ func (s *Server) users(d *crypto.Directory) []*server.NkeyUser {
 		if !ok {
 			continue // Validate rules this out for active agencies.
 		}
-		out = append(out, &server.NkeyUser{Nkey: k.Public, Permissions: permissions(a.ID)})
+		if bare[a.ID] {
+			fmt.Fprintf(&b, "  %s {}\n", accountName(a.ID))
+			continue
+		}
+		p := permissions(a.ID)
+		fmt.Fprintf(&b, "  %s {\n    users: [ {nkey: %q, permissions: {publish: {allow: %s}, subscribe: {allow: %s}}} ]\n",
+			accountName(a.ID), k.Public, quoteList(p.Publish.Allow), quoteList(p.Subscribe.Allow))
+		b.WriteString("    imports: [\n")
+		for _, subj := range append(p.Publish.Allow, jsAPIInfo) {
+			fmt.Fprintf(&b, "      {service: {account: %s, subject: %q}}\n", inboxAccount, subj)
+		}
+		b.WriteString("    ]\n  }\n")
 	}
-	return out
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func quoteList(subjects []string) string {
+	q := make([]string, len(subjects))
+	for i, s := range subjects {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // streamConfig returns the inbox stream of an agency.

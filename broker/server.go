@@ -201,24 +201,24 @@ func serverName(cfg *Config) (string, error) {
 	return n, nil
 }
 
-func (s *Server) options(d *crypto.Directory) (*server.Options, error) {
+func (s *Server) options(d *crypto.Directory, bare map[string]bool) (*server.Options, error) {
 	l, err := parseHostPort("listen address", s.cfg.Listen)
 	if err != nil {
 		return nil, err
 	}
-	o := &server.Options{
-		ServerName: s.name,
-		Host:       l.host,
-		Port:       l.port,
-		NoSigs:     true,
-		MaxPayload: client.MaxMessageSize,
-		JetStream:  true,
-		StoreDir:   s.cfg.DataDir,
-		SyncAlways: true,
-		Nkeys:      s.users(d),
-		Debug:      s.cfg.Debug,
-		HTTPPort:   0,
+	o := &server.Options{}
+	if err := o.ProcessConfigString(s.accountsConfig(d, bare)); err != nil {
+		return nil, fmt.Errorf("%w: accounts: %v", ErrConfig, err)
 	}
+	o.ServerName = s.name
+	o.Host, o.Port = l.host, l.port
+	o.NoSigs = true
+	o.MaxPayload = client.MaxMessageSize
+	o.JetStream = true
+	o.StoreDir = s.cfg.DataDir
+	o.SyncAlways = true
+	o.Debug = s.cfg.Debug
+	o.HTTPPort = 0
 	if s.tls != nil {
 		o.TLS = true
 		o.TLSConfig = s.tls
@@ -272,7 +272,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.InsecurePlaintext && s.tls == nil {
 		s.log.Warn("broker runs WITHOUT TLS (--insecure-plaintext): credentials and envelopes cross the network in the clear", "listen", s.cfg.Listen)
 	}
-	opts, err := s.options(s.dir)
+	opts, err := s.options(s.dir, nil)
 	if err != nil {
 		return err
 	}
@@ -413,7 +413,23 @@ func (s *Server) reloadLocked(signed []byte) error {
 	if err := s.provision(ctx, s.js, added); err != nil {
 		return err
 	}
-	opts, err := s.options(next)
+	// nats-server wires the service imports of an account only when the
+	// account already exists as a reload applies them. New agencies'
+	// accounts are therefore first added empty, then filled in.
+	if len(added) > 0 {
+		bare := make(map[string]bool, len(added))
+		for _, id := range added {
+			bare[id] = true
+		}
+		opts, err := s.options(next, bare)
+		if err != nil {
+			return err
+		}
+		if err := s.ns.ReloadOptions(opts); err != nil {
+			return fmt.Errorf("failed to add the new accounts: %w", err)
+		}
+	}
+	opts, err := s.options(next, nil)
 	if err != nil {
 		return err
 	}
