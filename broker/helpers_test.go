@@ -31,9 +31,6 @@ type testNet struct {
 	Agencies map[string]*testAgency
 }
 
-var (
-)
-
 // agencyKeys returns a fresh age recipient and signing key: the broker
 // never uses them, but the directory requires every key to belong to one
 // agency.
