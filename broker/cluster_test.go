@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rujukan/rujukan/broker/client"
 )
 
@@ -46,6 +48,7 @@ func TestClusterLeaderRestart(t *testing.T) {
 		c := &cfgs[i]
 		c.ServerName = fmt.Sprintf("node-%d", i+1)
 		c.ClusterName = "rujukan-test"
+		c.ClusterSecret = testClusterSecret
 		c.Routes = routes
 		c.DataDir = t.TempDir()
 		c.Directory = signed
@@ -185,4 +188,66 @@ func TestClusterLeaderRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d acked, %d delivered, sender (re)connected %d times", len(acked), len(seen), reconnects.Load())
+}
+
+// testClusterSecret is the route secret of the test clusters.
+const testClusterSecret = "test-cluster-secret-0123456789abcdef"
+
+// TestRogueRouteRefused: a server that knows the cluster's name and a
+// node's route address, but not the cluster secret, does not become a node
+// (and so receives no traffic); one with the secret does.
+func TestRogueRouteRefused(t *testing.T) {
+	n := newTestNet(t, "iom")
+	cfg := n.config(t)
+	cfg.ServerName = "node-1"
+	cfg.ClusterName = "rujukan-test"
+	cfg.ClusterSecret = testClusterSecret
+	cfg.ClusterListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	// The node runs with the options the broker builds; JetStream is left
+	// out because a one-node JetStream cluster never elects a leader.
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.name = cfg.ServerName
+	opts, err := b.options(b.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.JetStream = false
+	node, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.Start()
+	t.Cleanup(func() { node.Shutdown(); node.WaitForShutdown() })
+	if !node.ReadyForConnections(10 * time.Second) {
+		t.Fatal("node not ready")
+	}
+	rogue := func(name, userinfo string) *server.Server {
+		u, _ := url.Parse("nats-route://" + userinfo + cfg.ClusterListen)
+		rs, err := server.NewServer(&server.Options{ServerName: name, Host: "127.0.0.1", Port: -1, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "rujukan-test", Host: "127.0.0.1", Port: -1},
+			Routes:  []*url.URL{u}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs.Start()
+		t.Cleanup(func() { rs.Shutdown(); rs.WaitForShutdown() })
+		return rs
+	}
+	rogue("rogue", "")
+	rogue("guesser", clusterUser+":wrong-secret-0123456789abcdefghijkl@")
+	time.Sleep(2 * time.Second)
+	if got := node.NumRoutes(); got != 0 {
+		t.Fatalf("%d routes to servers without the secret", got)
+	}
+	rogue("insider", clusterUser+":"+testClusterSecret+"@")
+	deadline := time.Now().Add(5 * time.Second)
+	for node.NumRoutes() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if node.NumRoutes() == 0 {
+		t.Fatal("a server with the secret could not join")
+	}
 }

@@ -71,6 +71,11 @@ type Config struct {
 	ClusterName   string
 	ClusterListen string
 	Routes        []string
+	// ClusterSecret authenticates the nodes of a cluster to each other
+	// (route user and password). Every node has the same one; a server
+	// without it cannot join, whatever certificate it holds. Required for
+	// a cluster: at least 32 characters.
+	ClusterSecret string
 	// Replicas of each inbox stream. 0 picks 3 when the cluster has at
 	// least 3 nodes, else 1.
 	Replicas int
@@ -195,6 +200,9 @@ func (c *Config) validate() error {
 			if err != nil || u.Host == "" || (u.Scheme != "nats-route" && u.Scheme != "nats" && u.Scheme != "tls") {
 				return fmt.Errorf("%w: route %q is not a nats-route://host:port URL", ErrConfig, r)
 			}
+		}
+		if len(c.ClusterSecret) < 32 || strings.ContainsAny(c.ClusterSecret, " \t\r\n@:/") {
+			return fmt.Errorf("%w: a cluster needs a route secret of at least 32 characters without spaces, '@', ':' or '/' (--cluster-secret-file)", ErrConfig)
 		}
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {

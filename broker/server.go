@@ -16,6 +16,13 @@
 //     pull and ack only from its own consumer, and subscribe only to its
 //     own reply prefix _INBOX_<self>. It cannot read, forge, purge or
 //     otherwise administer any stream or consumer.
+//   - Each agency's user is in an account of its own; the inboxes are in a
+//     separate account that the agency reaches only through service
+//     imports of its own subjects. Replies across an import are rewritten,
+//     so a crafted reply subject cannot make JetStream answer into another
+//     agency's inbox or consumer.
+//   - Cluster nodes authenticate each other with a shared route secret; a
+//     certificate from the CA alone does not make a server a node.
 //   - Only a directory signed by the pinned authority and newer than the
 //     one running (and than the last one this data directory accepted) is
 //     applied. A refused directory leaves the running configuration as it
@@ -201,6 +208,9 @@ func serverName(cfg *Config) (string, error) {
 	return n, nil
 }
 
+// clusterUser is the route user name of the cluster nodes.
+const clusterUser = "rujukan-node"
+
 func (s *Server) options(d *crypto.Directory, bare map[string]bool) (*server.Options, error) {
 	l, err := parseHostPort("listen address", s.cfg.Listen)
 	if err != nil {
@@ -237,6 +247,10 @@ func (s *Server) options(d *crypto.Directory, bare map[string]bool) (*server.Opt
 		o.Cluster.Name = s.cfg.ClusterName
 		o.Cluster.Host = cl.host
 		o.Cluster.Port = cl.port
+		// Routes authenticate with the cluster secret: a certificate from
+		// the CA alone (which agencies' client certificates may share)
+		// does not make a server a node.
+		o.Cluster.Username, o.Cluster.Password = clusterUser, s.cfg.ClusterSecret
 		if s.clusterTLS != nil {
 			o.Cluster.TLSConfig = s.clusterTLS
 			o.Cluster.TLSTimeout = 5
@@ -246,6 +260,7 @@ func (s *Server) options(d *crypto.Directory, bare map[string]bool) (*server.Opt
 			if err != nil {
 				return nil, fmt.Errorf("%w: route %q", ErrConfig, r)
 			}
+			u.User = url.UserPassword(clusterUser, s.cfg.ClusterSecret)
 			o.Routes = append(o.Routes, u)
 		}
 	}

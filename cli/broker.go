@@ -35,6 +35,7 @@ type BrokerFlags struct {
 	ServerName                       string
 	ClusterName, ClusterListen       string
 	Routes                           string
+	ClusterSecretFile                string
 	Replicas                         int
 	PIDFile                          string
 	LogLevel                         string
@@ -62,6 +63,7 @@ func runBroker(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&f.ClusterName, "cluster-name", "", "cluster `name` (all nodes the same)")
 	fs.StringVar(&f.ClusterListen, "cluster-listen", "", "cluster route `address` of this node")
 	fs.StringVar(&f.Routes, "routes", "", "comma-separated nats-route://host:port `URLs` of the cluster nodes")
+	fs.StringVar(&f.ClusterSecretFile, "cluster-secret-file", "", "`file` (0600) holding the secret every cluster node shares (at least 32 characters)")
 	fs.IntVar(&f.Replicas, "replicas", 0, "replicas per inbox (default: 3 with at least 3 nodes, else 1)")
 	fs.StringVar(&f.PIDFile, "pid-file", "", "write the process id to this `file` (for 'rujukan broker reload')")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -139,6 +141,13 @@ func (f *BrokerFlags) Config(logger *slog.Logger) (broker.Config, error) {
 	cfg.MaxAge, cfg.DuplicateWindow = f.MaxAge, f.DuplicateWindow
 	cfg.ServerName = f.ServerName
 	cfg.ClusterName, cfg.ClusterListen = f.ClusterName, f.ClusterListen
+	if f.ClusterSecretFile != "" {
+		secret, err := crypto.ReadPrivateFile(f.ClusterSecretFile)
+		if err != nil {
+			return cfg, fmt.Errorf("broker: --cluster-secret-file: %w", err)
+		}
+		cfg.ClusterSecret = strings.TrimSpace(string(secret))
+	}
 	for r := range strings.SplitSeq(f.Routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
 			cfg.Routes = append(cfg.Routes, r)

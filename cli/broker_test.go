@@ -92,6 +92,7 @@ func TestBrokerCommandRefuses(t *testing.T) {
 		{"missing directory", []string{"--network", n.path + ".missing", "--authority", n.pub, "--data", t.TempDir()}, os.ErrNotExist, "no such file"},
 		{"bad log level", append(base, "--log-level", "loud"), nil, "log-level"},
 		{"bad route", append(base, "--cluster-name", "c", "--cluster-listen", "127.0.0.1:6222", "--routes", "http://x"), broker.ErrConfig, "nats-route"},
+		{"cluster without a secret", append(base, "--cluster-name", "c", "--cluster-listen", "127.0.0.1:6222"), broker.ErrConfig, "--cluster-secret-file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
