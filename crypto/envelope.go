@@ -381,11 +381,38 @@ func senderKey(dir *Directory, agencyID, keyID string) (*Agency, ed25519.PublicK
 	if !ok {
 		return nil, nil, nil, fmt.Errorf("%w: agency %s has no signing key %q", ErrUnknownSender, agencyID, keyID)
 	}
-	pub, err := ParseSigningPublicKey(k.Public)
+	pub, err := cachedSigningKey(k.Public)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %v", ErrUnknownSender, err)
 	}
 	return a, pub, k, nil
+}
+
+// signingKeyCache remembers signing keys that passed ParseSigningPublicKey
+// (its point checks cost as much as a signature check).
+var signingKeyCache struct {
+	sync.Mutex
+	m map[string]ed25519.PublicKey
+}
+
+func cachedSigningKey(s string) (ed25519.PublicKey, error) {
+	signingKeyCache.Lock()
+	k, ok := signingKeyCache.m[s]
+	signingKeyCache.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := ParseSigningPublicKey(s)
+	if err != nil {
+		return nil, err
+	}
+	signingKeyCache.Lock()
+	if signingKeyCache.m == nil || len(signingKeyCache.m) >= 4096 {
+		signingKeyCache.m = make(map[string]ed25519.PublicKey)
+	}
+	signingKeyCache.m[s] = k
+	signingKeyCache.Unlock()
+	return k, nil
 }
 
 // verifyOuter checks the outer signature with the sender key from the
