@@ -381,38 +381,11 @@ func senderKey(dir *Directory, agencyID, keyID string) (*Agency, ed25519.PublicK
 	if !ok {
 		return nil, nil, nil, fmt.Errorf("%w: agency %s has no signing key %q", ErrUnknownSender, agencyID, keyID)
 	}
-	pub, err := cachedSigningKey(k.Public)
+	pub, err := signingKeys.get(k.Public)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %v", ErrUnknownSender, err)
 	}
 	return a, pub, k, nil
-}
-
-// signingKeyCache remembers signing keys that passed ParseSigningPublicKey
-// (its point checks cost as much as a signature check).
-var signingKeyCache struct {
-	sync.Mutex
-	m map[string]ed25519.PublicKey
-}
-
-func cachedSigningKey(s string) (ed25519.PublicKey, error) {
-	signingKeyCache.Lock()
-	k, ok := signingKeyCache.m[s]
-	signingKeyCache.Unlock()
-	if ok {
-		return k, nil
-	}
-	k, err := ParseSigningPublicKey(s)
-	if err != nil {
-		return nil, err
-	}
-	signingKeyCache.Lock()
-	if signingKeyCache.m == nil || len(signingKeyCache.m) >= 4096 {
-		signingKeyCache.m = make(map[string]ed25519.PublicKey)
-	}
-	signingKeyCache.m[s] = k
-	signingKeyCache.Unlock()
-	return k, nil
 }
 
 // verifyOuter checks the outer signature with the sender key from the
@@ -473,7 +446,7 @@ func Seal(h Header, body []byte, signer *Signer, to *Agency) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("seal: %w: %s", ErrRecipientUnavailable, to.ID)
 	}
-	r, err := cachedRecipient(k.Public)
+	r, err := recipients.get(k.Public)
 	if err != nil {
 		return nil, fmt.Errorf("seal: recipient %s: %w", to.ID, err)
 	}
@@ -550,32 +523,39 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// recipientCache keeps parsed recipients: parsing a hybrid recipient costs
-// about as much as a signature.
-var recipientCache struct {
-	sync.Mutex
-	m map[string]*age.HybridRecipient
+// parsed remembers the results of a key parser for the keys of the
+// directory: parsing a hybrid recipient, or checking a signing key's point,
+// costs about as much as a signature. It holds at most 4096 keys.
+type parsed[T any] struct {
+	mu    sync.Mutex
+	m     map[string]T
+	parse func(string) (T, error)
 }
 
-func cachedRecipient(s string) (*age.HybridRecipient, error) {
-	recipientCache.Lock()
-	r, ok := recipientCache.m[s]
-	recipientCache.Unlock()
+func (c *parsed[T]) get(s string) (T, error) {
+	c.mu.Lock()
+	v, ok := c.m[s]
+	c.mu.Unlock()
 	if ok {
-		return r, nil
+		return v, nil
 	}
-	r, err := ParseRecipient(s)
+	v, err := c.parse(s)
 	if err != nil {
-		return nil, err
+		return v, err
 	}
-	recipientCache.Lock()
-	if recipientCache.m == nil || len(recipientCache.m) >= 4096 {
-		recipientCache.m = make(map[string]*age.HybridRecipient)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= 4096 {
+		c.m = make(map[string]T)
 	}
-	recipientCache.m[s] = r
-	recipientCache.Unlock()
-	return r, nil
+	c.m[s] = v
+	c.mu.Unlock()
+	return v, nil
 }
+
+var (
+	recipients  = parsed[*age.HybridRecipient]{parse: ParseRecipient}
+	signingKeys = parsed[ed25519.PublicKey]{parse: ParseSigningPublicKey}
+)
 
 // oneHybridStanza checks that the age header wraps the file key for
 // exactly one recipient, a post-quantum hybrid one (PROTOCOL section 2): a

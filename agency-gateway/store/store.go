@@ -180,9 +180,6 @@ func OpenReadOnly(path string, pub ed25519.PublicKey) (*DB, error) {
 // Close closes the database.
 func (d *DB) Close() error { return d.db.Close() }
 
-// Path returns the database file path.
-func (d *DB) Path() string { return d.db.Path() }
-
 // Check runs bbolt's consistency check.
 func (d *DB) Check() error {
 	return d.db.View(func(tx *bolt.Tx) error {
@@ -461,12 +458,6 @@ func (t *Tx) AddReceipt(recordID, event string, signed []byte) (bool, error) {
 		return false, nil
 	}
 	return true, rb.Put([]byte(event), signed)
-}
-
-// HasReceipt reports whether a record has a receipt for event.
-func (t *Tx) HasReceipt(recordID, event string) bool {
-	rb := t.b(bucketReceipts).Bucket([]byte(recordID))
-	return rb != nil && rb.Get([]byte(event)) != nil
 }
 
 // Receipts returns the signed receipts of a record.
