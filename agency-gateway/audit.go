@@ -8,6 +8,31 @@ import (
 	"github.com/rujukan/rujukan/policy"
 )
 
+// Audit actions: one constant per action the gateway records. API
+// requests refused by policy are recorded under their policy action
+// (policy.Action*), as store.Action(a).
+const (
+	ActReferralSend         store.Action = "referral.send"
+	ActReferralReceive      store.Action = "referral.receive"
+	ActReferralRead         store.Action = "referral.read"
+	ActReferralStatus       store.Action = "referral.status"
+	ActStatementRequestSend store.Action = "statement-request.send"
+	ActStatementRequestRecv store.Action = "statement-request.receive"
+	ActStatementRequestRead store.Action = "statement-request.read"
+	ActConsentRecord        store.Action = "statement-request.consent"
+	ActStatementSend        store.Action = "statement.send"
+	ActStatementReceive     store.Action = "statement.receive"
+	ActStatementDecline     store.Action = "statement-request.decline"
+	ActStatusReceive        store.Action = "status.receive"
+	ActReceiptReceive       store.Action = "receipt.receive"
+	ActEnvelopePublish      store.Action = "envelope.publish"
+	ActEnvelopeExpire       store.Action = "envelope.expire"
+	ActEnvelopeReject       store.Action = "envelope.receive"
+	ActDeadline             store.Action = "record.deadline"
+	ActDue                  store.Action = "statement-request.expire"
+	ActDirectoryReload      store.Action = "directory.reload"
+)
+
 // AuditPage is one page of audit events, oldest first.
 type AuditPage struct {
 	Events []store.AuditEvent `json:"events"`

@@ -3,7 +3,8 @@ package gateway
 import (
 	"errors"
 
-	"github.com/rujukan/rujukan/agency-gateway/referral"
+	"github.com/rujukan/rujukan/agency-gateway/body"
+	"github.com/rujukan/rujukan/policy"
 )
 
 // Errors the HTTP layer maps to statuses. Policy refusals keep their own
@@ -20,7 +21,7 @@ var (
 
 // InvalidError is a request body that failed validation, field by field.
 type InvalidError struct {
-	Fields []referral.FieldError
+	Fields []body.FieldError
 }
 
 func (e *InvalidError) Error() string {
@@ -31,25 +32,46 @@ func (e *InvalidError) Error() string {
 }
 
 func invalid(field, code, msg string) error {
-	return &InvalidError{Fields: []referral.FieldError{{Field: field, Code: code, Message: msg}}}
+	return &InvalidError{Fields: []body.FieldError{{Field: field, Code: code, Message: msg}}}
+}
+
+// fieldErrors turns a parser's field errors into an error, or nil.
+func fieldErrors(fe []body.FieldError) error {
+	if len(fe) == 0 {
+		return nil
+	}
+	return &InvalidError{Fields: fe}
 }
 
 // permanent marks an incoming envelope that can never be accepted: it is
 // audited, answered with a rejected receipt where the sender is verified,
 // and terminated at the broker.
 type permanent struct {
-	reason string
-	err    error
+	reason   string
+	err      error
+	verified bool // the sender's signature checked out
 }
 
 func (p *permanent) Error() string { return p.reason + ": " + p.err.Error() }
 func (p *permanent) Unwrap() error { return p.err }
 
-func reject(reason string, err error) error { return &permanent{reason: reason, err: err} }
+func reject(reason string, err error, verified bool) error {
+	return &permanent{reason: reason, err: err, verified: verified}
+}
+
+// refuse is reject for a verified envelope whose content the rules refuse.
+func refuse(reason string, err error) error { return reject(reason, err, true) }
+
+// refusePolicy refuses a verified envelope for a policy error, with its
+// reason code.
+func refusePolicy(err error) error { return refuse(policy.ReasonOf(err), err) }
 
 // errDuplicate is a redelivery of an envelope already stored: ack quietly.
 var errDuplicate = errors.New("duplicate delivery")
 
 // errNotYet is an envelope that cannot be applied yet (a status that
-// arrived before its referral): the broker delivers it again later.
+// arrived before its referral): it waits, for a bounded time.
 var errNotYet = errors.New("not applicable yet")
+
+// errParked is an envelope set aside to wait: ack it at the broker.
+var errParked = errors.New("waiting for another envelope")

@@ -1,25 +1,33 @@
-// Package gateway is one agency's gateway to the Rujukan network. It seals
-// what its staff send, opens what arrives, enforces the network rules, the
-// scopes and the state machines (through the policy package), keeps every
-// envelope, receipt and state in its bbolt store, and writes an audit event
-// for every decision, in the same transaction as the change it describes.
+// Package gateway is one agency's gateway to the Rujukan network: the core
+// that every client (the HTTP API, the web app, the commands) calls. It
+// seals what its staff send, opens what arrives, enforces the network
+// rules, the scopes and the state machines (through package policy), keeps
+// every envelope, receipt and state in its bbolt store, and writes an
+// audit event for every decision in the same transaction as the change it
+// describes. docs/ARCHITECTURE.md draws the parts and the data path.
 //
-// The data path reads top to bottom in two places: [Gateway.Send]
-// (authorize, validate, seal, store, publish) and [Gateway.receive] (verify,
-// open, check, store, ack, receipt). Everything that leaves the gateway
-// goes through the outbox queue, so a 202 survives crashes: the queue is
-// drained by a retry loop until the broker has acknowledged every envelope.
+// The data path reads top to bottom in two functions: [Gateway.Send]
+// (authorize, prepare, seal, store, publish) and [Gateway.Receive] (open,
+// check, store, settle). What differs between kinds of message (referral,
+// status, receipt, statement request, consent decision, statement) lives
+// in one file per kind behind the [Kind] interface; every state change of
+// a record goes through one function, transition. The broker is reached
+// through the small [Bus] interface.
 //
 // # Guarantees
 //
 //   - Nothing accepted with 202 is lost: the envelope and its queue entry
 //     are committed (fsync) before the answer, and published until acked.
-//   - Exactly one delivery outcome per referral at the sender: delivered or
-//     failed, set once.
+//   - Exactly one delivery outcome per sent record: delivered or failed,
+//     set once.
 //   - An incoming envelope is stored once: dedup by envelope id in the same
 //     transaction that stores it, and acked only after that commit.
+//   - An envelope that waits for another is kept here, not at the broker,
+//     for a bounded time and a bounded number per sender, then refused with
+//     a signed receipt: it never holds the inbox.
 //   - Data at rest stays encrypted: the inbox keeps ciphertext as received
-//     and opens it on read; the sender keeps a copy sealed to itself.
+//     and opens it on read; what the gateway keeps for itself is sealed
+//     with its at-rest key.
 package gateway
 
 import (
@@ -32,9 +40,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"filippo.io/age"
 	"github.com/rujukan/rujukan/agency-gateway/store"
-	"github.com/rujukan/rujukan/broker/client"
 	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
 )
@@ -45,21 +51,21 @@ type Gateway struct {
 	log       *slog.Logger
 	now       func() time.Time
 	self      string
-	signer    *crypto.Signer
-	identity  *age.HybridIdentity
+	keys      Keys
 	db        *store.DB
-	bus       *client.Client
+	bus       Bus
 	verifier  *policy.Verifier
 	metrics   *Metrics
 	onOutcome func(id, outcome string)
+	kinds     map[string]Kind
 
 	opener   *crypto.Opener
-	atRest   *crypto.AtRest
 	inflight sync.Map // queue seq -> publishing now
 
 	dir      atomic.Pointer[netState]
 	reloadMu sync.Mutex
 	wake     chan struct{}
+	recheck  chan struct{}
 	wg       sync.WaitGroup
 	stop     context.CancelFunc
 	ready    atomic.Bool
@@ -79,19 +85,24 @@ type Options struct {
 	Now func() time.Time
 	// Metrics, when set, is shared (the dev command runs four gateways).
 	Metrics *Metrics
-	// OnOutcome, when set, is called after a sent referral's one delivery
+	// OnOutcome, when set, is called after a sent record's one delivery
 	// outcome (delivered or failed) has been committed. It must not block.
 	OnOutcome func(id, outcome string)
 }
 
-// New loads keys, the directory, the token issuers and the store. It does
-// not connect to the broker: Start does.
-func New(cfg Config, opt Options) (*Gateway, error) {
+// New opens the gateway's store and loads the directory and the token
+// issuers named by cfg. Keys and the bus are handed in; New does no
+// network I/O. Start runs the loops.
+func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, log: opt.Logger, now: opt.Now, self: cfg.Agency, metrics: opt.Metrics,
-		onOutcome: opt.OnOutcome, wake: make(chan struct{}, 1)}
+	if bus == nil || keys.Signer == nil || keys.Identity == nil || keys.AtRest == nil {
+		return nil, fmt.Errorf("%w: a gateway needs a bus, a signer, an age identity and an at-rest key", ErrConfig)
+	}
+	g := &Gateway{cfg: cfg, log: opt.Logger, now: opt.Now, self: cfg.Agency, keys: keys, bus: bus,
+		metrics: opt.Metrics, onOutcome: opt.OnOutcome, kinds: registry(),
+		wake: make(chan struct{}, 1), recheck: make(chan struct{}, 1)}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -101,16 +112,6 @@ func New(cfg Config, opt Options) (*Gateway, error) {
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
-	}
-	signKey, err := crypto.LoadEd25519PrivateKey(filepath.Join(cfg.Keys, crypto.SigningKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	if g.signer, err = crypto.NewSigner(signKey); err != nil {
-		return nil, err
-	}
-	if g.identity, err = crypto.LoadIdentity(filepath.Join(cfg.Keys, crypto.AgeKeyFile)); err != nil {
-		return nil, err
 	}
 	authority, err := crypto.ParseAuthorityKey(cfg.Authority)
 	if err != nil {
@@ -125,20 +126,17 @@ func New(cfg Config, opt Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.dir.Store(st)
-	if g.opener, err = crypto.NewOpener(g.self, dir, g.identity); err != nil {
+	if g.opener, err = crypto.NewOpener(g.self, dir, keys.Identity); err != nil {
 		return nil, err
 	}
 	g.opener.ClockSkew = cfg.ClockSkew
-	if g.verifier, err = newVerifier(cfg); err != nil {
+	if g.verifier, err = newVerifier(cfg, st.self.Kind); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create data directory: %w", err)
 	}
-	if g.atRest, err = crypto.LoadAtRest(filepath.Join(cfg.Data, "at-rest.key")); err != nil {
-		return nil, err
-	}
-	if g.db, err = store.Open(filepath.Join(cfg.Data, "gateway.db"), signKey); err != nil {
+	if g.db, err = store.Open(filepath.Join(cfg.Data, "gateway.db"), keys.SigningKey); err != nil {
 		return nil, err
 	}
 	// A directory older than one already accepted would bring revoked keys
@@ -170,10 +168,10 @@ func (g *Gateway) newState(dir *crypto.Directory) (*netState, error) {
 	if self.Status != crypto.StatusActive {
 		return nil, fmt.Errorf("agency %q is revoked in the directory", g.self)
 	}
-	if k, ok := self.ActiveKey(crypto.UseSign); !ok || k.ID != g.signer.KeyID() {
+	if k, ok := self.ActiveKey(crypto.UseSign); !ok || k.ID != g.keys.Signer.KeyID() {
 		return nil, fmt.Errorf("the signing key in %s is not agency %s's active signing key in the directory", g.cfg.Keys, g.self)
 	}
-	if k, ok := self.ActiveKey(crypto.UseEncrypt); !ok || k.Public != g.identity.Recipient().String() {
+	if k, ok := self.ActiveKey(crypto.UseEncrypt); !ok || k.Public != g.keys.Identity.Recipient().String() {
 		return nil, fmt.Errorf("the age identity in %s is not agency %s's active encryption key in the directory", g.cfg.Keys, g.self)
 	}
 	rules, err := policy.ParseRules(dir.Rules)
@@ -183,7 +181,7 @@ func (g *Gateway) newState(dir *crypto.Directory) (*netState, error) {
 	return &netState{dir: dir, rules: rules, self: self}, nil
 }
 
-func newVerifier(cfg Config) (*policy.Verifier, error) {
+func newVerifier(cfg Config, kind string) (*policy.Verifier, error) {
 	vc := policy.VerifierConfig{Agency: cfg.Agency, Algorithms: cfg.TokenAlgorithms}
 	for i, is := range cfg.Issuers {
 		raw, err := os.ReadFile(is.JWKS)
@@ -208,34 +206,15 @@ func (g *Gateway) Verifier() *policy.Verifier { return g.verifier }
 // Metrics returns the gateway's metrics.
 func (g *Gateway) Metrics() *Metrics { return g.metrics }
 
-// Start connects to the broker (retrying in the background when it is
-// down) and starts the publish, receive and deadline loops.
-func (g *Gateway) Start(ctx context.Context) error {
-	seed, err := crypto.LoadNKeySeed(g.cfg.Broker.NKeySeed)
-	if err != nil {
-		return err
-	}
-	opts := []client.Option{client.OnStatus(func(up bool) {
-		if up {
-			g.log.Info("connected to the broker")
-			g.poke()
-		} else {
-			g.log.Warn("disconnected from the broker")
-		}
-	})}
-	if g.cfg.Broker.CA != "" || g.cfg.Broker.Cert != "" {
-		opts = append(opts, client.WithTLS(g.cfg.Broker.CA, g.cfg.Broker.Cert, g.cfg.Broker.Key))
-	}
-	g.bus, err = client.Connect(ctx, g.cfg.Broker.URL, g.self, seed, opts...)
-	if err != nil {
-		return err
-	}
-	ctx, g.stop = context.WithCancel(context.Background())
+// Start runs the publish, receive, deadline and waiting loops until Close.
+func (g *Gateway) Start() {
+	ctx, stop := context.WithCancel(context.Background())
+	g.stop = stop
 	g.ready.Store(true)
 	g.loop(ctx, g.publishLoop)
 	g.loop(ctx, g.receiveLoop)
-	g.loop(ctx, g.deadlineLoop)
-	return nil
+	g.loop(ctx, g.timerLoop)
+	g.loop(ctx, g.waitingLoop)
 }
 
 func (g *Gateway) loop(ctx context.Context, fn func(context.Context)) {
@@ -253,7 +232,7 @@ func (g *Gateway) Ready() string {
 	switch {
 	case !g.ready.Load():
 		return "not-started"
-	case g.bus == nil || !g.bus.Connected():
+	case !g.bus.Connected():
 		return "broker-disconnected"
 	}
 	if _, err := g.db.Stats(); err != nil {
@@ -263,16 +242,14 @@ func (g *Gateway) Ready() string {
 	return ""
 }
 
-// Close stops the loops, then closes the broker connection and the store.
+// Close stops the loops and closes the store. The bus belongs to the
+// caller, who closes it after.
 func (g *Gateway) Close() error {
 	g.ready.Store(false)
 	if g.stop != nil {
 		g.stop()
 	}
 	g.wg.Wait()
-	if g.bus != nil {
-		g.bus.Close()
-	}
 	return g.db.Close()
 }
 
@@ -281,10 +258,20 @@ func (g *Gateway) DB() *store.DB { return g.db }
 
 func (g *Gateway) state() *netState { return g.dir.Load() }
 
-// poke wakes the publish loop.
+// Poke wakes the publish loop (the broker client calls it on reconnect).
+func (g *Gateway) Poke() { g.poke() }
+
 func (g *Gateway) poke() {
 	select {
 	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pokeWaiting wakes the loop that retries waiting envelopes.
+func (g *Gateway) pokeWaiting() {
+	select {
+	case g.recheck <- struct{}{}:
 	default:
 	}
 }

@@ -21,6 +21,8 @@ type Metrics struct {
 	receipts        *prometheus.CounterVec
 	outcomes        *prometheus.CounterVec
 	queued          *prometheus.GaugeVec
+	refused         *prometheus.CounterVec
+	waiting         *prometheus.CounterVec
 	publishFailures prometheus.Counter
 	agency          string
 }
@@ -60,11 +62,17 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rujukan_outbox_queued", Help: "Envelopes waiting in the outbox for a broker acknowledgement.",
 		}, []string{"agency"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rujukan_envelopes_refused_total", Help: "Incoming envelopes refused, by agency, sender (as the broker authenticated it) and reason.",
+		}, []string{"agency", "sender", "reason"}),
+		waiting: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rujukan_envelopes_waiting_total", Help: "Incoming envelopes set aside to wait for another one, by agency and sender.",
+		}, []string{"agency", "sender"}),
 		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rujukan_publish_failures_total", Help: "Failed publish attempts (retried).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.publishFailures)
+	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.refused, m.waiting, m.publishFailures)
 	return m
 }
 

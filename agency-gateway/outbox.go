@@ -7,8 +7,7 @@ import (
 	"time"
 
 	"github.com/rujukan/rujukan/agency-gateway/store"
-	"github.com/rujukan/rujukan/broker/client"
-	"github.com/rujukan/rujukan/crypto"
+	"github.com/rujukan/rujukan/policy"
 )
 
 // Publish loop tuning.
@@ -18,7 +17,6 @@ const (
 	retryMin           = 100 * time.Millisecond
 	retryMax           = 5 * time.Second
 	idlePoll           = 2 * time.Second
-	deadlinePoll       = time.Second
 )
 
 // publish sends one queued envelope to the broker, waits for its PubAck,
@@ -54,19 +52,15 @@ func (g *Gateway) publish(ctx context.Context, it store.QueueItem) error {
 		if err := tx.Dequeue(it.Seq); err != nil {
 			return err
 		}
-		if it.Ref == "" || it.Ref != it.ID {
-			return nil // a receipt or status envelope
+		if it.Ref != it.ID {
+			return nil // a receipt, status or statement envelope
 		}
 		rec, err := tx.Record(it.Ref)
-		if err != nil {
-			return err
+		if err != nil || rec.Status != policy.RefQueued {
+			return err // a receipt may have overtaken the acknowledgement
 		}
-		if rec.Status == StatusQueued {
-			rec.Status = StatusSent
-			rec.UpdatedAt = now
-		}
-		rec.Timeline = append(rec.Timeline, store.Event{Event: StatusSent, At: now, By: g.self})
-		return tx.PutRecord(rec)
+		return g.transition(tx, rec, Change{To: policy.RefSent, Role: policy.RoleSystem, By: g.self, At: now,
+			Action: ActEnvelopePublish, Detail: map[string]string{"to": it.To}})
 	})
 	if err == nil {
 		g.metricsEnvelope("out", it.Kind, "published")
@@ -85,7 +79,6 @@ func (g *Gateway) publishLoop(ctx context.Context) {
 		err := g.db.View(func(tx *store.Tx) (err error) {
 			items, err = tx.Queued(publishBatch)
 			g.metrics.queued.WithLabelValues(g.self).Set(float64(tx.QueueLen()))
-
 			return err
 		})
 		if err != nil {
@@ -123,18 +116,17 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (publ
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			err := g.publish(ctx, it)
-			if err == nil {
-				mu.Lock()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
 				published++
-				mu.Unlock()
-			}
-			if err != nil && !errors.Is(err, errInFlight) {
-				if !errors.Is(err, client.ErrUnavailable) && ctx.Err() == nil {
+			case errors.Is(err, errInFlight):
+			default:
+				if !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
 					g.log.Warn("publish failed; will retry", "envelope", it.ID, "err", err)
 				}
-				mu.Lock()
 				failed = true
-				mu.Unlock()
 			}
 		}()
 	}
@@ -143,76 +135,18 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (publ
 }
 
 // dropExpired removes an envelope whose deadline has passed: the recipient
-// would refuse it. The deadline loop reports its referral failed.
+// would refuse it. The timer loop reports its record failed.
 func (g *Gateway) dropExpired(it store.QueueItem) {
 	err := g.db.Update(func(tx *store.Tx) error {
 		if err := tx.Dequeue(it.Seq); err != nil {
 			return err
 		}
-		return tx.Audit(store.AuditEvent{Actor: "gateway", Action: "envelope.expire", Object: it.ID,
+		return tx.Audit(store.AuditEvent{Actor: g.self, Action: ActEnvelopeExpire, Object: it.ID,
 			Outcome: "dropped", Reason: "deadline-passed", Detail: map[string]string{"to": it.To, "kind": it.Kind}})
 	})
 	if err != nil {
 		g.log.Error("failed to drop an expired envelope", "envelope", it.ID, "err", err)
 	}
-}
-
-// deadlineLoop reports referrals failed once their delivery deadline has
-// passed without a delivered receipt.
-func (g *Gateway) deadlineLoop(ctx context.Context) {
-	t := time.NewTicker(deadlinePoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := g.failOverdue(); err != nil {
-			g.log.Error("deadline sweep failed", "err", err)
-		}
-	}
-}
-
-func (g *Gateway) failOverdue() error {
-	now := g.now().UTC()
-	var ids []string
-	g.db.View(func(tx *store.Tx) error {
-		ids = tx.Overdue(now, 256)
-		return nil
-	})
-	for _, id := range ids {
-		failed := false
-		err := g.db.Update(func(tx *store.Tx) error {
-			rec, err := tx.Record(id)
-			if err != nil {
-				return err
-			}
-			if err := tx.DeletePending(rec); err != nil {
-				return err
-			}
-			if rec.Outcome != "" {
-				return nil
-			}
-			rec.Outcome = StatusFailed
-			rec.Status = StatusFailed
-			rec.UpdatedAt = now
-			rec.Timeline = append(rec.Timeline, store.Event{Event: StatusFailed, At: now, By: g.self, Reason: "undelivered-by-deadline"})
-			if err := tx.PutRecord(rec); err != nil {
-				return err
-			}
-			failed = true
-			return tx.Audit(store.AuditEvent{At: now, Actor: "gateway", Action: "referral.fail", Object: id,
-				Outcome: StatusFailed, Reason: "undelivered-by-deadline", Detail: map[string]string{"to": rec.To}})
-		})
-		if err != nil {
-			return err
-		}
-		if failed {
-			g.decided(id, StatusFailed)
-		}
-	}
-	return nil
 }
 
 func wait(ctx context.Context, wake <-chan struct{}, d time.Duration) {
@@ -223,13 +157,4 @@ func wait(ctx context.Context, wake <-chan struct{}, d time.Duration) {
 	case <-wake:
 	case <-t.C:
 	}
-}
-
-// queueEnvelope stores a sealed envelope and its queue entry in tx.
-func queueEnvelope(tx *store.Tx, h crypto.Header, env []byte, ref string) error {
-	if err := tx.PutEnvelope(h.ID, env); err != nil {
-		return err
-	}
-	_, err := tx.Enqueue(store.QueueItem{ID: h.ID, Kind: h.Kind, To: h.To, Ref: ref, Deadline: h.Expires})
-	return err
 }

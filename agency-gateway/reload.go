@@ -36,7 +36,7 @@ func (g *Gateway) Reload() error {
 		if err := tx.SetDirectoryVersion(dir.Version); err != nil {
 			return err
 		}
-		return tx.Audit(store.AuditEvent{Actor: "gateway", Action: "directory.reload", Outcome: "accepted",
+		return tx.Audit(store.AuditEvent{Actor: g.self, Action: ActDirectoryReload, Outcome: "accepted",
 			Detail: map[string]string{"version": fmt.Sprint(dir.Version), "previous": fmt.Sprint(cur.dir.Version)}})
 	})
 	if err != nil {

@@ -2,139 +2,236 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
-	"github.com/rujukan/rujukan/agency-gateway/referral"
 	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
 )
 
-// Accepted is the answer to a send: the referral id and whether it has
-// reached the broker yet ("sent") or waits in the outbox ("queued").
+// Accepted is the answer to a send: the id of the record concerned and its
+// status ("queued" while the envelope waits in the outbox, "sent" once
+// the broker has it, or the new state of a record changed).
 type Accepted struct {
 	ID     string `json:"id"`
 	Status string `json:"status"`
 }
 
-// Referral states the gateway sets itself; the rest come from the policy
-// state machine.
-const (
-	StatusQueued    = "queued"
-	StatusSent      = "sent"
-	StatusDelivered = "delivered"
-	StatusRead      = "read"
-	StatusFailed    = "failed"
-)
-
-// selfCopy is the store key of the sender's own copy of a referral body,
-// encrypted at rest (crypto.AtRest): the envelope itself is encrypted to the
-// recipient. Incoming ids never contain a dot, so the keys cannot meet.
-func selfCopy(id string) string { return id + ".self" }
-
-// Send authorizes, validates, seals, stores and publishes one referral.
-// Once it returns without error the referral will be delivered or reported
-// failed, whatever happens to this process or the broker.
-func (g *Gateway) Send(ctx context.Context, p policy.Principal, body []byte) (Accepted, error) {
-	st := g.state()
-	if err := policy.Decide(p, policy.ActionReferralSend, policy.Resource{}); err != nil {
-		return Accepted{}, g.denied(p, policy.ActionReferralSend, "", err)
+// Send authorizes, prepares, seals, stores and publishes what a member of
+// staff sends: a new referral or statement request, or a change to one
+// (status, consent decision, statement). Once it returns without error the
+// envelope will be delivered or reported failed, whatever happens to this
+// process or the broker.
+func (g *Gateway) Send(ctx context.Context, p policy.Principal, d Draft) (Accepted, error) {
+	k, ok := g.kinds[d.Kind]
+	if !ok {
+		return Accepted{}, fmt.Errorf("%w: nothing of kind %q can be sent", ErrBadRequest, d.Kind)
 	}
-	ref, ferrs := referral.Parse(body)
-	if len(ferrs) > 0 {
-		return Accepted{}, &InvalidError{Fields: ferrs}
-	}
-	to, err := g.recipient(st, ref.To)
+	rec, err := g.authorize(p, d.Action, d.Ref)
 	if err != nil {
 		return Accepted{}, err
 	}
-	facts := policy.Facts{FromAgency: g.self, ToAgency: to.ID}
-	if err := st.rules.Allow(crypto.KindReferral, st.self.Kind, to.Kind, facts); err != nil {
-		return Accepted{}, g.denied(p, policy.ActionReferralSend, "", err)
-	}
-	override, err := checkConsent(p, ref, to.Kind, g.now())
+	d.Principal, d.Record, d.Now = p, rec, g.now().UTC()
+	out, err := k.Prepare(g, d)
 	if err != nil {
-		return Accepted{}, g.denied(p, policy.ActionReferralSend, "", err)
+		return Accepted{}, g.refused(p, d.Action, d.Ref, err)
 	}
-	if ref.Consent != nil {
-		ref.Consent.RecordedBy = p.Subject
-	}
-	plain, err := json.Marshal(ref)
-	if err != nil {
-		return Accepted{}, fmt.Errorf("failed to encode referral: %w", err)
-	}
-	now := g.now().UTC()
-	h := crypto.Header{ID: crypto.NewID(), Kind: crypto.KindReferral, From: g.self, To: to.ID,
-		Created: now, Expires: now.Add(g.cfg.DeliveryDeadline)}
-	env, own, err := g.sealWithCopy(h, plain, st, to)
+	s, err := g.seal(out, d.Now)
 	if err != nil {
 		return Accepted{}, err
 	}
-	rec := &store.Record{ID: h.ID, Kind: h.Kind, Box: store.Outbox, From: g.self, To: to.ID,
-		Status: StatusQueued, Priority: ref.Priority, CreatedAt: now, UpdatedAt: now, ReceivedAt: now,
-		Deadline: h.Expires, EnvelopeHash: hashHex(env),
-		Timeline: []store.Event{{Event: StatusQueued, At: now, By: p.Subject}}}
-	item := store.QueueItem{ID: h.ID, Kind: h.Kind, To: to.ID, Ref: h.ID, Deadline: h.Expires}
-	audit := store.AuditEvent{At: now, Actor: p.Subject, Action: string(policy.ActionReferralSend), Object: h.ID,
-		Outcome: "accepted", Detail: map[string]string{"to": to.ID, "envelope_sha256": rec.EnvelopeHash}}
-	if override {
-		audit.Outcome = "accepted-consent-override"
-	}
-	err = g.db.Batch(func(tx *store.Tx) error {
-		if err := tx.PutRecord(rec); err != nil {
-			return err
-		}
-		if err := tx.PutEnvelope(h.ID, env); err != nil {
-			return err
-		}
-		if err := tx.PutEnvelope(selfCopy(h.ID), own); err != nil {
-			return err
-		}
-		if err := tx.PutPending(rec); err != nil {
-			return err
-		}
-		if item.Seq, err = tx.Enqueue(item); err != nil {
-			return err
-		}
-		return tx.Audit(audit)
+	var status string
+	err = g.db.Batch(func(tx *store.Tx) (err error) {
+		status, err = g.commit(tx, out, s)
+		return err
 	})
-	if err != nil {
-		return Accepted{}, fmt.Errorf("failed to store referral: %w", err)
+	if out.After != nil {
+		out.After()
 	}
-	g.metricsEnvelope("out", h.Kind, "accepted")
-	return Accepted{ID: h.ID, Status: g.publishNow(ctx, item)}, nil
+	if err != nil {
+		return Accepted{}, g.refused(p, d.Action, d.Ref, err)
+	}
+	id := out.Ref
+	if out.New != nil {
+		id = out.New.ID
+	}
+	if s == nil {
+		return Accepted{ID: id, Status: status}, nil
+	}
+	g.metricsEnvelope("out", s.h.Kind, "accepted")
+	sent := g.publishNow(ctx, s.item)
+	if out.New != nil {
+		status = sent
+	}
+	return Accepted{ID: id, Status: status}, nil
 }
 
-// recipient resolves the "to" of a body to an active agency.
-func (g *Gateway) recipient(st *netState, id string) (*crypto.Agency, error) {
-	to, ok := st.dir.Agency(id)
-	switch {
-	case !ok:
-		return nil, invalid("/to", "unknown-agency", fmt.Sprintf("no agency %q in the network directory", id))
-	case to.Status != crypto.StatusActive:
-		return nil, invalid("/to", "agency-revoked", fmt.Sprintf("agency %q is revoked", id))
-	case to.ID == g.self:
-		return nil, invalid("/to", "self-addressed", "an agency cannot refer to itself")
+// sealed is an envelope ready to store and queue.
+type sealed struct {
+	h    crypto.Header
+	env  []byte
+	hash string
+	// own is this gateway's copy of the body, sealed at rest.
+	own []byte
+	// signed is the signed receipt inside a receipt envelope.
+	signed []byte
+	item   store.QueueItem
+}
+
+// seal signs and encrypts an outgoing body, or returns nil when nothing is
+// sent.
+func (g *Gateway) seal(out *Outgoing, now time.Time) (*sealed, error) {
+	if out.Kind == "" {
+		return nil, nil
 	}
-	return to, nil
+	if out.ID == "" {
+		out.ID = crypto.NewID()
+	}
+	if out.New != nil {
+		out.New.ID = out.ID
+	}
+	h := crypto.Header{ID: out.ID, Kind: out.Kind, From: g.self, To: out.To.ID,
+		Created: now, Expires: now.Add(g.cfg.DeliveryDeadline)}
+	env, err := crypto.Seal(h, out.Body, g.keys.Signer, out.To)
+	if err != nil {
+		return nil, fmt.Errorf("failed to seal %s %s: %w", h.Kind, h.ID, err)
+	}
+	ref := out.Ref
+	if out.New != nil {
+		ref = out.New.ID
+	}
+	return &sealed{h: h, env: env, hash: hashHex(env), own: g.keys.AtRest.Seal(h.ID, out.Body),
+		item: store.QueueItem{ID: h.ID, Kind: h.Kind, To: h.To, Ref: ref, Deadline: h.Expires}}, nil
+}
+
+// commit stores what Send prepared in one transaction: the new record or
+// the change, the kind's own writes, the envelope, its queue entry and the
+// audit event. It returns the record's status.
+func (g *Gateway) commit(tx *store.Tx, out *Outgoing, s *sealed) (string, error) {
+	var rec *store.Record
+	var c *Change
+	switch {
+	case out.New != nil:
+		r := *out.New
+		rec, c = &r, out.Change
+		if s != nil {
+			rec.EnvelopeHash = s.hash
+			rec.Deadline = s.h.Expires
+		}
+		if err := tx.PutPending(rec); err != nil {
+			return "", err
+		}
+	case out.Ref != "":
+		var err error
+		if rec, err = tx.Record(out.Ref); err != nil {
+			return "", err
+		}
+		c = out.Change
+	}
+	if out.Store != nil {
+		if err := out.Store(tx, rec); err != nil {
+			return "", err
+		}
+	}
+	if s != nil {
+		if err := tx.PutEnvelope(s.h.ID, s.env); err != nil {
+			return "", err
+		}
+		if err := tx.PutEnvelope(selfCopy(s.h.ID), s.own); err != nil {
+			return "", err
+		}
+		if err := tx.PutLink(s.h.ID, s.item.Ref); err != nil {
+			return "", err
+		}
+		seq, err := tx.Enqueue(s.item)
+		if err != nil {
+			return "", err
+		}
+		s.item.Seq = seq
+	}
+	if rec == nil || c == nil {
+		return "", nil
+	}
+	cc := *c
+	if s != nil {
+		cc.Detail = withDetail(cc.Detail, "envelope", s.h.ID, "envelope_sha256", s.hash)
+	}
+	if err := g.transition(tx, rec, cc); err != nil {
+		return "", err
+	}
+	return rec.Status, nil
+}
+
+// authorize checks the principal's scope for action and, for an action on
+// a record, loads the record and checks the principal's agency is the
+// party the action needs. Refusals are audited.
+func (g *Gateway) authorize(p policy.Principal, a policy.Action, id string) (*store.Record, error) {
+	if id == "" {
+		if err := policy.Decide(p, a, policy.Resource{}); err != nil {
+			return nil, g.denied(p, a, "", err)
+		}
+		return nil, nil
+	}
+	var rec *store.Record
+	err := g.db.View(func(tx *store.Tx) (err error) {
+		rec, err = tx.Record(id)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) || (err == nil && rec.Kind != kindOfAction(a)) {
+		if derr := policy.Decide(p, a, policy.Resource{}); derr != nil && !errors.Is(derr, policy.ErrDenied) {
+			return nil, g.denied(p, a, id, derr)
+		}
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.Decide(p, a, policy.Resource{From: rec.From, To: rec.To}); err != nil {
+		return nil, g.denied(p, a, id, err)
+	}
+	return rec, nil
+}
+
+// kindOfAction is the kind of record an action on a record works on.
+func kindOfAction(a policy.Action) string {
+	switch a {
+	case policy.ActionStatementRequestRead, policy.ActionConsentRecord, policy.ActionStatementRespond:
+		return kindStatementRequest
+	}
+	return kindReferral
+}
+
+// refused audits a policy refusal of a send (a conflict found in the
+// transaction included) and returns err.
+func (g *Gateway) refused(p policy.Principal, a policy.Action, object string, err error) error {
+	if errors.Is(err, policy.ErrDenied) || errors.Is(err, policy.ErrConflict) || errors.Is(err, policy.ErrInsufficientScope) {
+		return g.denied(p, a, object, err)
+	}
+	return err
 }
 
 // denied audits a refusal and returns it.
 func (g *Gateway) denied(p policy.Principal, a policy.Action, object string, err error) error {
-	actor := p.Subject
-	if actor == "" {
-		actor = "anonymous"
-	}
 	aerr := g.db.Update(func(tx *store.Tx) error {
-		return tx.Audit(store.AuditEvent{Actor: actor, Action: string(a), Object: object,
+		return tx.Audit(store.AuditEvent{Actor: actorOf(g.self, p), Action: store.Action(a), Object: object,
 			Outcome: "denied", Reason: policy.ReasonOf(err)})
 	})
 	if aerr != nil {
 		g.log.Error("failed to audit a denial", "err", aerr)
 	}
 	return err
+}
+
+// actorOf is how a member of staff is named in timelines and the audit
+// log: agency/subject.
+func actorOf(agency string, p policy.Principal) string {
+	if p.Subject == "" {
+		return agency + "/anonymous"
+	}
+	return agency + "/" + p.Subject
 }
 
 // publishNow tries to publish a freshly queued envelope at once, so the
@@ -144,7 +241,28 @@ func (g *Gateway) publishNow(ctx context.Context, item store.QueueItem) string {
 	defer cancel()
 	if err := g.publish(ctx, item); err != nil {
 		g.poke()
-		return StatusQueued
+		return policy.RefQueued
 	}
-	return StatusSent
+	return policy.RefSent
+}
+
+// selfCopy is the store key of this gateway's own copy of an envelope body
+// it sent, sealed at rest: the envelope itself is encrypted to the
+// recipient. Incoming ids never contain a dot, so the keys cannot meet.
+func selfCopy(id string) string { return id + ".self" }
+
+func hashHex(env []byte) string {
+	h := crypto.EnvelopeHash(env)
+	return hex.EncodeToString(h[:])
+}
+
+func withDetail(m map[string]string, kv ...string) map[string]string {
+	out := make(map[string]string, len(m)+len(kv)/2)
+	for k, v := range m {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
 }

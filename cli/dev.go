@@ -15,7 +15,7 @@ import (
 	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
-	"github.com/rujukan/rujukan/agency-gateway/httpapi"
+	"github.com/rujukan/rujukan/agency-gateway/run"
 	"github.com/rujukan/rujukan/broker"
 	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
@@ -64,7 +64,7 @@ type DevConfig struct {
 // DevStack is a running development network.
 type DevStack struct {
 	Broker   *broker.Server
-	Gateways map[string]*httpapi.Running
+	Gateways map[string]*run.Running
 	Tokens   map[string]string
 	order    []string
 }
@@ -173,7 +173,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevStack, error) {
 	if err := b.Start(ctx); err != nil {
 		return nil, err
 	}
-	st := &DevStack{Broker: b, Gateways: map[string]*httpapi.Running{}, Tokens: map[string]string{}}
+	st := &DevStack{Broker: b, Gateways: map[string]*run.Running{}, Tokens: map[string]string{}}
 	if err := os.MkdirAll(filepath.Join(cfg.Data, "tokens"), 0o700); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("dev: %w", err)
@@ -193,7 +193,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevStack, error) {
 			agency := a.ID
 			opt.OnOutcome = func(id, outcome string) { cfg.OnOutcome(agency, id, outcome) }
 		}
-		r, err := httpapi.Start(ctx, gc, opt)
+		r, err := run.Start(ctx, gc, opt)
 		if err != nil {
 			st.Close()
 			return nil, fmt.Errorf("dev: gateway %s: %w", a.ID, err)

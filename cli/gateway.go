@@ -11,7 +11,7 @@ import (
 	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
-	"github.com/rujukan/rujukan/agency-gateway/httpapi"
+	"github.com/rujukan/rujukan/agency-gateway/run"
 )
 
 func init() {
@@ -47,7 +47,7 @@ func runGateway(ctx context.Context, env Env, args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	r, err := httpapi.Start(ctx, cfg, gateway.Options{Logger: log})
+	r, err := run.Start(ctx, cfg, gateway.Options{Logger: log})
 	if err != nil {
 		return err
 	}

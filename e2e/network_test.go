@@ -15,7 +15,7 @@ import (
 	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
-	"github.com/rujukan/rujukan/agency-gateway/httpapi"
+	"github.com/rujukan/rujukan/agency-gateway/run"
 	"github.com/rujukan/rujukan/broker"
 	"github.com/rujukan/rujukan/cli"
 	"github.com/rujukan/rujukan/crypto"
@@ -31,7 +31,7 @@ type network struct {
 	brokerPort int
 	broker     *broker.Server
 	ports      map[string]int
-	inproc     map[string]*httpapi.Running
+	inproc     map[string]*run.Running
 	procs      map[string]*exec.Cmd
 	tokens     map[string]string
 }
@@ -39,7 +39,7 @@ type network struct {
 func newNetwork(t testing.TB) *network {
 	t.Helper()
 	n := &network{t: t, data: t.TempDir(), brokerPort: freePort(t), ports: map[string]int{},
-		inproc: map[string]*httpapi.Running{}, procs: map[string]*exec.Cmd{}, tokens: map[string]string{}}
+		inproc: map[string]*run.Running{}, procs: map[string]*exec.Cmd{}, tokens: map[string]string{}}
 	if err := cli.InitDevNetwork(n.data); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func (n *network) startGateway(id string) {
 func (n *network) startGatewayWith(id string, cfg gateway.Config, opt gateway.Options) {
 	n.t.Helper()
 	opt.Logger = quietLogger(n.t)
-	r, err := httpapi.Start(context.Background(), cfg, opt)
+	r, err := run.Start(context.Background(), cfg, opt)
 	if err != nil {
 		n.t.Fatal(err)
 	}

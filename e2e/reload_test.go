@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/membus"
 	"github.com/rujukan/rujukan/crypto"
 )
 
@@ -113,7 +114,11 @@ func TestDirectoryRollbackRefused(t *testing.T) {
 	if err := os.WriteFile(path, old, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = gateway.New(n.config("iom"), gateway.Options{Logger: quietLogger(t)})
+	keys, err := gateway.LoadKeys(n.config("iom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = gateway.New(n.config("iom"), keys, membus.New().Bus("iom"), gateway.Options{Logger: quietLogger(t)})
 	if !errors.Is(err, crypto.ErrDirectoryStale) {
 		t.Fatalf("start on an older directory: %v, want ErrDirectoryStale", err)
 	}

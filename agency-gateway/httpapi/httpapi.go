@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -40,11 +41,17 @@ func New(gw *gateway.Gateway, maxBody int64, log *slog.Logger) *Server {
 		log = slog.Default()
 	}
 	s := &Server{gw: gw, log: log, maxBody: maxBody, mux: http.NewServeMux()}
-	s.route("POST /v1/referrals", policy.ActionReferralSend, s.sendReferral)
-	s.route("GET /v1/referrals", policy.ActionReferralList, s.listReferrals)
-	s.route("GET /v1/referrals/{id}", policy.ActionReferralRead, s.getReferral)
-	s.route("POST /v1/referrals/{id}/status", policy.ActionReferralStatus, s.changeStatus)
-	s.route("GET /v1/referrals/{id}/receipts", policy.ActionReferralReceipts, s.receipts)
+	s.send("POST /v1/referrals", "referral", policy.ActionReferralSend, false)
+	s.route("GET /v1/referrals", policy.ActionReferralList, s.list(policy.ActionReferralList, gw.List))
+	s.route("GET /v1/referrals/{id}", policy.ActionReferralRead, s.get(policy.ActionReferralRead, gw.Get))
+	s.send("POST /v1/referrals/{id}/status", "status", policy.ActionReferralStatus, true)
+	s.route("GET /v1/referrals/{id}/receipts", policy.ActionReferralReceipts, s.receipts(policy.ActionReferralReceipts, gw.Receipts))
+	s.send("POST /v1/statement-requests", "statement-request", policy.ActionStatementRequestSend, false)
+	s.route("GET /v1/statement-requests", policy.ActionStatementRequestList, s.list(policy.ActionStatementRequestList, gw.ListStatementRequests))
+	s.route("GET /v1/statement-requests/{id}", policy.ActionStatementRequestRead, s.get(policy.ActionStatementRequestRead, gw.GetStatementRequest))
+	s.send("POST /v1/statement-requests/{id}/consent", "consent", policy.ActionConsentRecord, true)
+	s.send("POST /v1/statement-requests/{id}/response", "statement", policy.ActionStatementRespond, true)
+	s.route("GET /v1/statement-requests/{id}/receipts", policy.ActionStatementRequestRead, s.receipts(policy.ActionStatementRequestRead, gw.StatementRequestReceipts))
 	s.route("GET /v1/audit", policy.ActionAuditList, s.audit)
 	s.route("GET /v1/audit/verify", policy.ActionAuditVerify, s.verifyAudit)
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -155,69 +162,74 @@ var (
 	errTooLarge         = errors.New("body too large")
 )
 
-func (s *Server) sendReferral(w http.ResponseWriter, r *http.Request, p policy.Principal) {
-	body, err := s.readJSON(w, r)
-	if err == nil {
-		var acc gateway.Accepted
-		if acc, err = s.gw.Send(r.Context(), p, body); err == nil {
-			w.Header().Set("Location", "/v1/referrals/"+acc.ID)
-			writeJSON(w, http.StatusAccepted, acc)
-			return
+// send serves a route that sends: a new referral or request (answered
+// 202 with its id and status) or a change to one (answered 200 with the
+// record as it now is).
+func (s *Server) send(pattern, kind string, action policy.Action, onRecord bool) {
+	s.route(pattern, action, func(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+		body, err := s.readJSON(w, r)
+		if err == nil {
+			d := gateway.Draft{Kind: kind, Action: action, Ref: r.PathValue("id"), Body: body}
+			var acc gateway.Accepted
+			if acc, err = s.gw.Send(r.Context(), p, d); err == nil {
+				if !onRecord {
+					_, path, _ := strings.Cut(pattern, " ")
+					w.Header().Set("Location", path+"/"+acc.ID)
+					writeJSON(w, http.StatusAccepted, acc)
+					return
+				}
+				var it gateway.Item
+				if it, err = s.gw.Item(p, action, acc.ID); err == nil {
+					writeJSON(w, http.StatusOK, it)
+					return
+				}
+			}
 		}
-	}
-	s.writeError(w, r, policy.ActionReferralSend, err)
+		s.writeError(w, r, action, err)
+	})
 }
 
-func (s *Server) listReferrals(w http.ResponseWriter, r *http.Request, p policy.Principal) {
-	q := r.URL.Query()
-	lq := gateway.ListQuery{Box: q.Get("box"), Status: q.Get("status"), Cursor: q.Get("cursor")}
-	if lq.Box == "" {
-		lq.Box = "inbox"
+func (s *Server) list(action policy.Action, fn func(policy.Principal, gateway.ListQuery) (gateway.Page, error)) func(http.ResponseWriter, *http.Request, policy.Principal) {
+	return func(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+		q := r.URL.Query()
+		lq := gateway.ListQuery{Box: q.Get("box"), Status: q.Get("status"), Cursor: q.Get("cursor")}
+		var err error
+		if v := q.Get("limit"); v != "" {
+			if lq.Limit, err = strconv.Atoi(v); err != nil {
+				err = fmt.Errorf("%w: limit is not a number", gateway.ErrBadRequest)
+			}
+		}
+		var page gateway.Page
+		if err == nil {
+			if page, err = fn(p, lq); err == nil {
+				writeJSON(w, http.StatusOK, page)
+				return
+			}
+		}
+		s.writeError(w, r, action, err)
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
+}
+
+func (s *Server) get(action policy.Action, fn func(context.Context, policy.Principal, string) (gateway.Item, error)) func(http.ResponseWriter, *http.Request, policy.Principal) {
+	return func(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+		it, err := fn(r.Context(), p, r.PathValue("id"))
 		if err != nil {
-			s.writeError(w, r, policy.ActionReferralList, fmt.Errorf("%w: limit is not a number", gateway.ErrBadRequest))
+			s.writeError(w, r, action, err)
 			return
 		}
-		lq.Limit = n
+		writeJSON(w, http.StatusOK, it)
 	}
-	page, err := s.gw.List(p, lq)
-	if err != nil {
-		s.writeError(w, r, policy.ActionReferralList, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, page)
 }
 
-func (s *Server) getReferral(w http.ResponseWriter, r *http.Request, p policy.Principal) {
-	it, err := s.gw.Get(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		s.writeError(w, r, policy.ActionReferralRead, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, it)
-}
-
-func (s *Server) changeStatus(w http.ResponseWriter, r *http.Request, p policy.Principal) {
-	body, err := s.readJSON(w, r)
-	if err == nil {
-		var it gateway.Item
-		if it, err = s.gw.ChangeStatus(r.Context(), p, r.PathValue("id"), body); err == nil {
-			writeJSON(w, http.StatusOK, it)
+func (s *Server) receipts(action policy.Action, fn func(policy.Principal, string) ([]gateway.ReceiptView, error)) func(http.ResponseWriter, *http.Request, policy.Principal) {
+	return func(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+		rs, err := fn(p, r.PathValue("id"))
+		if err != nil {
+			s.writeError(w, r, action, err)
 			return
 		}
+		writeJSON(w, http.StatusOK, map[string]any{"receipts": rs})
 	}
-	s.writeError(w, r, policy.ActionReferralStatus, err)
-}
-
-func (s *Server) receipts(w http.ResponseWriter, r *http.Request, p policy.Principal) {
-	rs, err := s.gw.Receipts(p, r.PathValue("id"))
-	if err != nil {
-		s.writeError(w, r, policy.ActionReferralReceipts, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"receipts": rs})
 }
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request, p policy.Principal) {
@@ -225,7 +237,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, p policy.Principa
 	var limit int
 	var err error
 	if v := r.URL.Query().Get("after"); v != "" {
-		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil || after == math.MaxUint64 {
 			s.writeError(w, r, policy.ActionAuditList, fmt.Errorf("%w: after is not a sequence number", gateway.ErrBadRequest))
 			return
 		}
@@ -273,9 +285,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, action polic
 		}
 		problem.Write(w, problem.New(http.StatusUnauthorized, "the bearer token is missing or not valid").WithReason(reason))
 	case errors.Is(err, policy.ErrInsufficientScope):
+		scopes := policy.RequiredScopes(action)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rujukan", error="insufficient_scope", scope="`+
-			strings.Join(policy.RequiredScopes(action), " ")+`"`)
-		problem.Write(w, problem.New(http.StatusForbidden, "the token lacks the scope for this action").WithReason(reason))
+			strings.Join(scopes, " ")+`"`)
+		pr := problem.New(http.StatusForbidden, "the token lacks the scope for this action: it needs "+
+			strings.Join(scopes, " or ")).WithReason(reason)
+		pr.Scopes = scopes
+		problem.Write(w, pr)
 	case errors.Is(err, policy.ErrDenied):
 		problem.Write(w, problem.New(http.StatusForbidden, safeDetail(err)).WithReason(reason))
 	case errors.Is(err, policy.ErrConflict):
@@ -289,7 +305,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, action polic
 	case errors.Is(err, errUnsupportedMedia):
 		problem.Write(w, problem.New(http.StatusUnsupportedMediaType, "the body must be application/json"))
 	case errors.Is(err, gateway.ErrNotFound):
-		problem.Write(w, problem.New(http.StatusNotFound, "no such referral"))
+		problem.Write(w, problem.New(http.StatusNotFound, "no such record"))
 	case errors.Is(err, gateway.ErrBadRequest):
 		problem.Write(w, problem.New(http.StatusBadRequest, err.Error()))
 	case errors.Is(err, context.Canceled):

@@ -129,6 +129,9 @@ type Problem struct {
 	Instance string       `json:"instance,omitempty"`
 	Errors   []FieldError `json:"errors,omitempty"`
 	Reason   string       `json:"reason,omitempty"`
+	// Scopes, on a 403 for a missing scope, lists the scopes of which the
+	// action needs one.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // New returns the problem for an HTTP status with a detail for the caller:

@@ -21,13 +21,18 @@ const (
 // head does not check out: an event was edited, removed or inserted.
 var ErrAuditBroken = errors.New("audit log does not verify")
 
+// Action names what an audit event records. The gateway defines one
+// constant per action; the log is read by people and tools that branch on
+// it, so an action's name never changes.
+type Action string
+
 // AuditEvent is one entry of the append-only audit log. It names who did
 // what to which object, never personal data.
 type AuditEvent struct {
 	Seq     uint64    `json:"seq"`
 	At      time.Time `json:"at"`
 	Actor   string    `json:"actor"`
-	Action  string    `json:"action"`
+	Action  Action    `json:"action"`
 	Object  string    `json:"object,omitempty"`
 	Outcome string    `json:"outcome"`
 	Reason  string    `json:"reason,omitempty"`

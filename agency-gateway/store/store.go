@@ -61,17 +61,27 @@ var (
 	bucketIdxOutbox = []byte("idx-outbox")
 	bucketPending   = []byte("pending")
 	bucketQueueIdx  = []byte("queue-index")
+	bucketLinks     = []byte("links")
+	bucketDue       = []byte("due")
+	bucketWaiting   = []byte("waiting")
 	allBuckets      = [][]byte{bucketRecords, bucketEnvelopes, bucketQueue, bucketReceipts, bucketSeen,
-		bucketAudit, bucketMeta, bucketIdxInbox, bucketIdxOutbox, bucketPending, bucketQueueIdx}
+		bucketAudit, bucketMeta, bucketIdxInbox, bucketIdxOutbox, bucketPending, bucketQueueIdx,
+		bucketLinks, bucketDue, bucketWaiting}
 	keyAuditHead = []byte("audit-head")
 	keyDirectory = []byte("directory-version")
 )
 
-// Event is one entry of a record's timeline.
+// Event is one entry of a record's timeline. Entries are kept in the order
+// the record went through them, which is not always the order of their
+// times: At is read from the clock of the agency named by Clock.
 type Event struct {
 	Event string    `json:"event"`
 	At    time.Time `json:"at"`
-	By    string    `json:"by"`
+	// By is who made the step: "agency/subject" for staff, "agency" for a
+	// gateway's own steps.
+	By string `json:"by"`
+	// Clock is the agency whose clock gave At.
+	Clock string `json:"clock,omitempty"`
 	// Reason is a reason code (such as a rejection reason), never free
 	// text.
 	Reason string `json:"reason,omitempty"`
@@ -101,8 +111,13 @@ type Record struct {
 	// "delivered" or "failed". It is set once and never changed.
 	Outcome string `json:"outcome,omitempty"`
 	// EnvelopeHash is the hex SHA-256 of the envelope bytes.
-	EnvelopeHash string  `json:"envelope_hash"`
-	Timeline     []Event `json:"timeline"`
+	EnvelopeHash string `json:"envelope_hash"`
+	// Due is when an open statement request expires (zero for none).
+	Due time.Time `json:"due,omitzero"`
+	// Related names other envelopes and sealed copies that belong to the
+	// record, by role ("statement", "consent"); ids only.
+	Related  map[string]string `json:"related,omitempty"`
+	Timeline []Event           `json:"timeline"`
 }
 
 // QueueItem is an envelope waiting to be published.
@@ -508,8 +523,12 @@ func (t *Tx) DeletePending(r *Record) error {
 
 // Overdue returns the ids of pending records whose deadline is before now.
 func (t *Tx) Overdue(now time.Time, max int) []string {
+	return overdue(t.b(bucketPending), now, max)
+}
+
+func overdue(b *bolt.Bucket, now time.Time, max int) []string {
 	var ids []string
-	c := t.b(bucketPending).Cursor()
+	c := b.Cursor()
 	for k, _ := c.First(); k != nil && len(ids) < max; k, _ = c.Next() {
 		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) >= now.UnixNano() {
 			break
@@ -574,6 +593,82 @@ func (t *Tx) List(o ListOptions) ([]*Record, string, error) {
 	return out, "", nil
 }
 
+// PutLink remembers that envelope id (a status or statement envelope this
+// gateway sent) concerns record ref, so a receipt for it finds the record.
+func (t *Tx) PutLink(id, ref string) error {
+	return t.b(bucketLinks).Put([]byte(id), []byte(ref))
+}
+
+// Link returns the record an envelope sent by this gateway concerns, or "".
+func (t *Tx) Link(id string) string { return string(t.b(bucketLinks).Get([]byte(id))) }
+
+// PutDue remembers that record id falls due at at.
+func (t *Tx) PutDue(at time.Time, id string) error {
+	return t.b(bucketDue).Put(indexKey(at, id), nil)
+}
+
+// DeleteDue forgets a due date set by PutDue.
+func (t *Tx) DeleteDue(at time.Time, id string) error {
+	return t.b(bucketDue).Delete(indexKey(at, id))
+}
+
+// PastDue returns the ids of records whose due date is before now.
+func (t *Tx) PastDue(now time.Time, max int) []string {
+	return overdue(t.b(bucketDue), now, max)
+}
+
+// Waiting is an incoming envelope that cannot be applied yet (a status that
+// arrived before its referral). It is kept here, acknowledged at the
+// broker, so it never holds a slot of the inbox consumer.
+type Waiting struct {
+	// From is the broker-authenticated sender.
+	From     string    `json:"from"`
+	Envelope []byte    `json:"envelope"`
+	Since    time.Time `json:"since"`
+	Tries    int       `json:"tries"`
+}
+
+// PutWaiting stores (or replaces) a waiting envelope under its id.
+func (t *Tx) PutWaiting(id string, w Waiting) error {
+	return putJSON(t.b(bucketWaiting), waitKey(w.From, id), w)
+}
+
+// DeleteWaiting removes a waiting envelope.
+func (t *Tx) DeleteWaiting(from, id string) error {
+	return t.b(bucketWaiting).Delete(waitKey(from, id))
+}
+
+// WaitingFrom counts the envelopes waiting from one sender.
+func (t *Tx) WaitingFrom(from string) int {
+	n := 0
+	c := t.b(bucketWaiting).Cursor()
+	prefix := []byte(from + "\x00")
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
+// AllWaiting returns up to max waiting envelopes by id.
+func (t *Tx) AllWaiting(max int) (map[string]Waiting, error) {
+	out := map[string]Waiting{}
+	c := t.b(bucketWaiting).Cursor()
+	for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+		_, id, ok := bytes.Cut(k, []byte{0})
+		if !ok {
+			continue
+		}
+		var w Waiting
+		if err := json.Unmarshal(v, &w); err != nil {
+			return nil, fmt.Errorf("corrupt waiting entry: %w", err)
+		}
+		out[string(id)] = w
+	}
+	return out, nil
+}
+
+func waitKey(from, id string) []byte { return []byte(from + "\x00" + id) }
+
 // Stats are counts for metrics and readiness.
 type Stats struct {
 	Queued  int
@@ -594,4 +689,10 @@ func (d *DB) Stats() (s Stats, err error) {
 		return nil
 	})
 	return s, err
+}
+
+// HasReceipt reports whether a record or envelope has a receipt for event.
+func (t *Tx) HasReceipt(recordID, event string) bool {
+	rb := t.b(bucketReceipts).Bucket([]byte(recordID))
+	return rb != nil && rb.Get([]byte(event)) != nil
 }

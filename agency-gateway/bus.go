@@ -1,0 +1,46 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Bus is the gateway's way to the broker: publish an envelope to another
+// agency's inbox, fetch envelopes from its own. The broker client
+// implements it over NATS JetStream; tests use an in-memory one.
+type Bus interface {
+	// Publish stores env in agency to's inbox under message id id and
+	// returns once the broker has acknowledged it (fsynced). A second
+	// publish of the same id is dropped by the broker. When the broker
+	// cannot be reached the error wraps ErrUnavailable.
+	Publish(ctx context.Context, to, id string, env []byte) error
+	// Fetch waits briefly for up to max envelopes addressed to this agency.
+	Fetch(ctx context.Context, max int) ([]Msg, error)
+	// Connected reports whether the broker is reachable now.
+	Connected() bool
+}
+
+// Msg is one envelope fetched from the bus. Exactly one of AckSync, Nak
+// and Term settles it.
+type Msg interface {
+	// Data is the envelope as published.
+	Data() []byte
+	// From is the sender as the broker authenticated it (the subject the
+	// envelope was published on), whatever the envelope claims.
+	From() string
+	// Delivered counts deliveries of this message, 1 the first time.
+	Delivered() int
+	// AckSync tells the broker the envelope is stored and waits for its
+	// confirmation: the broker forgets it.
+	AckSync(ctx context.Context) error
+	// Nak asks for the envelope again after delay (a transient failure).
+	Nak(delay time.Duration) error
+	// Term tells the broker never to deliver it again (a permanent
+	// refusal, already audited).
+	Term() error
+}
+
+// ErrUnavailable is wrapped by Bus errors when the broker cannot be
+// reached: the envelope stays queued and nothing is lost.
+var ErrUnavailable = errors.New("broker unavailable")

@@ -1,0 +1,153 @@
+// Package run starts one agency's gateway as a process runs it: it loads
+// the keys, connects to the broker over NATS, starts the gateway core and
+// serves its HTTP API. The core itself ([gateway.New]) knows neither NATS
+// nor HTTP; tests of the core hand it an in-memory bus instead.
+package run
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/httpapi"
+	"github.com/rujukan/rujukan/broker/client"
+	"github.com/rujukan/rujukan/crypto"
+)
+
+// Running is a gateway connected to the broker with its HTTP API listening.
+type Running struct {
+	Gateway *gateway.Gateway
+	// URL is the API's base URL (http://host:port).
+	URL  string
+	bus  *client.Client
+	srv  *http.Server
+	done chan error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start loads the keys, connects to the broker (retrying in the
+// background when it is down), starts the gateway and serves its API on
+// cfg.HTTP.Listen (a port of 0 picks a free one).
+func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Running, error) {
+	log := opt.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	keys, err := gateway.LoadKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	seed, err := crypto.LoadNKeySeed(cfg.Broker.NKeySeed)
+	if err != nil {
+		return nil, err
+	}
+	var gw *gateway.Gateway
+	var gwReady sync.WaitGroup
+	gwReady.Add(1)
+	opts := []client.Option{client.OnStatus(func(up bool) {
+		if up {
+			log.Info("connected to the broker", "agency", cfg.Agency)
+			go func() { gwReady.Wait(); gw.Poke() }()
+		} else {
+			log.Warn("disconnected from the broker", "agency", cfg.Agency)
+		}
+	})}
+	if cfg.Broker.CA != "" || cfg.Broker.Cert != "" {
+		opts = append(opts, client.WithTLS(cfg.Broker.CA, cfg.Broker.Cert, cfg.Broker.Key))
+	}
+	nc, err := client.Connect(ctx, cfg.Broker.URL, cfg.Agency, seed, opts...)
+	if err != nil {
+		return nil, err
+	}
+	gw, err = gateway.New(cfg, keys, natsBus{nc}, opt)
+	gwReady.Done()
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		gw.Close()
+		nc.Close()
+		return nil, fmt.Errorf("failed to listen on %s: %w", cfg.HTTP.Listen, err)
+	}
+	scheme := "http"
+	if cfg.HTTP.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
+		if err != nil {
+			ln.Close()
+			gw.Close()
+			nc.Close()
+			return nil, fmt.Errorf("%w: field http.tls_cert: %v", gateway.ErrConfig, err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
+	gw.Start()
+	r := &Running{
+		Gateway: gw,
+		URL:     scheme + "://" + ln.Addr().String(),
+		bus:     nc,
+		srv: &http.Server{
+			Handler:           httpapi.New(gw, cfg.HTTP.MaxBody, log.With("agency", cfg.Agency)),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    32 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+		done: make(chan error, 1),
+	}
+	go func() { r.done <- r.srv.Serve(ln) }()
+	return r, nil
+}
+
+// Close stops accepting requests, lets running ones finish, then stops the
+// gateway and closes the broker connection. Closing again returns the
+// first result.
+func (r *Running) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() {
+		err := r.srv.Shutdown(ctx)
+		if serr := <-r.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+			err = serr
+		}
+		r.closeErr = errors.Join(err, r.Gateway.Close())
+		r.bus.Close()
+	})
+	return r.closeErr
+}
+
+// natsBus adapts the broker client to gateway.Bus.
+type natsBus struct{ c *client.Client }
+
+func (b natsBus) Publish(ctx context.Context, to, id string, env []byte) error {
+	err := b.c.Publish(ctx, to, id, env)
+	if errors.Is(err, client.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", gateway.ErrUnavailable, err)
+	}
+	return err
+}
+
+func (b natsBus) Fetch(ctx context.Context, max int) ([]gateway.Msg, error) {
+	msgs, err := b.c.Fetch(ctx, max)
+	out := make([]gateway.Msg, len(msgs))
+	for i, m := range msgs {
+		out[i] = m
+	}
+	return out, err
+}
+
+func (b natsBus) Connected() bool { return b.c.Connected() }

@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rujukan/rujukan/agency-gateway/store"
+)
+
+// Waiting envelopes: a status may arrive before the referral it is about
+// (they travel separately). Such an envelope is kept in the store and
+// acked at the broker, so it never holds one of the inbox consumer's
+// pending slots, and tried again when a record arrives and every
+// waitRetry. After waitTries tries it is refused with a signed rejected
+// receipt. One sender may keep at most waitPerSender envelopes waiting;
+// more are refused at once.
+const (
+	waitRetry     = 10 * time.Second
+	waitTries     = 12
+	waitPerSender = 64
+	waitBatch     = 1024
+)
+
+// ReasonWaitedTooLong and ReasonTooManyWaiting are the rejection reasons of
+// waiting envelopes.
+const (
+	ReasonWaitedTooLong  = "reference-unknown"
+	ReasonTooManyWaiting = "too-many-waiting"
+)
+
+// park keeps an envelope that waits for another. For an envelope already
+// waiting it counts the try and, after the last one, refuses it.
+func (g *Gateway) park(m Msg, in *Incoming, cause error) error {
+	if w, ok := m.(*waitingMsg); ok {
+		if w.tries+1 >= waitTries {
+			return refuse(ReasonWaitedTooLong, cause)
+		}
+		w.tries++
+		err := g.db.Update(func(tx *store.Tx) error {
+			return tx.PutWaiting(w.id, store.Waiting{From: w.from, Envelope: w.data, Since: w.since, Tries: w.tries})
+		})
+		if err != nil {
+			return err
+		}
+		return errParked
+	}
+	full := false
+	err := g.db.Update(func(tx *store.Tx) error {
+		if tx.WaitingFrom(m.From()) >= waitPerSender {
+			full = true
+			return nil
+		}
+		g.metrics.waiting.WithLabelValues(g.self, m.From()).Inc()
+		return tx.PutWaiting(in.Header.ID, store.Waiting{From: m.From(), Envelope: in.Env, Since: in.Now})
+	})
+	switch {
+	case err != nil:
+		return err
+	case full:
+		return refuse(ReasonTooManyWaiting, fmt.Errorf("%s already has %d envelopes waiting here: %w", m.From(), waitPerSender, cause))
+	}
+	g.log.Info("an envelope waits for another", "envelope", in.Header.ID, "from", m.From())
+	return errParked
+}
+
+// waitingLoop tries waiting envelopes again.
+func (g *Gateway) waitingLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		var all map[string]store.Waiting
+		err := g.db.View(func(tx *store.Tx) (err error) {
+			all, err = tx.AllWaiting(waitBatch)
+			return err
+		})
+		if err != nil {
+			g.log.Error("failed to read waiting envelopes", "err", err)
+		}
+		for id, w := range all {
+			if ctx.Err() != nil {
+				return
+			}
+			g.Receive(ctx, &waitingMsg{id: id, from: w.From, data: w.Envelope, since: w.Since, tries: w.Tries})
+		}
+		wait(ctx, g.recheck, waitRetry)
+	}
+}
+
+// waitingMsg is a waiting envelope fed to Receive again. Settling it only
+// changes the store: Receive deletes it when it is applied or refused.
+type waitingMsg struct {
+	id, from string
+	data     []byte
+	since    time.Time
+	tries    int
+}
+
+func (w *waitingMsg) Data() []byte                      { return w.data }
+func (w *waitingMsg) From() string                      { return w.from }
+func (w *waitingMsg) Delivered() int                    { return w.tries + 1 }
+func (w *waitingMsg) AckSync(ctx context.Context) error { return nil }
+func (w *waitingMsg) Nak(time.Duration) error           { return nil }
+func (w *waitingMsg) Term() error                       { return nil }
