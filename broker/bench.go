@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"filippo.io/age"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -123,16 +122,6 @@ func (e *roundTripEnv) run(ctx context.Context, n, size int) (Result, error) {
 	return r, ctx.Err()
 }
 
-func benchKeys() (id string, seed []byte, pub string, err error) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return "", nil, "", err
-	}
-	seed, _ = kp.Seed()
-	pub, _ = kp.PublicKey()
-	return "", seed, pub, nil
-}
-
 // connectWorkers connects concurrency sender and receiver clients.
 func connectWorkers(ctx context.Context, url string, concurrency int, txSeed, rxSeed []byte) (*roundTripEnv, error) {
 	e := &roundTripEnv{close: func() {}}
@@ -164,24 +153,24 @@ func newProvisionedEnv(ctx context.Context, concurrency int) (*roundTripEnv, err
 	d := crypto.Directory{Version: 1, Network: "bench", IssuedAt: time.Now().UTC().Truncate(time.Second)}
 	seeds := map[string][]byte{}
 	for _, a := range []string{benchSender, benchRecipient} {
-		_, seed, pub, err := benchKeys()
+		nk, err := NewNATSKey()
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
 		// The broker does not use these two, but a key belongs to one agency.
-		id, err := age.GenerateHybridIdentity()
+		id, err := crypto.GenerateIdentity()
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
 		sigPub, _, _ := ed25519.GenerateKey(nil)
-		seeds[a] = seed
+		seeds[a] = nk.Seed
 		d.Agencies = append(d.Agencies, crypto.Agency{ID: a, Kind: "bench", Name: a, Status: crypto.StatusActive,
 			Keys: []crypto.PublicKey{
-				crypto.NewPublicKey(crypto.UseEncrypt, id.Recipient().String()),
+				crypto.NewPublicKey(crypto.UseEncrypt, id.Recipient()),
 				crypto.NewPublicKey(crypto.UseSign, base64.StdEncoding.EncodeToString(sigPub)),
-				crypto.NewPublicKey(crypto.UseNATS, pub),
+				crypto.NewPublicKey(crypto.UseNATS, nk.Public),
 			}})
 	}
 	signed, err := crypto.SignDirectory(&d, authPriv)
@@ -225,11 +214,12 @@ func newBareEnv(ctx context.Context, concurrency int) (*roundTripEnv, error) {
 	}
 	// One nkey user with no permissions at all: the client logs in the
 	// same way (a per-connection cost), but nothing is checked per message.
-	_, seed, pub, err := benchKeys()
+	nk, err := NewNATSKey()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	seed, pub := nk.Seed, nk.Public
 	ns, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
 		JetStream: true, StoreDir: dir, SyncAlways: true,

@@ -100,6 +100,25 @@ func badDirectories(t *testing.T, n *testNet) []struct {
 	seedAsKey.Agencies[0] = b
 	seedBody, _ := json.Marshal(seedAsKey)
 
+	// Right shape (crypto accepts it), wrong checksum: only the broker's
+	// nkey parser refuses it.
+	badSum := next
+	badSum.Agencies = append([]crypto.Agency(nil), next.Agencies...)
+	c := badSum.Agencies[0]
+	c.Keys = append([]crypto.PublicKey(nil), c.Keys...)
+	for i := range c.Keys {
+		if c.Keys[i].Use == crypto.UseNATS {
+			k := []byte(c.Keys[i].Public)
+			k[20] = map[bool]byte{true: 'B', false: 'A'}[k[20] == 'A']
+			c.Keys[i] = crypto.NewPublicKey(crypto.UseNATS, string(k))
+		}
+	}
+	badSum.Agencies[0] = c
+	badSumBody, _ := json.Marshal(badSum)
+	if _, err := crypto.ParseDraft(badSumBody); err != nil {
+		t.Fatalf("crypto refuses the key with a bad checksum (%v); this case tests the broker's own check", err)
+	}
+
 	sameVersion := cur
 	sameVersion.Network = "changed"
 	sameSigned, _ := crypto.SignDirectory(&sameVersion, n.AuthPriv)
@@ -119,6 +138,7 @@ func badDirectories(t *testing.T, n *testNet) []struct {
 		{"duplicate agency id", n.signRaw(t, dupBody), crypto.ErrDirectoryMalformed, "appears twice"},
 		{"malformed nkey", n.signRaw(t, badKeyBody), crypto.ErrDirectoryMalformed, "not a NATS user public nkey"},
 		{"seed in place of a public nkey", n.signRaw(t, seedBody), crypto.ErrDirectoryMalformed, "not a NATS user public nkey"},
+		{"nkey with a bad checksum", n.signRaw(t, badSumBody), crypto.ErrDirectoryMalformed, "not a valid NATS user public nkey"},
 	}
 	if olderSigned != nil {
 		cases = append(cases, struct {
@@ -296,4 +316,44 @@ func rotateNATS(t *testing.T, n *testNet, id string) *testAgency {
 	ag := &testAgency{ID: id, Seed: seed, Pub: pub}
 	n.Agencies[id] = ag
 	return ag
+}
+
+// TestGoldenDirectoryNKeys: the NATS keys of crypto's golden directory,
+// which crypto's tests encode without the NATS libraries, parse as nkeys.
+func TestGoldenDirectoryNKeys(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "crypto", "testdata", "vectors", "directory.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var signed struct {
+		Directory json.RawMessage `json:"directory"`
+	}
+	if err := json.Unmarshal(b, &signed); err != nil {
+		t.Fatal(err)
+	}
+	d, err := crypto.ParseDraft(signed.Directory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDirectory(d); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewNATSKey(t *testing.T) {
+	nk, err := NewNATSKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.FromSeed(nk.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub, _ := kp.PublicKey(); pub != nk.Public || !nkeys.IsValidPublicUserKey(pub) {
+		t.Fatalf("public key %s, seed gives %s", nk.Public, pub)
+	}
+	// crypto takes it as an agency's key.
+	if _, err := crypto.GenerateAgencyKeys(t.TempDir(), "iom", "iom", "", nk); err != nil {
+		t.Fatal(err)
+	}
 }

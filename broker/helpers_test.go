@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-	"github.com/nats-io/nkeys"
-
 	"github.com/rujukan/rujukan/broker/client"
 	"github.com/rujukan/rujukan/crypto"
 )
@@ -35,7 +32,7 @@ type testNet struct {
 // never uses them, but the directory requires every key to belong to one
 // agency.
 func agencyKeys(t testing.TB) (string, string) {
-	id, err := age.GenerateHybridIdentity()
+	id, err := crypto.GenerateIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +40,7 @@ func agencyKeys(t testing.TB) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return id.Recipient().String(), base64.StdEncoding.EncodeToString(pub)
+	return id.Recipient(), base64.StdEncoding.EncodeToString(pub)
 }
 
 func newTestNet(t testing.TB, ids ...string) *testNet {
@@ -64,20 +61,18 @@ func newTestNet(t testing.TB, ids ...string) *testNet {
 func (n *testNet) add(t testing.TB, id string) *testAgency {
 	t.Helper()
 	rec, sig := agencyKeys(t)
-	kp, err := nkeys.CreateUser()
+	nk, err := NewNATSKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed, _ := kp.Seed()
-	pub, _ := kp.PublicKey()
-	a := &testAgency{ID: id, Seed: seed, Pub: pub}
+	a := &testAgency{ID: id, Seed: nk.Seed, Pub: nk.Public}
 	n.Agencies[id] = a
 	n.Dir.Agencies = append(n.Dir.Agencies, crypto.Agency{
 		ID: id, Kind: "shelter", Name: "Agency " + id, Status: crypto.StatusActive,
 		Keys: []crypto.PublicKey{
 			crypto.NewPublicKey(crypto.UseEncrypt, rec),
 			crypto.NewPublicKey(crypto.UseSign, sig),
-			crypto.NewPublicKey(crypto.UseNATS, pub),
+			crypto.NewPublicKey(crypto.UseNATS, nk.Public),
 		},
 	})
 	return a

@@ -99,6 +99,9 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	d, err := crypto.ParseDirectory(cfg.Directory, cfg.Authority)
+	if err == nil {
+		err = CheckDirectory(d)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("network directory refused: %w", err)
 	}
@@ -406,6 +409,9 @@ func (s *Server) Reload(signed []byte) error {
 
 func (s *Server) reloadLocked(signed []byte) error {
 	next, err := crypto.ParseDirectory(signed, s.cfg.Authority)
+	if err == nil {
+		err = CheckDirectory(next)
+	}
 	if err != nil {
 		return fmt.Errorf("network directory refused: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
@@ -31,24 +32,36 @@ type AuditVerifyConfig struct {
 
 func runAudit(ctx context.Context, env Env, args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return errors.New("audit: usage: rujukan audit verify (--config gateway.yaml | --db FILE --agency ID --directory FILE --authority KEY)")
+		return errors.New("audit: usage: rujukan audit verify (--config gateway.yaml | --data DIR --agency ID | --db FILE --agency ID --directory FILE --authority KEY)")
 	}
 	fs := newFlagSet(env, "audit verify")
 	var c AuditVerifyConfig
 	config := fs.String("config", "", "the gateway's config file: takes the other flags from it")
+	data := fs.String("data", "", "the data folder of rujukan dev: with --agency, takes the other flags from it")
 	fs.StringVar(&c.DB, "db", "", "the gateway database (DATA/gateway.db)")
-	fs.StringVar(&c.Agency, "agency", "", "agency id of the gateway")
+	fs.StringVar(&c.Agency, "agency", "", "agency id of the gateway (with --data: which gateway)")
 	fs.StringVar(&c.Directory, "directory", "", "signed network directory file")
 	fs.StringVar(&c.Authority, "authority", "", "network authority public key: base64, or @file")
 	if err := parseFlags(fs, args[1:], false); err != nil {
 		return err
 	}
-	if *config != "" {
+	switch {
+	case *config != "" && *data != "":
+		return errors.New("audit verify: give --config or --data, not both")
+	case *config != "":
 		gc, err := gateway.LoadConfig(*config, env.Getenv)
 		if err != nil {
 			return err
 		}
-		c = AuditVerifyConfig{DB: filepath.Join(gc.Data, "gateway.db"), Agency: gc.Agency, Directory: gc.Directory, Authority: gc.Authority}
+		c = AuditVerifyConfig{DB: filepath.Join(gc.Data, gatewayDBFile), Agency: gc.Agency, Directory: gc.Directory, Authority: gc.Authority}
+	case *data != "":
+		if c.DB != "" || c.Directory != "" || c.Authority != "" {
+			return errors.New("audit verify: --data takes --db, --directory and --authority from the data folder; give only --agency")
+		}
+		var err error
+		if c, err = DevAuditConfig(*data, c.Agency); err != nil {
+			return err
+		}
 	}
 	rep, err := AuditVerify(c)
 	if err != nil {
@@ -58,11 +71,40 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
+// gatewayDBFile is the name of the gateway's database in its data folder.
+const gatewayDBFile = "gateway.db"
+
+// DevAuditConfig returns the audit verify configuration of one agency's
+// gateway in the data folder of `rujukan dev` (see DevGatewayConfig): the
+// database DATA/gateways/<agency>/gateway.db, the directory
+// DATA/network.json and the authority key DATA/authority/authority.pub.
+// It refuses an agency that has no keys or no gateway database there.
+func DevAuditConfig(data, agency string) (AuditVerifyConfig, error) {
+	if agency == "" {
+		return AuditVerifyConfig{}, errors.New("audit verify: --data needs --agency")
+	}
+	if !crypto.ValidSlug(agency) {
+		return AuditVerifyConfig{}, fmt.Errorf("audit verify: --agency %q is not an agency id", agency)
+	}
+	gc := DevGatewayConfig(data, agency, "")
+	if _, err := os.Stat(filepath.Join(data, "network.json")); err != nil {
+		return AuditVerifyConfig{}, fmt.Errorf("audit verify: %s is not a rujukan dev data folder (no network.json)", data)
+	}
+	if _, err := os.Stat(gc.Keys); err != nil {
+		return AuditVerifyConfig{}, fmt.Errorf("audit verify: unknown agency %q: %s has no agencies/%s", agency, data, agency)
+	}
+	db := filepath.Join(gc.Data, gatewayDBFile)
+	if _, err := os.Stat(db); err != nil {
+		return AuditVerifyConfig{}, fmt.Errorf("audit verify: agency %s has no gateway database %s (has its gateway run?)", agency, db)
+	}
+	return AuditVerifyConfig{DB: db, Agency: agency, Directory: gc.Directory, Authority: gc.Authority}, nil
+}
+
 // AuditVerify checks every event of a gateway's audit chain and its signed
 // head against the agency's signing keys in the directory.
 func AuditVerify(c AuditVerifyConfig) (store.AuditReport, error) {
 	if c.DB == "" || c.Agency == "" || c.Directory == "" || c.Authority == "" {
-		return store.AuditReport{}, errors.New("audit verify: --db, --agency, --directory and --authority are required (or --config)")
+		return store.AuditReport{}, errors.New("audit verify: --db, --agency, --directory and --authority are required (or --config, or --data with --agency)")
 	}
 	auth, err := crypto.ParseAuthorityKey(c.Authority)
 	if err != nil {
@@ -77,6 +119,9 @@ func AuditVerify(c AuditVerifyConfig) (store.AuditReport, error) {
 		return store.AuditReport{}, fmt.Errorf("audit verify: agency %q is not in the directory", c.Agency)
 	}
 	db, err := store.OpenReadOnly(c.DB, nil)
+	if errors.Is(err, store.ErrLocked) {
+		return store.AuditReport{}, fmt.Errorf("audit verify: the gateway of %s is running (%w: %s); stop it first, or ask it: GET /v1/audit/verify", c.Agency, store.ErrLocked, c.DB)
+	}
 	if err != nil {
 		return store.AuditReport{}, fmt.Errorf("audit verify: %w", err)
 	}

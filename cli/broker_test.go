@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-	"github.com/nats-io/nkeys"
-
 	"github.com/rujukan/rujukan/broker"
 	"github.com/rujukan/rujukan/broker/client"
 	"github.com/rujukan/rujukan/crypto"
@@ -45,20 +42,21 @@ func newBrokerTestNet(t *testing.T, ids ...string) *brokerTestNet {
 }
 
 func (n *brokerTestNet) add(t *testing.T, id string) {
-	idn, err := age.GenerateHybridIdentity()
+	idn, err := crypto.GenerateIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}
 	spub, _, _ := ed25519.GenerateKey(nil)
-	kp, _ := nkeys.CreateUser()
-	seed, _ := kp.Seed()
-	npub, _ := kp.PublicKey()
-	n.seeds[id] = seed
+	nk, err := broker.NewNATSKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.seeds[id] = nk.Seed
 	n.dir.Agencies = append(n.dir.Agencies, crypto.Agency{ID: id, Kind: "shelter", Name: id, Status: crypto.StatusActive,
 		Keys: []crypto.PublicKey{
-			crypto.NewPublicKey(crypto.UseEncrypt, idn.Recipient().String()),
+			crypto.NewPublicKey(crypto.UseEncrypt, idn.Recipient()),
 			crypto.NewPublicKey(crypto.UseSign, base64.StdEncoding.EncodeToString(spub)),
-			crypto.NewPublicKey(crypto.UseNATS, npub),
+			crypto.NewPublicKey(crypto.UseNATS, nk.Public),
 		}})
 }
 

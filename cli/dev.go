@@ -252,7 +252,11 @@ func InitDevNetwork(data string) error {
 	dir := crypto.NewDirectory("rujukan-dev", policy.DefaultRulesJSON())
 	for _, a := range DevAgencies {
 		agencyDir := filepath.Join(data, "agencies", a.ID)
-		entry, err := crypto.WriteAgencyKeys(agencyDir, a.ID, a.Kind, a.Name, true)
+		nk, err := broker.NewNATSKey()
+		if err != nil {
+			return fmt.Errorf("dev: keys of %s: %w", a.ID, err)
+		}
+		entry, err := crypto.WriteAgencyKeys(agencyDir, a.ID, a.Kind, a.Name, nk, true)
 		if err != nil {
 			return fmt.Errorf("dev: keys of %s: %w", a.ID, err)
 		}

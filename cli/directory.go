@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rujukan/rujukan/broker"
 	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
 )
@@ -141,7 +142,7 @@ func DirectoryAdd(env Env, draft string, entries []string) error {
 		return fmt.Errorf("directory add: %w", err)
 	}
 	for _, p := range entries {
-		a, err := crypto.ReadAgencyFile(p)
+		a, err := readAgencyEntry(p)
 		if err != nil {
 			return fmt.Errorf("directory add: %w", err)
 		}
@@ -168,7 +169,7 @@ func DirectoryRotate(env Env, draft string, entries []string) error {
 		return fmt.Errorf("directory rotate: %w", err)
 	}
 	for _, p := range entries {
-		a, err := crypto.ReadAgencyFile(p)
+		a, err := readAgencyEntry(p)
 		if err != nil {
 			return fmt.Errorf("directory rotate: %w", err)
 		}
@@ -273,6 +274,9 @@ func DirectoryVerify(env Env, authority, path string) error {
 		return fmt.Errorf("directory verify: %w", err)
 	}
 	d, err := crypto.LoadDirectory(path, pub)
+	if err == nil {
+		err = broker.CheckDirectory(d)
+	}
 	if err != nil {
 		return fmt.Errorf("directory verify: %w", err)
 	}
@@ -298,14 +302,33 @@ func readDraft(path string) (*crypto.Directory, error) {
 		return nil, fmt.Errorf("failed to read %s: %w", path, err)
 	}
 	d, err := crypto.ParseDraft(b)
+	if err == nil {
+		err = broker.CheckDirectory(d)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return d, nil
 }
 
+// readAgencyEntry reads an agency entry (agency.json) and checks its NATS
+// key with the broker's nkey parser, which crypto does not have.
+func readAgencyEntry(path string) (*crypto.Agency, error) {
+	a, err := crypto.ReadAgencyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := broker.CheckAgency(a); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return a, nil
+}
+
 func writeDraft(path string, d *crypto.Directory) error {
 	if err := d.Validate(); err != nil {
+		return err
+	}
+	if err := broker.CheckDirectory(d); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(d, "", "  ")

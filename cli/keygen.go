@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/rujukan/rujukan/broker"
 	"github.com/rujukan/rujukan/crypto"
 )
 
@@ -45,7 +46,11 @@ func Keygen(env Env, c KeygenConfig) error {
 	if c.Agency == "" || c.Kind == "" || c.Out == "" {
 		return errors.New("keygen: --agency, --kind and --out are required")
 	}
-	a, err := crypto.WriteAgencyKeys(c.Out, c.Agency, c.Kind, c.Name, c.Force)
+	nk, err := broker.NewNATSKey()
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	a, err := crypto.WriteAgencyKeys(c.Out, c.Agency, c.Kind, c.Name, nk, c.Force)
 	if err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}

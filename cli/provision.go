@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rujukan/rujukan/broker"
 	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
 )
@@ -114,7 +115,11 @@ func Provision(cfg ProvisionConfig) (bool, error) {
 	}
 	dir := crypto.NewDirectory("rujukan", policy.DefaultRulesJSON())
 	for _, a := range cfg.Agencies {
-		entry, err := crypto.WriteAgencyKeys(filepath.Join(cfg.Out, "agencies", a.ID), a.ID, a.Kind, a.Name, true)
+		nk, err := broker.NewNATSKey()
+		if err != nil {
+			return false, err
+		}
+		entry, err := crypto.WriteAgencyKeys(filepath.Join(cfg.Out, "agencies", a.ID), a.ID, a.Kind, a.Name, nk, true)
 		if err != nil {
 			return false, err
 		}

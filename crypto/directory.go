@@ -17,7 +17,6 @@ import (
 
 	"filippo.io/age"
 	"filippo.io/edwards25519"
-	"github.com/nats-io/nkeys"
 )
 
 // MaxDirectorySize caps a signed directory file. A thousand agencies with a
@@ -330,7 +329,7 @@ func (k PublicKey) validate() error {
 			return fmt.Errorf("%w: %v", ErrDirectoryMalformed, err)
 		}
 	case UseNATS:
-		if !nkeys.IsValidPublicUserKey(k.Public) {
+		if !validNATSPublicKey(k.Public) {
 			return bad("%q is not a NATS user public nkey", k.Public)
 		}
 	default:
@@ -340,6 +339,34 @@ func (k PublicKey) validate() error {
 		return bad("key id %q does not match its %s key (want %s)", k.ID, k.Use, KeyID(k.Use, k.Public))
 	}
 	return nil
+}
+
+// Lengths of the base32 text of a NATS nkey: a user public key is one
+// prefix byte, 32 key bytes and a 2-byte checksum; a seed two prefix bytes,
+// 32 seed bytes and the checksum.
+const (
+	natsPublicKeyLen = 56
+	natsSeedLen      = 58
+)
+
+// validNATSPublicKey reports whether s has the shape of a NATS user public
+// nkey: 56 characters of unpadded base32 starting with "U". It does not
+// check the checksum: this package does not depend on the NATS libraries.
+// The broker parses every NATS key of a directory before it provisions
+// one (broker.CheckDirectory), and refuses a directory that fails.
+func validNATSPublicKey(s string) bool {
+	return len(s) == natsPublicKeyLen && s[0] == 'U' && base32Only([]byte(s))
+}
+
+// base32Only reports whether b holds only characters of the standard base32
+// alphabet (A-Z, 2-7), without padding.
+func base32Only(b []byte) bool {
+	for _, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseRecipient parses an age recipient and accepts only post-quantum

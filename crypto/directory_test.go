@@ -125,6 +125,15 @@ func TestDirectoryValidate(t *testing.T) {
 		}},
 		{"unknown use", func(d *Directory) { d.Agencies[0].Keys[1].Use = "jwt" }},
 		{"bad nats key", func(d *Directory) { d.Agencies[0].Keys[2] = NewPublicKey(UseNATS, "UABC") }},
+		{"nats account key", func(d *Directory) {
+			d.Agencies[0].Keys[2] = NewPublicKey(UseNATS, "A"+seedNKey(t, "iom")[1:])
+		}},
+		{"nats key not base32", func(d *Directory) {
+			d.Agencies[0].Keys[2] = NewPublicKey(UseNATS, "U"+strings.ToLower(seedNKey(t, "iom")[1:]))
+		}},
+		{"nats seed as key", func(d *Directory) {
+			d.Agencies[0].Keys[2] = NewPublicKey(UseNATS, string(seedNATSKey("iom").Seed))
+		}},
 		{"rules not JSON", func(d *Directory) { d.Rules = json.RawMessage("{") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -54,4 +54,9 @@
 //   - Times travel as Unix milliseconds; Open returns them in UTC.
 //   - Private key files must be mode 0600 (or stricter); the loaders refuse
 //     anything readable by group or others.
+//   - The NATS key of a directory entry is checked for shape only (56
+//     characters of base32 starting with "U"): this package does not depend
+//     on the NATS libraries. The broker parses every NATS key
+//     (broker.CheckDirectory) and refuses a directory with one that does
+//     not parse; NATS key pairs are made by broker.NewNATSKey.
 package crypto

@@ -596,7 +596,7 @@ type Opener struct {
 // NewOpener returns an Opener for agency self, which holds the given age
 // identities (the current one and, after a rotation, older ones) and trusts
 // the given verified directory.
-func NewOpener(self string, dir *Directory, identities ...*age.HybridIdentity) (*Opener, error) {
+func NewOpener(self string, dir *Directory, identities ...*Identity) (*Opener, error) {
 	if !ValidSlug(self) {
 		return nil, fmt.Errorf("opener: %q is not an agency id", self)
 	}
@@ -608,7 +608,10 @@ func NewOpener(self string, dir *Directory, identities ...*age.HybridIdentity) (
 	}
 	o := &Opener{self: self, ids: make(map[string]*age.HybridIdentity), ClockSkew: DefaultClockSkew}
 	for _, id := range identities {
-		o.ids[KeyID(UseEncrypt, id.Recipient().String())] = id
+		if id == nil || id.id == nil {
+			return nil, errors.New("opener: nil age identity")
+		}
+		o.ids[KeyID(UseEncrypt, id.Recipient())] = id.id
 	}
 	o.dir.Store(dir)
 	return o, nil

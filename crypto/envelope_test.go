@@ -460,12 +460,12 @@ func TestAttackWrongRecipientKey(t *testing.T) {
 	newEnv := n.mustSeal(t, testHeader(KindReferral, "iom", "shelter"), []byte("new"))
 
 	t.Run("opener without the key", func(t *testing.T) {
-		o, _ := NewOpener("shelter", n.dir, old)
+		o, _ := NewOpener("shelter", n.dir, &Identity{id: old})
 		_, _, err := o.Open(newEnv, testNow)
 		wantRejected(t, err, ErrNotForUs, true)
 	})
 	t.Run("revoked recipient key", func(t *testing.T) {
-		o, _ := NewOpener("shelter", n.dir, newID, old)
+		o, _ := NewOpener("shelter", n.dir, &Identity{id: newID}, &Identity{id: old})
 		_, _, err := o.Open(oldEnv, testNow)
 		wantRejected(t, err, ErrNotForUs, true)
 		if _, body, err := o.OpenStored(oldEnv); err != nil || string(body) != "old" {
@@ -481,7 +481,7 @@ func TestAttackWrongRecipientKey(t *testing.T) {
 		inner := innerOf(t, newEnv, newID)
 		policeR, _ := ParseRecipient(n.agency(t, "police").Keys[0].Public)
 		bad := buildEnvelope(t, h, inner, policeR, n.members["iom"].signer)
-		o, _ := NewOpener("shelter", n.dir, newID)
+		o, _ := NewOpener("shelter", n.dir, &Identity{id: newID})
 		_, _, err := o.Open(bad, testNow)
 		wantRejected(t, err, ErrDecrypt, true)
 	})

@@ -8,35 +8,38 @@ import (
 	"log"
 	"time"
 
-	"filippo.io/age"
-	"github.com/nats-io/nkeys"
 	"github.com/rujukan/rujukan/crypto"
 )
 
+// natsKeys are NATS user public keys of the example agencies. The broker
+// makes and parses nkeys (broker.NewNATSKey); this package only lists them.
+var natsKeys = map[string]string{
+	"iom":     "UDWPZRWTPPXX47KFEOGVYFPF74X7IQY5HFNKOXP6Y47LK3ZWZQYYSUEV",
+	"shelter": "UALOATOS44CNJXPCMXDTCYFCFC6MYOKG2HFY7YRYZMRDC2JDMRE3FDJT",
+}
+
 // member makes the keys of one agency and its directory entry. In a real
 // network they come from GenerateAgencyKeys and the signed directory.
-func member(id, kind string) (*age.HybridIdentity, *crypto.Signer, crypto.Agency) {
-	identity, err := age.GenerateHybridIdentity()
+func member(id, kind string) (*crypto.Identity, *crypto.Signer, crypto.Agency) {
+	identity, err := crypto.GenerateIdentity()
 	if err != nil {
 		log.Fatal(err)
 	}
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	signer, _ := crypto.NewSigner(key)
-	nk, _ := nkeys.CreateUser()
-	natsPub, _ := nk.PublicKey()
 	return identity, signer, crypto.Agency{
 		ID: id, Kind: kind, Name: id, Status: crypto.StatusActive,
 		Keys: []crypto.PublicKey{
-			crypto.NewPublicKey(crypto.UseEncrypt, identity.Recipient().String()),
+			crypto.NewPublicKey(crypto.UseEncrypt, identity.Recipient()),
 			crypto.NewPublicKey(crypto.UseSign, base64.StdEncoding.EncodeToString(signer.PublicKey())),
-			crypto.NewPublicKey(crypto.UseNATS, natsPub),
+			crypto.NewPublicKey(crypto.UseNATS, natsKeys[id]),
 		},
 	}
 }
 
 // network returns a directory with iom and shelter, signed by a fresh
 // authority and verified, as a gateway loads it.
-func network() (*crypto.Directory, *crypto.Signer, *age.HybridIdentity) {
+func network() (*crypto.Directory, *crypto.Signer, *crypto.Identity) {
 	_, iomSigner, iom := member("iom", "iom")
 	shelterID, _, shelter := member("shelter", "shelter")
 	d := crypto.NewDirectory("example", nil)

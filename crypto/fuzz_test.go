@@ -52,7 +52,7 @@ func FuzzOpen(f *testing.F) {
 	v, dir, ids := fuzzNet(f)
 	openers := map[string]*Opener{}
 	for name, id := range ids {
-		o, err := NewOpener(name, dir, id)
+		o, err := NewOpener(name, dir, &Identity{id: id})
 		if err != nil {
 			f.Fatal(err)
 		}

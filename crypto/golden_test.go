@@ -122,7 +122,7 @@ func TestGoldenVectors(t *testing.T) {
 			if h := EnvelopeHash(env); hex.EncodeToString(h[:]) != ev.SHA256 {
 				t.Errorf("sha256 %x, want %s", h, ev.SHA256)
 			}
-			o, err := NewOpener(ev.Header.To, dir, ids[ev.Header.To])
+			o, err := NewOpener(ev.Header.To, dir, &Identity{id: ids[ev.Header.To]})
 			if err != nil {
 				t.Fatal(err)
 			}

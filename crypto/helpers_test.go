@@ -3,12 +3,12 @@ package crypto
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base32"
 	"encoding/base64"
 	"testing"
 	"time"
 
 	"filippo.io/age"
-	"github.com/nats-io/nkeys"
 )
 
 // testMember is one agency of a test network with its private keys.
@@ -33,17 +33,37 @@ func seedKey(label string) ed25519.PrivateKey {
 }
 
 // seedNKey derives a fixed NATS user public key from a label.
-func seedNKey(t testing.TB, label string) string {
+func seedNKey(t testing.TB, label string) string { return seedNATSKey(label).Public }
+
+// seedNATSKey derives a fixed NATS user key pair from a label. It writes
+// the nkey text encoding itself (prefix, key, CRC-16/XMODEM, unpadded
+// base32) so that this package's tests need not import the NATS libraries;
+// broker tests check that the broker's nkey parser accepts keys made the
+// same way.
+func seedNATSKey(label string) NATSKey {
 	s := sha256.Sum256([]byte("rujukan test nkey\x00" + label))
-	kp, err := nkeys.FromRawSeed(nkeys.PrefixByteUser, s[:])
-	if err != nil {
-		t.Fatal(err)
+	pub := ed25519.NewKeyFromSeed(s[:]).Public().(ed25519.PublicKey)
+	const prefixSeed, prefixUser = 18 << 3, 20 << 3
+	seed := append([]byte{prefixSeed | prefixUser>>5, (prefixUser & 31) << 3}, s[:]...)
+	return NATSKey{Seed: []byte(nkeyText(seed)), Public: nkeyText(append([]byte{prefixUser}, pub...))}
+}
+
+// nkeyText appends the CRC-16/XMODEM of raw, little-endian, and encodes it
+// in unpadded base32.
+func nkeyText(raw []byte) string {
+	var crc uint16
+	for _, b := range raw {
+		crc ^= uint16(b) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
 	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pub
+	raw = append(raw, byte(crc), byte(crc>>8))
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(raw)
 }
 
 // newMember makes an agency with the given age identity (a fresh one if
@@ -115,7 +135,7 @@ func (n *testNet) agency(t testing.TB, id string) *Agency {
 
 func (n *testNet) opener(t testing.TB, id string) *Opener {
 	t.Helper()
-	o, err := NewOpener(id, n.dir, n.members[id].identity)
+	o, err := NewOpener(id, n.dir, &Identity{id: n.members[id].identity})
 	if err != nil {
 		t.Fatal(err)
 	}

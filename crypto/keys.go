@@ -18,7 +18,6 @@ import (
 	"strings"
 
 	"filippo.io/age"
-	"github.com/nats-io/nkeys"
 )
 
 // File names of an agency's key directory, as written by GenerateAgencyKeys.
@@ -176,11 +175,32 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode, overwrite bool)
 	return nil
 }
 
+// Identity is an agency's age post-quantum hybrid identity (ML-KEM-768 +
+// X25519): the private key that opens the envelopes sealed to it. Callers
+// outside this package hold it only to pass it to NewOpener; the secret
+// never leaves this package except in the key file WriteAgencyKeys writes.
+type Identity struct {
+	id *age.HybridIdentity
+}
+
+// GenerateIdentity returns a new random identity.
+func GenerateIdentity() (*Identity, error) {
+	id, err := age.GenerateHybridIdentity()
+	if err != nil {
+		return nil, fmt.Errorf("failed to generate age identity: %w", err)
+	}
+	return &Identity{id: id}, nil
+}
+
+// Recipient returns the identity's public recipient (age1pq1...), as
+// listed in the directory as the agency's encryption key.
+func (i *Identity) Recipient() string { return i.id.Recipient().String() }
+
 // LoadIdentity loads an age post-quantum hybrid identity
 // (AGE-SECRET-KEY-PQ-1...) from a private key file. Lines that are empty or
 // start with "#" are ignored; exactly one identity must remain. Other
 // identity types are refused.
-func LoadIdentity(path string) (*age.HybridIdentity, error) {
+func LoadIdentity(path string) (*Identity, error) {
 	b, err := ReadPrivateFile(path)
 	if err != nil {
 		return nil, err
@@ -209,7 +229,7 @@ func LoadIdentity(path string) (*age.HybridIdentity, error) {
 	if id == nil {
 		return nil, fmt.Errorf("%w: %s holds no age identity", ErrKeyMalformed, path)
 	}
-	return id, nil
+	return &Identity{id: id}, nil
 }
 
 // LoadEd25519PrivateKey loads a PKCS#8 PEM ("PRIVATE KEY") Ed25519 private
@@ -265,26 +285,6 @@ func LoadSigner(path string) (*Signer, error) {
 	return NewSigner(k)
 }
 
-// LoadNKeySeed loads a NATS nkey user seed (SU...) from a private key file
-// and returns the seed bytes, as nats.go's nkey options take them.
-func LoadNKeySeed(path string) ([]byte, error) {
-	b, err := ReadPrivateFile(path)
-	if err != nil {
-		return nil, err
-	}
-	seed := bytes.TrimSpace(b)
-	kp, err := nkeys.FromSeed(seed)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s does not hold an nkey seed", ErrKeyMalformed, path)
-	}
-	defer kp.Wipe()
-	pub, err := kp.PublicKey()
-	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
-		return nil, fmt.Errorf("%w: %s does not hold an nkey user seed (SU...)", ErrKeyMalformed, path)
-	}
-	return seed, nil
-}
-
 // JWTKeyID returns the key id ("kid") of a JWT issuer public key:
 // KeyID("jwt", base64(public key)).
 func JWTKeyID(pub ed25519.PublicKey) string {
@@ -315,22 +315,40 @@ func NewJWKS(pub ed25519.PublicKey) JWKS {
 	}}}
 }
 
+// NATSKey is an agency's NATS nkey user key pair. This package neither
+// generates nor parses nkeys (the NATS libraries live behind package
+// broker, whose NewNATSKey makes one): WriteAgencyKeys checks only its
+// shape and stores it as given.
+type NATSKey struct {
+	// Seed is the private user seed (SU...), written to nats.nk.
+	Seed []byte
+	// Public is the user public key (U...), listed in the directory.
+	Public string
+}
+
 // GenerateAgencyKeys creates the key files of one agency in dir (created
 // 0700 if missing) and returns its public directory entry, which is also
-// written to dir/agency.json. It refuses to overwrite existing private key
-// files.
-func GenerateAgencyKeys(dir, id, kind, name string) (*Agency, error) {
-	return WriteAgencyKeys(dir, id, kind, name, false)
+// written to dir/agency.json. It generates the age identity, the signing
+// key and the JWT issuer key; the NATS key pair nk comes from the caller
+// (broker.NewNATSKey). It refuses to overwrite existing private key files.
+func GenerateAgencyKeys(dir, id, kind, name string, nk NATSKey) (*Agency, error) {
+	return WriteAgencyKeys(dir, id, kind, name, nk, false)
 }
 
 // WriteAgencyKeys is GenerateAgencyKeys with the choice to replace existing
 // key files.
-func WriteAgencyKeys(dir, id, kind, name string, overwrite bool) (*Agency, error) {
+func WriteAgencyKeys(dir, id, kind, name string, nk NATSKey, overwrite bool) (*Agency, error) {
 	if !ValidSlug(id) {
 		return nil, fmt.Errorf("agency id %q is not a lowercase slug ([a-z0-9][a-z0-9-]*, at most 63 characters)", id)
 	}
 	if !ValidSlug(kind) {
 		return nil, fmt.Errorf("agency kind %q is not a lowercase slug", kind)
+	}
+	if !validNATSPublicKey(nk.Public) {
+		return nil, errors.New("NATS key: the public key is not a NATS user public nkey (U..., 56 characters)")
+	}
+	if len(nk.Seed) != natsSeedLen || !bytes.HasPrefix(nk.Seed, []byte("SU")) || !base32Only(nk.Seed[2:]) {
+		return nil, errors.New("NATS key: the seed is not a NATS user nkey seed (SU..., 58 characters)")
 	}
 	if name == "" {
 		name = id
@@ -350,12 +368,12 @@ func WriteAgencyKeys(dir, id, kind, name string, overwrite bool) (*Agency, error
 		return nil, fmt.Errorf("failed to create key directory: %w", err)
 	}
 
-	ageID, err := age.GenerateHybridIdentity()
+	ageID, err := GenerateIdentity()
 	if err != nil {
-		return nil, fmt.Errorf("failed to generate age identity: %w", err)
+		return nil, err
 	}
-	recipient := ageID.Recipient().String()
-	ageFile := fmt.Sprintf("# rujukan agency %s\n# recipient: %s\n%s\n", id, recipient, ageID.String())
+	recipient := ageID.Recipient()
+	ageFile := fmt.Sprintf("# rujukan agency %s\n# recipient: %s\n%s\n", id, recipient, ageID.id.String())
 
 	_, signKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -366,20 +384,6 @@ func WriteAgencyKeys(dir, id, kind, name string, overwrite bool) (*Agency, error
 		return nil, err
 	}
 	signPub := base64.StdEncoding.EncodeToString(signKey.Public().(ed25519.PublicKey))
-
-	nkp, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, fmt.Errorf("failed to generate nkey: %w", err)
-	}
-	defer nkp.Wipe()
-	seed, err := nkp.Seed()
-	if err != nil {
-		return nil, fmt.Errorf("failed to generate nkey: %w", err)
-	}
-	natsPub, err := nkp.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("failed to generate nkey: %w", err)
-	}
 
 	jwtPub, jwtKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -399,7 +403,7 @@ func WriteAgencyKeys(dir, id, kind, name string, overwrite bool) (*Agency, error
 		Keys: []PublicKey{
 			NewPublicKey(UseEncrypt, recipient),
 			NewPublicKey(UseSign, signPub),
-			NewPublicKey(UseNATS, natsPub),
+			NewPublicKey(UseNATS, nk.Public),
 		},
 	}
 	entry, err := json.MarshalIndent(a, "", "  ")
@@ -414,7 +418,7 @@ func WriteAgencyKeys(dir, id, kind, name string, overwrite bool) (*Agency, error
 	}{
 		{AgeKeyFile, []byte(ageFile), true},
 		{SigningKeyFile, signPEM, true},
-		{NATSSeedFile, append(append([]byte(nil), seed...), '\n'), true},
+		{NATSSeedFile, append(append([]byte(nil), nk.Seed...), '\n'), true},
 		{JWTIssuerKeyFile, jwtPEM, true},
 		{JWKSFile, append(jwks, '\n'), false},
 		{AgencyFile, append(entry, '\n'), false},

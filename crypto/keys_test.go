@@ -10,13 +10,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/nats-io/nkeys"
 )
 
 func TestGenerateAgencyKeys(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "keys", "iom")
-	a, err := GenerateAgencyKeys(dir, "iom", "iom", "IOM Indonesia")
+	nk := seedNATSKey("iom")
+	a, err := GenerateAgencyKeys(dir, "iom", "iom", "IOM Indonesia", nk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +47,7 @@ func TestGenerateAgencyKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k, _ := entry.ActiveKey(UseEncrypt); k.Public != id.Recipient().String() || !strings.HasPrefix(k.Public, "age1pq1") {
+	if k, _ := entry.ActiveKey(UseEncrypt); k.Public != id.Recipient() || !strings.HasPrefix(k.Public, "age1pq1") {
 		t.Errorf("encrypt key %s does not match the identity", k.Public)
 	}
 	s, err := LoadSigner(filepath.Join(dir, SigningKeyFile))
@@ -58,14 +57,15 @@ func TestGenerateAgencyKeys(t *testing.T) {
 	if k, _ := entry.ActiveKey(UseSign); k.ID != s.KeyID() || k.Public != s.PublicKeyString() {
 		t.Errorf("sign key %+v does not match the signer %s", k, s.KeyID())
 	}
-	seed, err := LoadNKeySeed(filepath.Join(dir, NATSSeedFile))
+	seed, err := ReadPrivateFile(filepath.Join(dir, NATSSeedFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	kp, _ := nkeys.FromSeed(seed)
-	pub, _ := kp.PublicKey()
-	if k, _ := entry.ActiveKey(UseNATS); k.Public != pub {
-		t.Errorf("nats key %s does not match the seed (%s)", k.Public, pub)
+	if string(seed) != string(nk.Seed)+"\n" {
+		t.Errorf("nats.nk = %q, want the given seed", seed)
+	}
+	if k, _ := entry.ActiveKey(UseNATS); k.Public != nk.Public {
+		t.Errorf("nats key %s is not the given one (%s)", k.Public, nk.Public)
 	}
 	jwtKey, err := LoadEd25519PrivateKey(filepath.Join(dir, JWTIssuerKeyFile))
 	if err != nil {
@@ -84,10 +84,10 @@ func TestGenerateAgencyKeys(t *testing.T) {
 	}
 
 	// A second run refuses to overwrite, --force replaces.
-	if _, err := GenerateAgencyKeys(dir, "iom", "iom", ""); !errors.Is(err, ErrKeyFileExists) {
+	if _, err := GenerateAgencyKeys(dir, "iom", "iom", "", nk); !errors.Is(err, ErrKeyFileExists) {
 		t.Errorf("second GenerateAgencyKeys: %v", err)
 	}
-	b2, err := WriteAgencyKeys(dir, "iom", "iom", "", true)
+	b2, err := WriteAgencyKeys(dir, "iom", "iom", "", seedNATSKey("iom-2"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,14 +97,29 @@ func TestGenerateAgencyKeys(t *testing.T) {
 }
 
 func TestGenerateAgencyKeysRefuses(t *testing.T) {
-	for _, tc := range []struct{ name, id, kind string }{
-		{"upper-case id", "IOM", "iom"},
-		{"id with dot", "../x", "iom"},
-		{"empty kind", "iom", ""},
+	good := seedNATSKey("x")
+	account := good
+	account.Public = "A" + good.Public[1:]
+	lower := good
+	lower.Public = strings.ToLower(good.Public)
+	swapped := NATSKey{Seed: []byte(good.Public), Public: string(good.Seed)}
+	accountSeed := NATSKey{Seed: append([]byte("SA"), good.Seed[2:]...), Public: good.Public}
+	for _, tc := range []struct {
+		name, id, kind string
+		nk             NATSKey
+	}{
+		{"upper-case id", "IOM", "iom", good},
+		{"id with dot", "../x", "iom", good},
+		{"empty kind", "iom", "", good},
+		{"no NATS key", "iom", "iom", NATSKey{}},
+		{"NATS account key", "iom", "iom", account},
+		{"NATS key not base32", "iom", "iom", lower},
+		{"NATS seed and key swapped", "iom", "iom", swapped},
+		{"NATS account seed", "iom", "iom", accountSeed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "k")
-			if _, err := GenerateAgencyKeys(dir, tc.id, tc.kind, ""); err == nil {
+			if _, err := GenerateAgencyKeys(dir, tc.id, tc.kind, "", tc.nk); err == nil {
 				t.Fatal("succeeded")
 			}
 			if _, err := os.Stat(dir); err == nil {
@@ -116,7 +131,7 @@ func TestGenerateAgencyKeysRefuses(t *testing.T) {
 
 func TestLoadersRefuseOpenPermissions(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := GenerateAgencyKeys(dir, "iom", "iom", ""); err != nil {
+	if _, err := GenerateAgencyKeys(dir, "iom", "iom", "", seedNATSKey("iom")); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -126,7 +141,7 @@ func TestLoadersRefuseOpenPermissions(t *testing.T) {
 	}{
 		{"LoadIdentity", AgeKeyFile, func(p string) error { _, err := LoadIdentity(p); return err }},
 		{"LoadSigner", SigningKeyFile, func(p string) error { _, err := LoadSigner(p); return err }},
-		{"LoadNKeySeed", NATSSeedFile, func(p string) error { _, err := LoadNKeySeed(p); return err }},
+		{"ReadPrivateFile", NATSSeedFile, func(p string) error { _, err := ReadPrivateFile(p); return err }},
 		{"LoadEd25519PrivateKey", JWTIssuerKeyFile, func(p string) error { _, err := LoadEd25519PrivateKey(p); return err }},
 	} {
 		for _, mode := range []os.FileMode{0o640, 0o604, 0o660, 0o644, 0o602} {
@@ -158,8 +173,6 @@ func TestLoadersRefuseWrongKeys(t *testing.T) {
 		}
 		return p
 	}
-	accountKP, _ := nkeys.CreateAccount()
-	accountSeed, _ := accountKP.Seed()
 	rsaLike := "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"
 	for _, tc := range []struct {
 		name string
@@ -177,8 +190,6 @@ func TestLoadersRefuseWrongKeys(t *testing.T) {
 		}()},
 		{"signer: not PEM", func() error { _, err := LoadSigner(write("s.pem", "hello")); return err }()},
 		{"signer: wrong block", func() error { _, err := LoadSigner(write("r.pem", rsaLike)); return err }()},
-		{"nkey: account seed", func() error { _, err := LoadNKeySeed(write("a.nk", string(accountSeed))); return err }()},
-		{"nkey: garbage", func() error { _, err := LoadNKeySeed(write("g.nk", "SUXXXX")); return err }()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !errors.Is(tc.err, ErrKeyMalformed) {

@@ -55,7 +55,7 @@ func TestDeadlineFails(t *testing.T) {
 // credentials, as a misbehaving or compromised gateway could.
 func publishAs(t *testing.T, n *network, from, to, msgID string, data []byte) {
 	t.Helper()
-	seed, err := crypto.LoadNKeySeed(filepath.Join(n.data, "agencies", from, crypto.NATSSeedFile))
+	seed, err := client.LoadNKeySeed(filepath.Join(n.data, "agencies", from, crypto.NATSSeedFile))
 	if err != nil {
 		t.Fatal(err)
 	}
