@@ -171,7 +171,7 @@ func (g *Gateway) newState(dir *crypto.Directory) (*netState, error) {
 	if k, ok := self.ActiveKey(crypto.UseSign); !ok || k.ID != g.keys.Signer.KeyID() {
 		return nil, fmt.Errorf("the signing key in %s is not agency %s's active signing key in the directory", g.cfg.Keys, g.self)
 	}
-	if k, ok := self.ActiveKey(crypto.UseEncrypt); !ok || k.Public != g.keys.Identity.Recipient().String() {
+	if k, ok := self.ActiveKey(crypto.UseEncrypt); !ok || k.Public != g.keys.Identity.Recipient() {
 		return nil, fmt.Errorf("the age identity in %s is not agency %s's active encryption key in the directory", g.cfg.Keys, g.self)
 	}
 	rules, err := policy.ParseRules(dir.Rules)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"filippo.io/age"
 	"github.com/rujukan/rujukan/crypto"
 )
 
@@ -17,7 +16,7 @@ type Keys struct {
 	// SigningKey signs the audit head.
 	SigningKey ed25519.PrivateKey
 	// Identity opens envelopes sealed to this agency.
-	Identity *age.HybridIdentity
+	Identity *crypto.Identity
 	// AtRest seals what this gateway keeps for itself (its copy of what it
 	// sent, staff notes, consent records).
 	AtRest *crypto.AtRest

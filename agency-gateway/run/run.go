@@ -18,7 +18,6 @@ import (
 	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/agency-gateway/httpapi"
 	"github.com/rujukan/rujukan/broker/client"
-	"github.com/rujukan/rujukan/crypto"
 )
 
 // Running is a gateway connected to the broker with its HTTP API listening.
@@ -49,7 +48,7 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 	if err != nil {
 		return nil, err
 	}
-	seed, err := crypto.LoadNKeySeed(cfg.Broker.NKeySeed)
+	seed, err := client.LoadNKeySeed(cfg.Broker.NKeySeed)
 	if err != nil {
 		return nil, err
 	}
