@@ -58,6 +58,7 @@ type Gateway struct {
 	metrics   *Metrics
 	onOutcome func(id, outcome string)
 	kinds     map[string]Kind
+	waitRetry time.Duration
 
 	opener   *crypto.Opener
 	inflight sync.Map // queue seq -> publishing now
@@ -88,6 +89,9 @@ type Options struct {
 	// OnOutcome, when set, is called after a sent record's one delivery
 	// outcome (delivered or failed) has been committed. It must not block.
 	OnOutcome func(id, outcome string)
+	// WaitRetry is how often waiting envelopes are tried again (default
+	// 10 s); an envelope is refused after 12 tries.
+	WaitRetry time.Duration
 }
 
 // New opens the gateway's store and loads the directory and the token
@@ -109,6 +113,9 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 	g.log = g.log.With("agency", cfg.Agency)
 	if g.now == nil {
 		g.now = time.Now
+	}
+	if g.waitRetry = opt.WaitRetry; g.waitRetry <= 0 {
+		g.waitRetry = waitRetry
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)

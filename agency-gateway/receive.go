@@ -122,6 +122,12 @@ func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error) {
 	if errors.Is(err, errNotYet) {
 		err = g.park(m, in, err)
 	}
+	if w, ok := m.(*waitingMsg); ok && errors.Is(err, errDuplicate) {
+		// Applied meanwhile by a copy the broker delivered again.
+		if derr := g.db.Update(func(tx *store.Tx) error { return tx.DeleteWaiting(w.from, w.id) }); derr != nil {
+			err = derr
+		}
+	}
 	switch {
 	case err == nil || errors.Is(err, errDuplicate) || errors.Is(err, errParked):
 		if aerr := m.AckSync(ctx); aerr != nil {

@@ -184,6 +184,11 @@ func (g *Gateway) authorize(p policy.Principal, a policy.Action, id string) (*st
 		if derr := policy.Decide(p, a, policy.Resource{}); derr != nil && !errors.Is(derr, policy.ErrDenied) {
 			return nil, g.denied(p, a, id, derr)
 		}
+		if a == policy.ActionStatementRespond {
+			// A statement leaves only in answer to a request held here.
+			return nil, g.denied(p, a, "", &policy.Error{Reason: policy.ReasonRuleOpenRequest,
+				Detail: "a statement answers an open request this agency received"})
+		}
 		return nil, ErrNotFound
 	}
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 // (they travel separately). Such an envelope is kept in the store and
 // acked at the broker, so it never holds one of the inbox consumer's
 // pending slots, and tried again when a record arrives and every
-// waitRetry. After waitTries tries it is refused with a signed rejected
-// receipt. One sender may keep at most waitPerSender envelopes waiting;
+// waitRetry. After waitTries times waitRetry (two minutes) it is refused
+// with a signed rejected receipt. One sender may keep at most waitPerSender envelopes waiting;
 // more are refused at once.
 const (
 	waitRetry     = 10 * time.Second
@@ -33,15 +33,8 @@ const (
 // waiting it counts the try and, after the last one, refuses it.
 func (g *Gateway) park(m Msg, in *Incoming, cause error) error {
 	if w, ok := m.(*waitingMsg); ok {
-		if w.tries+1 >= waitTries {
+		if in.Now.Sub(w.since) >= time.Duration(waitTries)*g.waitRetry {
 			return refuse(ReasonWaitedTooLong, cause)
-		}
-		w.tries++
-		err := g.db.Update(func(tx *store.Tx) error {
-			return tx.PutWaiting(w.id, store.Waiting{From: w.from, Envelope: w.data, Since: w.since, Tries: w.tries})
-		})
-		if err != nil {
-			return err
 		}
 		return errParked
 	}
@@ -81,7 +74,7 @@ func (g *Gateway) waitingLoop(ctx context.Context) {
 			}
 			g.Receive(ctx, &waitingMsg{id: id, from: w.From, data: w.Envelope, since: w.Since, tries: w.Tries})
 		}
-		wait(ctx, g.recheck, waitRetry)
+		wait(ctx, g.recheck, g.waitRetry)
 	}
 }
 
