@@ -328,7 +328,9 @@ func TestWaitingEnvelopesDoNotBlock(t *testing.T) {
 	acc := c.mustSend("dinsos", "referral", policy.ActionReferralSend, "", referral("iom"))
 	c.waitStatus("iom", refRead, acc.ID, "delivered")
 	c.waitAudit("iom", func(e store.AuditEvent) bool { return e.Reason == gateway.ReasonTooManyWaiting })
-	c.waitAudit("iom", func(e store.AuditEvent) bool { return e.Reason == gateway.ReasonWaitedTooLong && e.Actor == "peer:shelter" })
+	c.waitAudit("iom", func(e store.AuditEvent) bool {
+		return e.Reason == gateway.ReasonWaitedTooLong && e.Actor == "peer:shelter"
+	})
 	if n := c.net.Len("iom"); n > 0 {
 		t.Logf("%d envelopes still at the broker", n)
 	}
