@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,12 +30,14 @@ const MaxDevTokenTTL = 30 * 24 * time.Hour
 // TokenConfig is what `rujukan token` needs.
 type TokenConfig struct {
 	// Data is the data directory; the issuer key is
-	// Data/agencies/<Agency>/jwt-issuer.pem.
+	// Data/agencies/<Agency>/jwt-issuer.pem, and the signed network
+	// directory is found as networkDirectory describes.
 	Data    string
 	Agency  string
 	Subject string
-	// Scopes to grant. Empty means every scope of the agency's kind, read
-	// from Data/agencies/<Agency>/agency.json.
+	// Scopes to grant: each must be one that staff of the agency's kind
+	// may hold (policy.ScopesForKind). Empty means every scope of the
+	// kind. The kind is read from the network directory.
 	Scopes []string
 	TTL    time.Duration
 	// Now is the clock; nil means time.Now.
@@ -42,7 +46,9 @@ type TokenConfig struct {
 
 // MintDevToken mints a token for cfg.Agency's gateway (audience the agency,
 // issuer policy.DevIssuer(agency)) signed with the agency's development
-// issuer key.
+// issuer key. The agency must be an active member of the network directory,
+// and every scope one that staff of its kind may hold; each refusal is one
+// line.
 func MintDevToken(cfg TokenConfig) (string, error) {
 	if !crypto.ValidSlug(cfg.Agency) {
 		return "", fmt.Errorf("token: --agency %q is not an agency id", cfg.Agency)
@@ -53,20 +59,34 @@ func MintDevToken(cfg TokenConfig) (string, error) {
 	if cfg.TTL <= 0 || cfg.TTL > MaxDevTokenTTL {
 		return "", fmt.Errorf("token: --ttl %v is outside 1s to %v", cfg.TTL, MaxDevTokenTTL)
 	}
-	dir := filepath.Join(cfg.Data, "agencies", cfg.Agency)
-	scopes := cfg.Scopes
-	if len(scopes) == 0 {
-		a, err := crypto.ReadAgencyFile(filepath.Join(dir, crypto.AgencyFile))
-		if err != nil {
-			return "", fmt.Errorf("token: no --scope given and the agency kind is unknown: %w", err)
-		}
-		scopes = policy.ScopesForKind(a.Kind)
-	}
-	for _, s := range scopes {
+	for _, s := range cfg.Scopes {
 		if !slices.Contains(policy.AllScopes, s) {
 			return "", fmt.Errorf("token: unknown scope %q (known: %s)", s, strings.Join(policy.AllScopes, " "))
 		}
 	}
+	network, path, err := networkDirectory(cfg.Data, cfg.Agency)
+	if err != nil {
+		return "", err
+	}
+	a, ok := network.Agency(cfg.Agency)
+	if !ok {
+		return "", fmt.Errorf("token: agency %q is not in the network directory %s", cfg.Agency, path)
+	}
+	if a.Status != crypto.StatusActive {
+		return "", fmt.Errorf("token: agency %q is %s in the network directory %s", cfg.Agency, a.Status, path)
+	}
+	allowed := policy.ScopesForKind(a.Kind)
+	scopes := cfg.Scopes
+	if len(scopes) == 0 {
+		scopes = allowed
+	}
+	for _, s := range scopes {
+		if !slices.Contains(allowed, s) {
+			return "", fmt.Errorf("token: scope %q is not one that staff of agency %q (kind %s) may hold (they may hold: %s)",
+				s, cfg.Agency, a.Kind, strings.Join(allowed, " "))
+		}
+	}
+	dir := filepath.Join(cfg.Data, "agencies", cfg.Agency)
 	key, err := crypto.LoadEd25519PrivateKey(filepath.Join(dir, crypto.JWTIssuerKeyFile))
 	if err != nil {
 		return "", fmt.Errorf("token: %w", err)
@@ -88,6 +108,38 @@ func MintDevToken(cfg TokenConfig) (string, error) {
 		return "", fmt.Errorf("token: %w", err)
 	}
 	return tok, nil
+}
+
+// networkDirectory finds the signed network directory under data and
+// verifies it with the authority public key kept beside it: the first that
+// exists of data/network.json with data/authority/authority.pub (rujukan
+// dev), data/broker/network.json with data/broker/authority.pub (rujukan
+// provision) and data/agencies/<agency>/network.json with
+// data/agencies/<agency>/authority.pub (one agency's provisioned folder).
+// agency must be a valid slug. It returns the directory and its path.
+func networkDirectory(data, agency string) (*crypto.Directory, string, error) {
+	candidates := []struct{ dir, authority string }{
+		{filepath.Join(data, "network.json"), filepath.Join(data, "authority", "authority.pub")},
+		{filepath.Join(data, "broker", "network.json"), filepath.Join(data, "broker", "authority.pub")},
+		{filepath.Join(data, "agencies", agency, "network.json"), filepath.Join(data, "agencies", agency, "authority.pub")},
+	}
+	for _, c := range candidates {
+		if _, err := os.Stat(c.dir); errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return nil, "", fmt.Errorf("token: %w", err)
+		}
+		pub, err := crypto.ParseAuthorityKey("@" + c.authority)
+		if err != nil {
+			return nil, "", fmt.Errorf("token: network directory %s: %w", c.dir, err)
+		}
+		d, err := crypto.LoadDirectory(c.dir, pub)
+		if err != nil {
+			return nil, "", fmt.Errorf("token: %w", err)
+		}
+		return d, c.dir, nil
+	}
+	return nil, "", fmt.Errorf("token: no network directory under --data %s (looked for network.json): run rujukan dev or rujukan provision first", data)
 }
 
 func runToken(ctx context.Context, env Env, args []string) error {

@@ -290,10 +290,12 @@ type StatementFacts struct {
 }
 
 // RequestOpen reports whether a statement request in state with due date
-// due (zero for none) can still be answered at now.
+// due (zero for none) can still be answered at now. A queued request is
+// open: the requesting gateway may not yet have recorded its publication
+// when the answer arrives.
 func RequestOpen(state string, due, now time.Time) bool {
 	switch state {
-	case SRSent, SRDelivered, SRRead, SRConsentGiven, SRConsentRefused:
+	case SRQueued, SRSent, SRDelivered, SRRead, SRConsentGiven, SRConsentRefused:
 	default:
 		return false
 	}

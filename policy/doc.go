@@ -20,7 +20,18 @@
 //     x5u, x5c or jwk headers), the audience must contain this gateway's
 //     agency id, exp is required, nbf and iat are checked with at most 30 s of
 //     leeway, typ is JWT or at+jwt when present, and a token over
-//     [MaxTokenSize] is refused before any parsing.
+//     [MaxTokenSize] is refused before any parsing. Once the signature
+//     verifies, the header and claims are read again strictly: one JSON
+//     object each, no member name twice at any depth (ignoring case, as
+//     encoding/json matches names), exp, iat and nbf JSON numbers (never
+//     strings). sub is 1 to [MaxSubject] bytes of printable
+//     UTF-8 (no control or format character: no newline, no U+202E), and
+//     jti likewise, so neither can forge or disguise an audit log line.
+//   - Scopes follow the agency kind: a gateway configured with its kind
+//     ([VerifierConfig].Kind) refuses a token holding a scope outside
+//     [ScopesForKind]; the police never hold consent:override
+//     ([MayOverride]), and a receiving gateway that judges a peer by the
+//     scopes of its kind refuses a police override.
 //   - Authorization: every API action needs a named scope ([Decide]).
 //   - Network rules: anything not listed in the directory's rules is denied
 //     ([Rules.Allow]); statements only answer an open request, status and
@@ -30,7 +41,12 @@
 //     person of unknown age) needs a guardian or a social-worker witness, and
 //     the only way around missing consent is an audited override
 //     ([CheckReferralConsent]).
-//   - State machines: each transition names who may make it ([Transition]).
+//   - Pseudonyms: a person is named by a pseudonym of the form the network
+//     rules set ([Rules.CheckPseudonym], [DefaultPseudonymPattern]), and a
+//     refusal never repeats the value, which may be a real name.
+//   - State machines: each transition names who may make it ([Transition]),
+//     and changes made by both parties at once settle the same way on both
+//     gateways ([Machine.Supersedes]).
 //
 // # Errors
 //

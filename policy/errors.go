@@ -55,6 +55,13 @@ const (
 	ReasonTokenClaimMissing   = "token-claim-missing"
 	ReasonTokenAudience       = "token-audience"
 	ReasonTokenScope          = "token-scope"
+	// ReasonTokenClaimInvalid: a claim has the wrong JSON type (exp, iat
+	// or nbf not a number), a value out of range, or a sub or jti that is
+	// not short printable text.
+	ReasonTokenClaimInvalid = "token-claim-invalid"
+	// ReasonTokenScopeNotAllowed: the token carries a scope that staff of
+	// this gateway's agency kind may not hold (VerifierConfig.Kind).
+	ReasonTokenScopeNotAllowed = "token-scope-not-allowed"
 )
 
 // Reason codes of authorization decisions.
@@ -84,7 +91,8 @@ const (
 )
 
 // Reason codes of consent and statement decisions (class ErrDenied, except
-// ReasonConsentInvalid which is ErrInvalidInput).
+// ReasonConsentInvalid, ReasonInputInvalid and ReasonPseudonymInvalid, which
+// are ErrInvalidInput).
 const (
 	ReasonConsentMissing        = "consent-missing"
 	ReasonConsentRefused        = "consent-refused"
@@ -101,6 +109,10 @@ const (
 	// ReasonInputInvalid: a fact is itself invalid, such as an unknown
 	// priority or a malformed age range (class ErrInvalidInput).
 	ReasonInputInvalid = "input-invalid"
+	// ReasonPseudonymInvalid: a person's pseudonym is not of the form the
+	// network rules set (Rules.CheckPseudonym; class ErrInvalidInput). The
+	// detail never repeats the value: it may be a real name.
+	ReasonPseudonymInvalid = "pseudonym-invalid"
 )
 
 // Reason codes of state transitions (class ErrConflict, except
@@ -126,6 +138,9 @@ var reasonClass = map[string]error{
 	ReasonTokenClaimMissing:   ErrInvalidToken,
 	ReasonTokenAudience:       ErrInvalidToken,
 	ReasonTokenScope:          ErrInvalidToken,
+	ReasonTokenClaimInvalid:   ErrInvalidToken,
+
+	ReasonTokenScopeNotAllowed: ErrInvalidToken,
 
 	ReasonScopeMissing:     ErrInsufficientScope,
 	ReasonActionUnknown:    ErrDenied,
@@ -151,6 +166,7 @@ var reasonClass = map[string]error{
 	ReasonRequestExpired:        ErrDenied,
 	ReasonNotRequester:          ErrDenied,
 	ReasonInputInvalid:          ErrInvalidInput,
+	ReasonPseudonymInvalid:      ErrInvalidInput,
 
 	ReasonTransitionIllegal: ErrConflict,
 	ReasonTransitionRole:    ErrConflict,

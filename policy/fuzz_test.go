@@ -27,6 +27,11 @@ func FuzzVerify(f *testing.F) {
 		is.edToken(f, with(good, "aud", []any{"shelter", 1})),
 		is.edToken(f, with(good, "exp", 1e300)),
 		is.edToken(f, with(good, "nbf", "tomorrow")),
+		is.edToken(f, with(good, "exp", "9999999999")),
+		is.edToken(f, with(good, "sub", "cw-1\nadmin")),
+		is.edToken(f, with(good, "sub", "cw-\u202e1")),
+		is.edToken(f, with(good, "sub", strings.Repeat("s", MaxSubject+1))),
+		rawToken(is.ed, `{"alg":"EdDSA","kid":"`+is.edKID+`"}`, `{"iss":"`+is.name+`","sub":"a","aud":"shelter","exp":1,"exp":9999999999}`),
 		valid[:len(valid)-5],
 		"", ".", "..", "a.b.c", "e30.e30.", strings.Repeat(".", 100),
 	} {
@@ -42,6 +47,74 @@ func FuzzVerify(f *testing.F) {
 		}
 		if p.Agency != "shelter" || p.Subject == "" || p.Expiry.IsZero() {
 			t.Fatalf("accepted token with principal %+v", p)
+		}
+		if !printable(p.Subject, MaxSubject) {
+			t.Fatalf("accepted subject %q", p.Subject)
+		}
+	})
+}
+
+// FuzzVerifyClaims signs arbitrary claims JSON with the trusted key, so the
+// strict JSON and claim checks that run after the signature are reached.
+// An accepted token has claims that are one JSON object with no member
+// named twice, exp a number, and a printable subject.
+func FuzzVerifyClaims(f *testing.F) {
+	is := mustIssuer(f, DevIssuer("shelter"), 1)
+	v := mustVerifier(f, nil, is)
+	hdr := `{"alg":"EdDSA","typ":"at+jwt","kid":"` + is.edKID + `"}`
+	base := `{"iss":"` + is.name + `","aud":"shelter","exp":1795165200,"sub":"cw-1"`
+	for _, s := range []string{
+		base + `}`,
+		base + `,"scope":"referral:read","jti":"t1","iat":1795158000,"nbf":1795158000}`,
+		base + `,"exp":1795165200}`,
+		base + `,"x":{"a":[1,{"b":null}],"a":2}}`,
+		base + `} {}`,
+		base + `,"nbf":"1795158000"}`,
+		`{"iss":"` + is.name + `","aud":"shelter","exp":"1795165200","sub":"cw-1"}`,
+		`{"iss":"` + is.name + `","aud":["shelter"],"exp":1795165200.5,"sub":"cw\u202e1"}`,
+		`{"iss":"` + is.name + `","aud":"shelter","exp":1795165200,"sub":"cw\n1"}`,
+		`[]`, `{}`, `null`, `{"a":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, claims string) {
+		p, err := v.Verify(rawToken(is.ed, hdr, claims))
+		if err != nil {
+			if !errors.Is(err, ErrInvalidToken) || ReasonOf(err) == "" {
+				t.Fatalf("error %v has no token reason", err)
+			}
+			return
+		}
+		if !printable(p.Subject, MaxSubject) || p.Expiry.IsZero() {
+			t.Fatalf("accepted principal %+v", p)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(claims), &m); err != nil {
+			t.Fatalf("accepted claims that are not one JSON object: %v", err)
+		}
+		if _, ok := m["exp"].(float64); !ok {
+			t.Fatalf("accepted exp %#v", m["exp"])
+		}
+	})
+}
+
+// FuzzCheckTokenJSON checks the walk on its own: it never panics, and what
+// it accepts is a single valid JSON object.
+func FuzzCheckTokenJSON(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1}`, `{"a":1,"a":2}`, `{"a":{"b":[1,{"c":2,"c":3}]}}`, `{} {}`, `{"a":[}`, `[1]`, `"x"`, `{"exp":"1"}`, `{"exp":1e999}`} {
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, claims bool) {
+		err := checkTokenJSON(b, "claims", claims)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidToken) {
+				t.Fatalf("error %v is not ErrInvalidToken", err)
+			}
+			return
+		}
+		var m map[string]any
+		if json.Unmarshal(b, &m) != nil || m == nil {
+			t.Fatalf("accepted %q", b)
 		}
 	})
 }
@@ -83,6 +156,9 @@ func FuzzParseRules(f *testing.F) {
 	f.Add([]byte(`{"version":1,"allow":[{"kind":"referral","from":["iom"],"to":["shelter"]}]}`))
 	f.Add([]byte(`{"version":1,"allow":[{"kind":"status","from":["*"],"to":["*"]}]}`))
 	f.Add([]byte(`{"version":1,"allow":[]} x`))
+	f.Add([]byte(`{"version":1,"allow":[{"kind":"referral","from":["iom"],"to":["shelter"]}],"pseudonym":"^[A-Z]{2}-[0-9]{6}$"}`))
+	f.Add([]byte(`{"version":1,"allow":[{"kind":"referral","from":["iom"],"to":["shelter"]}],"pseudonym":"^a$|b"}`))
+	f.Add([]byte(`{"version":1,"allow":[{"kind":"referral","from":["iom"],"to":["shelter"]}],"pseudonym":"(?m)^a$"}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseRules(b)
@@ -102,6 +178,14 @@ func FuzzParseRules(f *testing.F) {
 		for _, from := range []string{"iom", "police", "x"} {
 			if r.Allow(MsgStatement, from, "police", Facts{Counterpart: true}) == nil {
 				t.Fatal("statement allowed without an open request")
+			}
+		}
+		if r.Pseudonym != "" && !anchored(r.Pseudonym) {
+			t.Fatalf("accepted unanchored pattern %q", r.Pseudonym)
+		}
+		for _, s := range []string{"V-2026-0042", "", "Siti Aminah", "\xff"} {
+			if err := r.CheckPseudonym(s); err != nil && !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("CheckPseudonym: %v is not ErrInvalidInput", err)
 			}
 		}
 	})

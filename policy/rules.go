@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"regexp/syntax"
 	"slices"
+	"strings"
+	"unicode/utf8"
 )
 
 // Message kinds: the kinds of envelope the network carries.
@@ -61,14 +64,39 @@ type Rules struct {
 	Version int `json:"version"`
 	// Allowed are the rules; the JSON name is "allow".
 	Allowed []Rule `json:"allow"`
+	// Pseudonym is the RE2 pattern every person's pseudonym must match
+	// (CheckPseudonym): anchored (^...$) and at most MaxPseudonymPattern
+	// bytes. Empty means DefaultPseudonymPattern.
+	Pseudonym string `json:"pseudonym,omitempty"`
+
+	// pseudonymRE is Pseudonym compiled by ParseRules, Validate or
+	// DefaultRules; CheckPseudonym compiles it when it is missing or stale
+	// (a Rules built or changed by hand).
+	pseudonymRE *regexp.Regexp
 }
+
+// Pseudonym limits.
+const (
+	// DefaultPseudonymPattern is the pseudonym form when the rules set
+	// none: one to four capital letters, a four-digit year and a three- to
+	// six-digit number, such as V-2026-0042 or IOM-2026-000123. It matches
+	// no ordinary name (Siti-Aminah-1990, Budi2, aminah.siti.1).
+	DefaultPseudonymPattern = `^[A-Z]{1,4}-[0-9]{4}-[0-9]{3,6}$`
+	// MaxPseudonymPattern caps the length of Rules.Pseudonym, in bytes.
+	MaxPseudonymPattern = 256
+	// MaxPseudonym caps a pseudonym, in bytes, whatever the pattern.
+	MaxPseudonym = 128
+)
+
+var defaultPseudonymRE = regexp.MustCompile(DefaultPseudonymPattern)
 
 // RulesVersion is the rules format version.
 const RulesVersion = 1
 
 var allKinds = []string{KindIOM, KindDinsos, KindPolice, KindShelter}
 
-// DefaultRules returns the rules written into a new directory:
+// DefaultRules returns the rules written into a new directory, with
+// DefaultPseudonymPattern as the pseudonym pattern:
 //
 //   - referral: iom, dinsos, police and shelter to any of them;
 //   - statement-request: police to iom, dinsos or shelter;
@@ -87,6 +115,8 @@ func DefaultRules() *Rules {
 			{Kind: MsgStatus, From: []string{AnyKind}, To: []string{AnyKind}, Requires: []string{CondCounterpart}},
 			{Kind: MsgReceipt, From: []string{AnyKind}, To: []string{AnyKind}, Requires: []string{CondCounterpart}},
 		},
+		Pseudonym:   DefaultPseudonymPattern,
+		pseudonymRE: defaultPseudonymRE,
 	}
 }
 
@@ -104,8 +134,9 @@ var kindRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // ParseRules parses and checks the rules section of a directory strictly:
 // no unknown fields, no trailing data, a known version, known message kinds
-// and conditions, agency kinds that are slugs or "*", and every kind's
-// required conditions present. Empty input is an error: a directory without
+// and conditions, agency kinds that are slugs or "*", every kind's
+// required conditions present, and a pseudonym pattern, if any, that
+// compiles, is anchored and is at most MaxPseudonymPattern bytes. Empty input is an error: a directory without
 // rules would deny everything, which is never what its author meant. Errors
 // wrap ErrRulesMalformed.
 func ParseRules(b json.RawMessage) (*Rules, error) {
@@ -130,11 +161,17 @@ func ParseRules(b json.RawMessage) (*Rules, error) {
 	return &r, nil
 }
 
-// Validate checks r as ParseRules does.
+// Validate checks r as ParseRules does, and keeps the compiled pseudonym
+// pattern.
 func (r *Rules) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrRulesMalformed, fmt.Sprintf(format, args...))
 	}
+	re, err := compilePseudonym(r.Pseudonym)
+	if err != nil {
+		return bad("pseudonym: %v", err)
+	}
+	r.pseudonymRE = re
 	if r.Version != RulesVersion {
 		return bad("version %d is not %d", r.Version, RulesVersion)
 	}
@@ -254,4 +291,70 @@ func checkConds(conds []string, f Facts) error {
 
 func matchKind(list []string, kind string) bool {
 	return slices.Contains(list, AnyKind) || slices.Contains(list, kind)
+}
+
+// compilePseudonym compiles a pseudonym pattern ("" is the default). A
+// pattern must be at most MaxPseudonymPattern bytes, compile as RE2, and be
+// anchored as a whole: it starts with ^ and ends with $, and they bound the
+// entire expression (^a$|b is refused: its b is not anchored; write
+// ^(?:a|b)$).
+func compilePseudonym(p string) (*regexp.Regexp, error) {
+	if p == "" || p == DefaultPseudonymPattern {
+		return defaultPseudonymRE, nil
+	}
+	if len(p) > MaxPseudonymPattern {
+		return nil, fmt.Errorf("pattern is longer than %d bytes", MaxPseudonymPattern)
+	}
+	re, err := regexp.Compile(p)
+	if err != nil {
+		return nil, fmt.Errorf("pattern does not compile: %v", err)
+	}
+	if !anchored(p) {
+		return nil, fmt.Errorf("pattern %q is not anchored: it must start with ^ and end with $", p)
+	}
+	return re, nil
+}
+
+// anchored reports whether pattern p matches only whole strings: it is a
+// concatenation that begins with ^ and ends with $ (beginning and end of
+// text, as regexp.Compile parses them).
+func anchored(p string) bool {
+	if !strings.HasPrefix(p, "^") || !strings.HasSuffix(p, "$") {
+		return false
+	}
+	re, err := syntax.Parse(p, syntax.Perl)
+	if err != nil || re.Op != syntax.OpConcat || len(re.Sub) < 2 {
+		return false
+	}
+	return re.Sub[0].Op == syntax.OpBeginText && re.Sub[len(re.Sub)-1].Op == syntax.OpEndText
+}
+
+// CheckPseudonym checks that s, the pseudonym of a person, has the form the
+// network rules set (Pseudonym, or DefaultPseudonymPattern when it is empty
+// or r is nil): at most MaxPseudonym bytes of UTF-8 matching the pattern.
+// It returns nil or an *Error with ReasonPseudonymInvalid (class
+// ErrInvalidInput), whose detail never repeats s: a value that is not a
+// pseudonym may be the person's real name. Rules whose pattern is unusable
+// (built by hand without Validate) refuse every pseudonym.
+func (r *Rules) CheckPseudonym(s string) error {
+	re := defaultPseudonymRE
+	if r != nil {
+		want := r.Pseudonym
+		if want == "" {
+			want = DefaultPseudonymPattern
+		}
+		if re = r.pseudonymRE; re == nil || re.String() != want {
+			var err error
+			if re, err = compilePseudonym(r.Pseudonym); err != nil {
+				return deny(ReasonPseudonymInvalid, "the network rules' pseudonym pattern is unusable: "+err.Error())
+			}
+		}
+	}
+	switch {
+	case s == "":
+		return deny(ReasonPseudonymInvalid, "pseudonym is missing")
+	case len(s) > MaxPseudonym || !utf8.ValidString(s) || !re.MatchString(s):
+		return deny(ReasonPseudonymInvalid, "pseudonym is not of the form the network rules set ("+re.String()+"); use the case code, never a name")
+	}
+	return nil
 }

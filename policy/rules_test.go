@@ -127,3 +127,153 @@ func TestParseRules(t *testing.T) {
 		})
 	}
 }
+
+func TestParseRulesPseudonym(t *testing.T) {
+	rules := func(p string) string {
+		b, _ := json.Marshal(p)
+		return `{"version":1,"allow":[{"kind":"referral","from":["iom"],"to":["shelter"]}],"pseudonym":` + string(b) + `}`
+	}
+	tests := []struct {
+		name    string
+		pattern string
+		ok      bool
+	}{
+		{"default", DefaultPseudonymPattern, true},
+		{"two letters and six digits", `^[A-Z]{2}-[0-9]{6}$`, true},
+		{"alternation inside the anchors", `^(?:V|IOM)-[0-9]{4}-[0-9]{4}$`, true},
+		{"capture group", `^([A-Z]+)-[0-9]+$`, true},
+		{"at the size cap", `^` + strings.Repeat("A", MaxPseudonymPattern-2) + `$`, true},
+		{"over the size cap", `^` + strings.Repeat("A", MaxPseudonymPattern-1) + `$`, false},
+		{"does not compile", `^[A-Z$`, false},
+		{"Perl lookahead (not RE2)", `^(?=V)[A-Z]-[0-9]+$`, false},
+		{"no anchors", `[A-Z]-[0-9]+`, false},
+		{"no end anchor", `^[A-Z]-[0-9]+`, false},
+		{"no start anchor", `[A-Z]-[0-9]+$`, false},
+		{"anchors only on one branch", `^V-[0-9]+$|[a-z]+`, false},
+		{"anchors on each branch", `^V-[0-9]+$|^X-[0-9]+$`, false},
+		{"escaped dollar at the end", `^V-[0-9]+\$`, false},
+		{"multi-line flag", `(?m)^V-[0-9]+$`, false},
+		{"multi-line flag after the caret", `^(?m)V-[0-9]+$`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := ParseRules(json.RawMessage(rules(tc.pattern)))
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Pseudonym != tc.pattern {
+					t.Fatalf("pattern %q, want %q", r.Pseudonym, tc.pattern)
+				}
+				return
+			}
+			if !errors.Is(err, ErrRulesMalformed) {
+				t.Fatalf("got %v, want ErrRulesMalformed", err)
+			}
+		})
+	}
+	// Rules without the field (every directory signed before it existed)
+	// use the default.
+	r, err := ParseRules(json.RawMessage(`{"version":1,"allow":[{"kind":"referral","from":["iom"],"to":["shelter"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Pseudonym != "" || r.CheckPseudonym("V-2026-0042") != nil || r.CheckPseudonym("Budi2") == nil {
+		t.Fatalf("rules without a pattern: %+v", r)
+	}
+	if !strings.Contains(string(DefaultRulesJSON()), `"pseudonym"`) {
+		t.Errorf("new directories do not carry the pattern: %s", DefaultRulesJSON())
+	}
+}
+
+func TestCheckPseudonym(t *testing.T) {
+	def, err := ParseRules(DefaultRulesJSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	custom, err := ParseRules(json.RawMessage(`{"version":1,"allow":[{"kind":"referral","from":["iom"],"to":["shelter"]}],"pseudonym":"^[A-Z]{2}[0-9]{6}$"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hand := &Rules{Version: 1, Allowed: def.Allowed} // built by hand: no compiled pattern
+	handCustom := &Rules{Version: 1, Allowed: def.Allowed, Pseudonym: `^[A-Z]{2}[0-9]{6}$`}
+	handBad := &Rules{Version: 1, Allowed: def.Allowed, Pseudonym: `[A-Z]+`}
+	var none *Rules
+	// Changed after parsing: the compiled pattern must not be stale.
+	changed, _ := ParseRules(DefaultRulesJSON())
+	changed.Pseudonym = `^[A-Z]{2}[0-9]{6}$`
+
+	tests := []struct {
+		name string
+		r    *Rules
+		s    string
+		ok   bool
+	}{
+		{"case code", def, "V-2026-0042", true},
+		{"IOM case code", def, "IOM-2026-000123", true},
+		{"four letters", def, "DSOS-2026-001", true},
+		{"six digits", def, "SH-2025-999999", true},
+		{"name with a year", def, "Siti-Aminah-1990", false},
+		{"name with a dot", def, "Siti.Aminah1", false},
+		{"lowercase name", def, "aminah.siti.1", false},
+		{"name and digit", def, "Budi2", false},
+		{"name, dash, digit", def, "Budi-2", false},
+		{"name with a space", def, "siti 2", false},
+		{"lowercase code", def, "v-2026-0042", false},
+		{"five letters", def, "SITIA-2026-0042", false},
+		{"two-digit number", def, "V-2026-42", false},
+		{"seven-digit number", def, "V-2026-0000042", false},
+		{"trailing newline", def, "V-2026-0042\n", false},
+		{"trailing name on a new line", def, "V-2026-0042\nSiti Aminah", false},
+		{"leading space", def, " V-2026-0042", false},
+		{"fullwidth digits", def, "V-２０２６-0042", false},
+		{"empty", def, "", false},
+		{"invalid UTF-8", def, "V-2026-0042\xff", false},
+		{"very long", def, strings.Repeat("V", 10000), false},
+		{"custom pattern", custom, "IO123456", true},
+		{"custom pattern refuses the default form", custom, "V-2026-0042", false},
+		{"hand-built rules use the default", hand, "V-2026-0042", true},
+		{"hand-built rules refuse a name", hand, "Budi2", false},
+		{"hand-built custom pattern", handCustom, "IO123456", true},
+		{"hand-built custom pattern refuses", handCustom, "V-2026-0042", false},
+		{"hand-built unanchored pattern refuses all", handBad, "ABC", false},
+		{"pattern changed after parsing", changed, "IO123456", true},
+		{"pattern changed after parsing refuses the old form", changed, "V-2026-0042", false},
+		{"nil rules use the default", none, "V-2026-0042", true},
+		{"nil rules refuse a name", none, "Siti Aminah", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.r.CheckPseudonym(tc.s)
+			if tc.ok {
+				wantReason(t, err, "")
+				return
+			}
+			wantReason(t, err, ReasonPseudonymInvalid)
+			if !errors.Is(err, ErrInvalidInput) {
+				t.Errorf("%v is not ErrInvalidInput", err)
+			}
+			if tc.s != "" && strings.Contains(err.Error(), tc.s) {
+				t.Errorf("error %q repeats the value", err)
+			}
+		})
+	}
+}
+
+// The default pattern is compiled once and shared: parsed default rules
+// equal DefaultRules and do not compile it again.
+func TestDefaultPseudonymShared(t *testing.T) {
+	r, err := ParseRules(DefaultRulesJSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.pseudonymRE != defaultPseudonymRE || DefaultRules().pseudonymRE != defaultPseudonymRE {
+		t.Fatal("default pattern compiled again")
+	}
+	if DefaultRules().Pseudonym != DefaultPseudonymPattern {
+		t.Fatal("DefaultRules has no pseudonym pattern")
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = r.CheckPseudonym("V-2026-0042") }); n != 0 {
+		t.Errorf("CheckPseudonym allocates %v times", n)
+	}
+}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -48,6 +49,15 @@ func ScopesForKind(kind string) []string {
 		s = append(s, ScopeStatementRead, ScopeStatementRespond, ScopeConsentRecord, ScopeConsentOverride)
 	}
 	return append(s, ScopeAuditRead)
+}
+
+// MayOverride reports whether staff of an agency of the given kind may ever
+// hold consent:override (every kind but the police). A receiving gateway
+// judges a peer's referral with a Principal whose Scopes are
+// ScopesForKind(senderKind), so CheckReferralConsent refuses an override
+// from a police sender with ReasonOverrideScope, whatever its token said.
+func MayOverride(kind string) bool {
+	return slices.Contains(ScopesForKind(kind), ScopeConsentOverride)
 }
 
 // Action is one API operation of a gateway (one per route of DESIGN

@@ -124,3 +124,56 @@ func TestDecideEveryActionNeedsItsScope(t *testing.T) {
 		})
 	}
 }
+
+func TestMayOverride(t *testing.T) {
+	tests := []struct {
+		kind string
+		want bool
+	}{
+		{KindPolice, false},
+		{KindIOM, true},
+		{KindDinsos, true},
+		{KindShelter, true},
+		{"ngo", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.kind, func(t *testing.T) {
+			if got := MayOverride(tc.kind); got != tc.want {
+				t.Fatalf("MayOverride(%q) = %v, want %v", tc.kind, got, tc.want)
+			}
+			if got := slices.Contains(ScopesForKind(tc.kind), ScopeConsentOverride); got != tc.want {
+				t.Fatalf("ScopesForKind(%q) holds consent:override = %v, want %v", tc.kind, got, tc.want)
+			}
+		})
+	}
+}
+
+// The receiving gateway judges a peer's referral by the scopes of the
+// sender's kind, not by anything the sender claims: a police sender's
+// override is refused, another kind's is allowed.
+func TestPeerOverrideByKind(t *testing.T) {
+	why := "Child at immediate risk at the airport; guardian unreachable."
+	f := ReferralFacts{ToKind: KindShelter, Priority: PriorityUrgent, Age: years(16), OverrideJustification: why}
+	tests := []struct {
+		kind   string
+		reason string
+	}{
+		{KindPolice, ReasonOverrideScope},
+		{KindIOM, ""},
+		{KindDinsos, ""},
+		{KindShelter, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.kind, func(t *testing.T) {
+			peer := Principal{Agency: "sender-" + tc.kind, Subject: "peer", Scopes: ScopesForKind(tc.kind)}
+			d, err := CheckReferralConsent(peer, f, testNow)
+			wantReason(t, err, tc.reason)
+			if err == nil && (!d.Override || d.Waived != ReasonConsentMissing) {
+				t.Fatalf("decision %+v, want an override of consent-missing", d)
+			}
+			if err != nil && !errors.Is(err, ErrDenied) {
+				t.Fatalf("%v is not ErrDenied", err)
+			}
+		})
+	}
+}

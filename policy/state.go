@@ -35,6 +35,7 @@ const (
 
 // Statement-request states.
 const (
+	SRQueued         = "queued"
 	SRSent           = "sent"
 	SRDelivered      = "delivered"
 	SRRead           = "read"
@@ -53,23 +54,47 @@ type Edge struct {
 }
 
 // Machine is a state machine as data.
+//
+// Concurrent changes. Both parties of an object may change it at the same
+// moment: the recipient declines while the sender withdraws. Each gateway
+// applies its own change, then receives the other's status envelope, which
+// is no longer a legal transition from the state it has reached. Both
+// gateways settle such a status by one rule, so that they end in the same
+// state: the incoming state replaces the current one when it Supersedes
+// it, although no edge leads there; otherwise the status is refused (with
+// a signed rejected receipt) and the current state stays. State a
+// supersedes state b when a comes before b in Precedence, or a is in
+// Precedence and b is not; a state outside Precedence supersedes nothing.
+// A status that is a legal transition is applied as usual.
+//
+// For referrals the precedence is completed, withdrawn, declined: a
+// decline and a withdrawal sent at the same moment both end withdrawn (the
+// sender's decision about its own referral stands), and a completion wins
+// over a withdrawal (the service was given; the record must say so). For
+// statement requests it is answered, declined, expired: a statement sent
+// as the request expires stands, and a decline wins over an expiry.
 type Machine struct {
 	Name    string
 	Initial string
 	States  []string
 	Edges   []Edge
+	// Precedence lists states, highest first, for settling concurrent
+	// changes (Supersedes).
+	Precedence []string
 }
 
 // ReferralMachine is the referral state machine:
 //
 //	queued -> sent -> delivered -> read -> accepted | declined
+//	delivered -> declined (declined from the list, unopened: no bed free)
 //	accepted -> in-progress -> completed
 //	queued, sent -> failed (system: rejected or undelivered by the deadline)
 //	any open state -> withdrawn (sender)
 //
 // queued -> sent and sent -> delivered are the system's (publish
 // acknowledgement, delivered receipt); read, accepted, declined,
-// in-progress and completed are the recipient's.
+// in-progress and completed are the recipient's. Precedence: completed,
+// withdrawn, declined.
 var ReferralMachine = &Machine{
 	Name:    "referral",
 	Initial: RefQueued,
@@ -83,6 +108,7 @@ var ReferralMachine = &Machine{
 		{RefDelivered, RefRead, RoleRecipient},
 		{RefRead, RefAccepted, RoleRecipient},
 		{RefRead, RefDeclined, RoleRecipient},
+		{RefDelivered, RefDeclined, RoleRecipient},
 		{RefAccepted, RefInProgress, RoleRecipient},
 		{RefInProgress, RefCompleted, RoleRecipient},
 		{RefQueued, RefWithdrawn, RoleSender},
@@ -92,21 +118,28 @@ var ReferralMachine = &Machine{
 		{RefAccepted, RefWithdrawn, RoleSender},
 		{RefInProgress, RefWithdrawn, RoleSender},
 	},
+	Precedence: []string{RefCompleted, RefWithdrawn, RefDeclined},
 }
 
 // StatementRequestMachine is the statement-request state machine:
 //
-//	sent -> delivered -> read -> consent-given | consent-refused
+//	queued -> sent -> delivered -> read -> consent-given | consent-refused
 //	consent-given -> answered | declined ; consent-refused -> declined
 //	consent-given <-> consent-refused (the person changes their mind)
-//	read -> declined (e.g. the person is not with this agency)
+//	delivered, read -> declined (e.g. the person is not with this agency)
 //	any open state -> expired (system, past the due date)
+//
+// queued -> sent and sent -> delivered are the system's (publish
+// acknowledgement, delivered receipt), like every expiry; the rest is the
+// recipient's (the holding agency). Precedence: answered, declined,
+// expired.
 var StatementRequestMachine = &Machine{
 	Name:    "statement-request",
-	Initial: SRSent,
-	States: []string{SRSent, SRDelivered, SRRead, SRConsentGiven, SRConsentRefused,
+	Initial: SRQueued,
+	States: []string{SRQueued, SRSent, SRDelivered, SRRead, SRConsentGiven, SRConsentRefused,
 		SRAnswered, SRDeclined, SRExpired},
 	Edges: []Edge{
+		{SRQueued, SRSent, RoleSystem},
 		{SRSent, SRDelivered, RoleSystem},
 		{SRDelivered, SRRead, RoleRecipient},
 		{SRRead, SRConsentGiven, RoleRecipient},
@@ -117,12 +150,15 @@ var StatementRequestMachine = &Machine{
 		{SRConsentGiven, SRDeclined, RoleRecipient},
 		{SRConsentRefused, SRDeclined, RoleRecipient},
 		{SRRead, SRDeclined, RoleRecipient},
+		{SRDelivered, SRDeclined, RoleRecipient},
+		{SRQueued, SRExpired, RoleSystem},
 		{SRSent, SRExpired, RoleSystem},
 		{SRDelivered, SRExpired, RoleSystem},
 		{SRRead, SRExpired, RoleSystem},
 		{SRConsentGiven, SRExpired, RoleSystem},
 		{SRConsentRefused, SRExpired, RoleSystem},
 	},
+	Precedence: []string{SRAnswered, SRDeclined, SRExpired},
 }
 
 // Valid reports whether s is a state of m.
@@ -139,6 +175,22 @@ func (m *Machine) Terminal(s string) bool {
 		}
 	}
 	return true
+}
+
+// Supersedes reports whether state a wins over state b when the two parties
+// changed the same object at the same moment: a comes before b in
+// m.Precedence, or a is in it and b is not (see Machine). It is false when
+// a == b, when neither is in m.Precedence, and for a nil m.
+func (m *Machine) Supersedes(a, b string) bool {
+	if m == nil {
+		return false
+	}
+	i := slices.Index(m.Precedence, a)
+	if i < 0 {
+		return false
+	}
+	j := slices.Index(m.Precedence, b)
+	return j < 0 || i < j
 }
 
 // Next returns the states role may move m to from s.

@@ -74,6 +74,14 @@ type VerifierConfig struct {
 	Leeway time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Kind is the agency kind of this gateway (iom, dinsos, police,
+	// shelter, ...). When set, a token whose scope claim holds any scope
+	// outside ScopesForKind(Kind) is refused with
+	// ReasonTokenScopeNotAllowed, unknown scopes included: a police token
+	// carrying consent:override never verifies. Empty means no check by
+	// kind: every well-formed scope is accepted and actions are decided by
+	// the scopes they need (Decide), as before the field existed.
+	Kind string
 }
 
 // Verifier verifies bearer tokens. It is safe for concurrent use.
@@ -84,6 +92,10 @@ type Verifier struct {
 	leeway  time.Duration
 	now     func() time.Time
 	parser  *jwt.Parser
+	// kind and allowed: the agency kind and its scopes; allowed is nil
+	// when kind is empty.
+	kind    string
+	allowed []string
 
 	// seen remembers tokens whose signature verified, so a caseworker's
 	// next request skips the signature check. The claims are checked again
@@ -138,6 +150,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if leeway < 0 || leeway > MaxLeeway {
 		return nil, fmt.Errorf("%w: leeway %v is outside 0 to %v", ErrConfig, cfg.Leeway, MaxLeeway)
 	}
+	if cfg.Kind != "" && !kindRE.MatchString(cfg.Kind) {
+		return nil, fmt.Errorf("%w: agency kind %q is not a lowercase slug", ErrConfig, cfg.Kind)
+	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
@@ -149,6 +164,10 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		leeway:  leeway,
 		now:     now,
 		seen:    make(map[[32]byte]verified),
+		kind:    cfg.Kind,
+	}
+	if cfg.Kind != "" {
+		v.allowed = ScopesForKind(cfg.Kind)
 	}
 	// Claims are validated by v.checkClaims, which gives each failure its
 	// own reason code; the library checks the allowlist and the signature.
@@ -171,7 +190,17 @@ type tokenClaims struct {
 //
 // Order of checks: size; structure, base64 and JSON (by the library, within
 // the size cap); algorithm allowlist; typ and crit headers; issuer; kid;
-// the key's own algorithm; signature; then exp, nbf, iat, aud, sub and scope.
+// the key's own algorithm; signature; then the JSON of the header and
+// claims again, strictly (one object each, no member name twice ignoring
+// case, exp, iat and nbf JSON numbers: see checkSegments); then exp, nbf,
+// iat, aud, sub (1 to MaxSubject bytes of printable UTF-8), jti (at most
+// MaxTokenID bytes of printable UTF-8), scope, and the scopes of the agency
+// kind when VerifierConfig.Kind is set.
+//
+// The strict JSON check runs only once the signature has verified, so a
+// forged token costs no more than the library's parse. A token that passes
+// every check is remembered (by its SHA-256) and its claims alone are
+// checked again on the next call.
 func (v *Verifier) Verify(token string) (Principal, error) {
 	if token == "" {
 		return Principal{}, deny(ReasonTokenMissing, "no token")
@@ -198,6 +227,9 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	}
 	if !t.Valid {
 		return Principal{}, deny(ReasonTokenSignature, "token not verified")
+	}
+	if err := checkSegments(token); err != nil {
+		return Principal{}, err
 	}
 	p, err := v.checkClaims(&claims, issuer)
 	if err == nil {
@@ -289,9 +321,25 @@ func (v *Verifier) checkClaims(c *tokenClaims, issuer string) (Principal, error)
 	if c.Subject == "" {
 		return Principal{}, deny(ReasonTokenClaimMissing, "sub is missing")
 	}
+	if !printable(c.Subject, MaxSubject) {
+		return Principal{}, deny(ReasonTokenClaimInvalid,
+			fmt.Sprintf("sub is not 1 to %d bytes of printable UTF-8 on one line", MaxSubject))
+	}
+	if c.ID != "" && !printable(c.ID, MaxTokenID) {
+		return Principal{}, deny(ReasonTokenClaimInvalid,
+			fmt.Sprintf("jti is not 1 to %d bytes of printable UTF-8 on one line", MaxTokenID))
+	}
 	scopes, err := parseScope(c.Scope)
 	if err != nil {
 		return Principal{}, err
+	}
+	if v.allowed != nil {
+		for _, s := range scopes {
+			if !slices.Contains(v.allowed, s) {
+				return Principal{}, deny(ReasonTokenScopeNotAllowed,
+					fmt.Sprintf("scope %q is not one that staff of a %s agency may hold", clip(s), v.kind))
+			}
+		}
 	}
 	return Principal{
 		Agency:  v.agency,
@@ -376,6 +424,10 @@ func MintToken(key ed25519.PrivateKey, kid string, c TokenClaims) (string, error
 		return "", fmt.Errorf("%w: issuer is empty", ErrMint)
 	case c.Subject == "":
 		return "", fmt.Errorf("%w: subject is empty", ErrMint)
+	case !printable(c.Subject, MaxSubject):
+		return "", fmt.Errorf("%w: subject is not 1 to %d bytes of printable UTF-8 on one line", ErrMint, MaxSubject)
+	case c.ID != "" && !printable(c.ID, MaxTokenID):
+		return "", fmt.Errorf("%w: token id is not 1 to %d bytes of printable UTF-8 on one line", ErrMint, MaxTokenID)
 	case len(c.Audience) == 0 || slices.Contains(c.Audience, ""):
 		return "", fmt.Errorf("%w: audience is empty", ErrMint)
 	case c.Expiry.IsZero():
