@@ -189,7 +189,7 @@ func (g *Gateway) newState(dir *crypto.Directory) (*netState, error) {
 }
 
 func newVerifier(cfg Config, kind string) (*policy.Verifier, error) {
-	vc := policy.VerifierConfig{Agency: cfg.Agency, Algorithms: cfg.TokenAlgorithms}
+	vc := policy.VerifierConfig{Agency: cfg.Agency, Kind: kind, Algorithms: cfg.TokenAlgorithms}
 	for i, is := range cfg.Issuers {
 		raw, err := os.ReadFile(is.JWKS)
 		if err != nil {

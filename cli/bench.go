@@ -38,6 +38,10 @@ type BenchConfig struct {
 	// for Duration, to read latency below saturation.
 	Rate     int
 	Duration time.Duration
+	// StatementRate, when > 0, adds a paced run of statement requests from
+	// the police to the shelter, timed from the POST to delivered at the
+	// police.
+	StatementRate int
 	// Data is a scratch directory; empty means a new temporary one.
 	Data string
 }
@@ -74,6 +78,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	fs.IntVar(&cfg.C, "c", 16, "concurrent clients")
 	fs.IntVar(&cfg.Rate, "rate", 100, "referrals per second offered in the paced run (0: skip it)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the paced run")
+	fs.IntVar(&cfg.StatementRate, "statement-rate", 20, "statement requests per second offered in a paced run (0: skip it)")
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
 	split := fs.Bool("split", true, "also run the gateways as processes of their own to measure each one's memory")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `file`")
@@ -81,8 +86,8 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
-	if cfg.N < 1 || cfg.C < 1 || cfg.C > 1024 || cfg.Rate < 0 || (cfg.Rate > 0 && cfg.Duration < time.Second) {
-		return errors.New("bench: need -n >= 1, 1 <= -c <= 1024, -rate >= 0 and -duration >= 1s")
+	if cfg.N < 1 || cfg.C < 1 || cfg.C > 1024 || cfg.Rate < 0 || cfg.StatementRate < 0 || cfg.Duration < time.Second {
+		return errors.New("bench: need -n >= 1, 1 <= -c <= 1024, -rate >= 0, -statement-rate >= 0 and -duration >= 1s")
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -186,6 +191,24 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) ([]BenchRes
 		tick := time.NewTicker(time.Second / time.Duration(cfg.Rate))
 		defer tick.Stop()
 		r, err := drive(ctx, fmt.Sprintf("referrals, %d/s offered", cfg.Rate), n, cfg.C+32, tick.C, send, done)
+		if err != nil {
+			return nil, 0, err
+		}
+		results = append(results, r)
+	}
+	if cfg.StatementRate > 0 {
+		n := cfg.StatementRate * int(cfg.Duration/time.Second)
+		fmt.Fprintf(progress, "statement requests police -> shelter: %d/s offered for %s\n", cfg.StatementRate, cfg.Duration)
+		tick := time.NewTicker(time.Second / time.Duration(cfg.StatementRate))
+		defer tick.Stop()
+		surl := st.Gateways["police"].URL + "/v1/statement-requests"
+		sbody := []byte(`{"to":"shelter","pseudonym":"V-2026-0042","legal_basis":"LP/B/123/XI/2026/NTB","purpose":"investigation",` +
+			`"questions":["Where were you recruited?","Who kept your passport?"],"due":"` +
+			time.Now().Add(30*24*time.Hour).UTC().Format(time.RFC3339) + `"}`)
+		sendSR := func() (string, time.Time, error) {
+			return post(client, surl, st.Tokens["police"], sbody)
+		}
+		r, err := drive(ctx, fmt.Sprintf("statement requests, %d/s", cfg.StatementRate), n, cfg.C+32, tick.C, sendSR, done)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -330,8 +353,12 @@ var benchBody = []byte(`{"to":"shelter","priority":"urgent","person":{"pseudonym
 	`"notes":"` + strings.Repeat("n", 1200) + `"}`)
 
 func postReferral(c *http.Client, url, token string) (string, time.Time, error) {
+	return post(c, url, token, benchBody)
+}
+
+func post(c *http.Client, url, token string, body []byte) (string, time.Time, error) {
 	start := time.Now()
-	req, err := http.NewRequest("POST", url, bytes.NewReader(benchBody))
+	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
 	if err != nil {
 		return "", start, err
 	}

@@ -44,6 +44,7 @@ const (
 	SRAnswered       = "answered"
 	SRDeclined       = "declined"
 	SRExpired        = "expired"
+	SRFailed         = "failed"
 )
 
 // Edge is one allowed transition and the one role that may make it.
@@ -128,6 +129,7 @@ var ReferralMachine = &Machine{
 //	consent-given <-> consent-refused (the person changes their mind)
 //	delivered, read -> declined (e.g. the person is not with this agency)
 //	any open state -> expired (system, past the due date)
+//	queued, sent -> failed (system: rejected or undelivered by the deadline)
 //
 // queued -> sent and sent -> delivered are the system's (publish
 // acknowledgement, delivered receipt), like every expiry; the rest is the
@@ -137,7 +139,7 @@ var StatementRequestMachine = &Machine{
 	Name:    "statement-request",
 	Initial: SRQueued,
 	States: []string{SRQueued, SRSent, SRDelivered, SRRead, SRConsentGiven, SRConsentRefused,
-		SRAnswered, SRDeclined, SRExpired},
+		SRAnswered, SRDeclined, SRExpired, SRFailed},
 	Edges: []Edge{
 		{SRQueued, SRSent, RoleSystem},
 		{SRSent, SRDelivered, RoleSystem},
@@ -151,6 +153,8 @@ var StatementRequestMachine = &Machine{
 		{SRConsentRefused, SRDeclined, RoleRecipient},
 		{SRRead, SRDeclined, RoleRecipient},
 		{SRDelivered, SRDeclined, RoleRecipient},
+		{SRQueued, SRFailed, RoleSystem},
+		{SRSent, SRFailed, RoleSystem},
 		{SRQueued, SRExpired, RoleSystem},
 		{SRSent, SRExpired, RoleSystem},
 		{SRDelivered, SRExpired, RoleSystem},

@@ -53,6 +53,8 @@ func TestTransition(t *testing.T) {
 		{"unknown role", R, RefRead, RefAccepted, Role("admin"), ReasonTransitionRole},
 		{"request published", S, SRQueued, SRSent, RoleSystem, ""},
 		{"queued request expired", S, SRQueued, SRExpired, RoleSystem, ""},
+		{"sent request refused by its recipient", S, SRSent, SRFailed, RoleSystem, ""},
+		{"delivered request cannot fail", S, SRDelivered, SRFailed, RoleSystem, ReasonTransitionIllegal},
 		{"recipient cannot publish", S, SRQueued, SRSent, RoleRecipient, ReasonTransitionRole},
 		{"sender cannot publish by hand", S, SRQueued, SRSent, RoleSender, ReasonTransitionRole},
 		{"queued straight to delivered", S, SRQueued, SRDelivered, RoleSystem, ReasonTransitionIllegal},
@@ -137,7 +139,7 @@ func TestTransitionExhaustive(t *testing.T) {
 func TestMachineShape(t *testing.T) {
 	terminal := map[string][]string{
 		"referral":          {RefDeclined, RefCompleted, RefWithdrawn, RefFailed},
-		"statement-request": {SRAnswered, SRDeclined, SRExpired},
+		"statement-request": {SRAnswered, SRDeclined, SRExpired, SRFailed},
 	}
 	if StatementRequestMachine.Initial != SRQueued || ReferralMachine.Initial != RefQueued {
 		t.Errorf("initial states %q and %q, want queued", ReferralMachine.Initial, StatementRequestMachine.Initial)
@@ -203,6 +205,8 @@ var wantEdges = map[string][]Edge{
 	"statement-request": {
 		{SRQueued, SRSent, RoleSystem},
 		{SRQueued, SRExpired, RoleSystem},
+		{SRQueued, SRFailed, RoleSystem},
+		{SRSent, SRFailed, RoleSystem},
 		{SRSent, SRDelivered, RoleSystem},
 		{SRSent, SRExpired, RoleSystem},
 		{SRDelivered, SRRead, RoleRecipient},
