@@ -29,8 +29,8 @@ func item(status, referral string) string {
 	"priority":"urgent","created_at":"2026-11-20T09:00:00Z","updated_at":"2026-11-20T09:05:00.123+08:00",
 	"referral":` + referral + `,
 	"timeline":[{"event":"queued","at":"2026-11-20T09:00:00Z","by":"caseworker-7","clock":"iom"},
-	            {"event":"delivered","at":"2026-11-20T09:00:01Z","by":"shelter"},
-	            {"event":"declined","at":"2026-11-20T09:05:00Z","by":"shelter","reason":"no bed"}]}`
+	            {"event":"delivered","at":"2026-11-20T09:00:01Z","by":"shelter","clock":"shelter"},
+	            {"event":"declined","at":"2026-11-20T09:05:00Z","by":"shelter/worker-3","clock":"shelter","reason":"no-bed","note":"no bed free"}]}`
 }
 
 const srItem = `{"id":"01JD6A","kind":"statement-request","box":"inbox","from":"polda-ntb","to":"shelter",
@@ -128,14 +128,16 @@ func TestCheck(t *testing.T) {
 			"created_at":"2026-11-21T09:00:00Z","updated_at":"2026-11-22T10:00:00Z"}],"next_cursor":""}`, nil},
 		{"one statement request", "GET", "/v1/statement-requests/01JD6A", 200, ctJSON, srItem, nil},
 		{"consent recorded", "POST", "/v1/statement-requests/01JD6A/consent", 200, ctJSON, srItem, nil},
-		{"statement sent", "POST", "/v1/statement-requests/01JD6A/response", 202, ctJSON, `{"id":"01JD6B","status":"sent"}`, nil},
+		{"statement sent", "POST", "/v1/statement-requests/01JD6A/response", 200, ctJSON, strings.Replace(srItem, `"consent-given"`, `"answered"`, 1), nil},
+		{"timeline entry without clock", "GET", "/v1/referrals/01JD5X", 200, ctJSON,
+			strings.Replace(item("read", goodReferral), `,"clock":"iom"`, ``, 1), ErrBody},
 		{"response to a closed request", "POST", "/v1/statement-requests/01JD6A/response", 409, ctProblem, problemBody("conflict", 409, `,"reason":"request-not-open"`), nil},
 		{"statement request unknown status", "GET", "/v1/statement-requests/01JD6A", 200, ctJSON,
 			strings.Replace(srItem, `"consent-given"`, `"accepted"`, 1), ErrBody},
 		{"statement request item without body", "GET", "/v1/statement-requests/01JD6A", 200, ctJSON,
 			strings.Replace(srItem, `"statement_request"`, `"request"`, 1), ErrBody},
-		{"statement request consent leaks notes", "GET", "/v1/statement-requests/01JD6A", 200, ctJSON,
-			strings.Replace(srItem, `"given":true`, `"given":true,"notes":"x"`, 1), ErrBody},
+		{"statement request consent with an unknown field", "GET", "/v1/statement-requests/01JD6A", 200, ctJSON,
+			strings.Replace(srItem, `"given":true`, `"given":true,"name":"x"`, 1), ErrBody},
 		{"timeline clock not an agency", "GET", "/v1/referrals/01JD5X", 200, ctJSON,
 			strings.Replace(item("read", goodReferral), `"clock":"iom"`, `"clock":"IOM Mataram"`, 1), ErrBody},
 		{"item referral without recorder", "GET", "/v1/referrals/x", 200, ctJSON,
