@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rujukan/rujukan/agency-gateway/problem"
 	"github.com/rujukan/rujukan/agency-gateway/body"
+	"github.com/rujukan/rujukan/agency-gateway/problem"
 )
 
 func TestWrite(t *testing.T) {
