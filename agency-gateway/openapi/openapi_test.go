@@ -62,7 +62,7 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/v1/statement-requests"},
 		{"POST", "/v1/statement-requests"},
 		{"GET", "/v1/statement-requests/{id}"},
-		{"POST", "/v1/statement-requests/{id}/consent"},
+		{"POST", "/v1/statement-requests/{id}/consent"}, {"GET", "/v1/statement-requests/{id}/receipts"},
 		{"POST", "/v1/statement-requests/{id}/response"},
 	}
 	if got := Routes(); !slices.Equal(got, want) {
