@@ -391,3 +391,22 @@ func TestForwardedEnvelopeAttribution(t *testing.T) {
 		t.Fatalf("audit of garbage: %+v", e)
 	}
 }
+
+// TestPseudonymNames: names with a digit added are not case codes.
+func TestPseudonymNames(t *testing.T) {
+	c := mustCore(t)
+	for _, name := range []string{"Siti-Aminah-1990", "Siti.Aminah1", "aminah.siti.1", "Budi2"} {
+		r := referral("shelter")
+		r["person"].(map[string]any)["pseudonym"] = name
+		_, err := c.send("iom", "referral", policy.ActionReferralSend, "", r)
+		var inv *gateway.InvalidError
+		if !errors.As(err, &inv) || inv.Fields[0].Field != "/person/pseudonym" || strings.Contains(inv.Error(), name) {
+			t.Errorf("pseudonym %q: %v", name, err)
+		}
+		req := request("shelter", c.clock.Now().Add(time.Hour))
+		req["pseudonym"] = name
+		if _, err := c.send("police", "statement-request", srSend, "", req); !errors.As(err, &inv) {
+			t.Errorf("request for pseudonym %q: %v", name, err)
+		}
+	}
+}

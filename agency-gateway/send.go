@@ -34,7 +34,7 @@ func (g *Gateway) Send(ctx context.Context, p policy.Principal, d Draft) (Accept
 	if err != nil {
 		return Accepted{}, err
 	}
-	d.Principal, d.Record, d.Now = p, rec, g.now().UTC()
+	d.Principal, d.Record, d.Now = p, rec, g.now().UTC().Truncate(time.Millisecond)
 	out, err := k.Prepare(g, d)
 	if err != nil {
 		return Accepted{}, g.refused(p, d.Action, d.Ref, err)

@@ -28,10 +28,19 @@ func item(status, referral string) string {
 	return `{"id":"01JD5X","kind":"referral","box":"outbox","from":"iom","to":"shelter","status":"` + status + `",
 	"priority":"urgent","created_at":"2026-11-20T09:00:00Z","updated_at":"2026-11-20T09:05:00.123+08:00",
 	"referral":` + referral + `,
-	"timeline":[{"event":"queued","at":"2026-11-20T09:00:00Z","by":"caseworker-7"},
-	            {"event":"delivered","at":"2026-11-20T09:00:01Z","by":"shelter"},
-	            {"event":"declined","at":"2026-11-20T09:05:00Z","by":"shelter","reason":"no bed"}]}`
+	"timeline":[{"event":"queued","at":"2026-11-20T09:00:00Z","by":"caseworker-7","clock":"iom"},
+	            {"event":"delivered","at":"2026-11-20T09:00:01Z","by":"shelter","clock":"shelter"},
+	            {"event":"declined","at":"2026-11-20T09:05:00Z","by":"shelter/worker-3","clock":"shelter","reason":"no-bed","note":"no bed free"}]}`
 }
+
+const srItem = `{"id":"01JD6A","kind":"statement-request","box":"inbox","from":"polda-ntb","to":"shelter",
+	"status":"consent-given","created_at":"2026-11-21T09:00:00Z","updated_at":"2026-11-22T10:00:00Z",
+	"statement_request":{"to":"shelter","referral_id":"01JD5X","legal_basis":"LP/B/123/XI/2026/NTB",
+	  "purpose":"investigation","questions":["What happened on 12 November?"],"due":"2026-12-01T00:00:00Z"},
+	"timeline":[{"event":"delivered","at":"2026-11-21T09:00:01Z","by":"shelter","clock":"shelter"},
+	            {"event":"consent-given","at":"2026-11-22T10:00:00Z","by":"worker-3","clock":"shelter"}],
+	"consent":{"given":true,"purposes":["statement"],"method":"guardian","witness_role":"social-worker",
+	  "recorded_at":"2026-11-22T10:00:00Z","recorded_by":"worker-3"}}`
 
 func problemBody(code string, status int, extra string) string {
 	return `{"type":"https://rujukan.id/problems/` + code + `","title":"t","status":` + strconv.Itoa(status) + extra + `}`
@@ -50,6 +59,11 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/v1/referrals/{id}"},
 		{"GET", "/v1/referrals/{id}/receipts"},
 		{"POST", "/v1/referrals/{id}/status"},
+		{"GET", "/v1/statement-requests"},
+		{"POST", "/v1/statement-requests"},
+		{"GET", "/v1/statement-requests/{id}"},
+		{"POST", "/v1/statement-requests/{id}/consent"}, {"GET", "/v1/statement-requests/{id}/receipts"},
+		{"POST", "/v1/statement-requests/{id}/response"},
 	}
 	if got := Routes(); !slices.Equal(got, want) {
 		t.Fatalf("Routes() = %v\nwant %v", got, want)
@@ -107,8 +121,30 @@ func TestCheck(t *testing.T) {
 		{"unknown path 404", "GET", "/v2/nothing", 404, ctProblem, problemBody("not-found", 404, ""), nil},
 		{"unknown method 405", "DELETE", "/v1/referrals/x", 405, ctProblem, problemBody("method-not-allowed", 405, ""), nil},
 
+		{"request statement", "POST", "/v1/statement-requests", 202, ctJSON, `{"id":"01JD6A","status":"queued"}`, nil},
+		{"list statement requests", "GET", "/v1/statement-requests?box=outbox", 200, ctJSON,
+			`{"items":[{"id":"01JD6A","kind":"statement-request","box":"outbox","from":"polda-ntb","to":"shelter",
+			"status":"consent-given","purpose":"investigation","due":"2026-12-01T00:00:00Z",
+			"created_at":"2026-11-21T09:00:00Z","updated_at":"2026-11-22T10:00:00Z"}],"next_cursor":""}`, nil},
+		{"one statement request", "GET", "/v1/statement-requests/01JD6A", 200, ctJSON, srItem, nil},
+		{"consent recorded", "POST", "/v1/statement-requests/01JD6A/consent", 200, ctJSON, srItem, nil},
+		{"statement sent", "POST", "/v1/statement-requests/01JD6A/response", 200, ctJSON, strings.Replace(srItem, `"consent-given"`, `"answered"`, 1), nil},
+		{"timeline entry without clock", "GET", "/v1/referrals/01JD5X", 200, ctJSON,
+			strings.Replace(item("read", goodReferral), `,"clock":"iom"`, ``, 1), ErrBody},
+		{"response to a closed request", "POST", "/v1/statement-requests/01JD6A/response", 409, ctProblem, problemBody("conflict", 409, `,"reason":"request-not-open"`), nil},
+		{"statement request unknown status", "GET", "/v1/statement-requests/01JD6A", 200, ctJSON,
+			strings.Replace(srItem, `"consent-given"`, `"accepted"`, 1), ErrBody},
+		{"statement request item without body", "GET", "/v1/statement-requests/01JD6A", 200, ctJSON,
+			strings.Replace(srItem, `"statement_request"`, `"request"`, 1), ErrBody},
+		{"statement request consent with an unknown field", "GET", "/v1/statement-requests/01JD6A", 200, ctJSON,
+			strings.Replace(srItem, `"given":true`, `"given":true,"name":"x"`, 1), ErrBody},
+		{"timeline clock not an agency", "GET", "/v1/referrals/01JD5X", 200, ctJSON,
+			strings.Replace(item("read", goodReferral), `"clock":"iom"`, `"clock":"IOM Mataram"`, 1), ErrBody},
+		{"item referral without recorder", "GET", "/v1/referrals/x", 200, ctJSON,
+			item("read", strings.Replace(goodReferral, `,"recorded_by":"caseworker-7"`, ``, 1)), ErrBody},
+
 		// Operation and status.
-		{"undocumented path", "GET", "/v1/statement-requests", 200, ctJSON, `{}`, ErrUndocumentedPath},
+		{"undocumented path", "GET", "/v1/nothing", 200, ctJSON, `{}`, ErrUndocumentedPath},
 		{"undocumented method", "DELETE", "/v1/referrals/x", 200, ctJSON, `{}`, ErrUndocumentedMethod},
 		{"undocumented status", "POST", "/v1/referrals", 200, ctJSON, `{"id":"x","status":"sent"}`, ErrUndocumentedStatus},
 		{"409 not documented for send", "POST", "/v1/referrals", 409, ctProblem, problemBody("conflict", 409, ""), ErrUndocumentedStatus},
@@ -222,6 +258,17 @@ func TestCheckRequest(t *testing.T) {
 		{"status change", "POST", "/v1/referrals/x/status", ctJSON, `{"status":"accepted","reason":"bed free"}`, nil},
 		{"status change not allowed value", "POST", "/v1/referrals/x/status", ctJSON, `{"status":"read"}`, ErrBody},
 		{"status change blank reason", "POST", "/v1/referrals/x/status", ctJSON, `{"status":"declined","reason":" "}`, ErrBody},
+		{"statement request", "POST", "/v1/statement-requests", ctJSON, `{"to":"shelter","pseudonym":"V-2026-0042",
+			"legal_basis":"LP/B/123/XI/2026/NTB","purpose":"prosecution","questions":["q"],"due":"2026-12-01T00:00:00Z"}`, nil},
+		{"statement request naming both", "POST", "/v1/statement-requests", ctJSON, `{"to":"shelter","pseudonym":"V-1",
+			"referral_id":"01JD5X","legal_basis":"LP/1","purpose":"prosecution","questions":["q"],"due":"2026-12-01T00:00:00Z"}`, ErrBody},
+		{"consent decision", "POST", "/v1/statement-requests/x/consent", ctJSON,
+			`{"given":false,"method":"verbal","person":{"age_range":"18+"}}`, nil},
+		{"consent decision with recorder", "POST", "/v1/statement-requests/x/consent", ctJSON,
+			`{"given":false,"method":"verbal","recorded_by":"me"}`, ErrBody},
+		{"decline", "POST", "/v1/statement-requests/x/response", ctJSON, `{"decline":{"reason":"no-consent"}}`, nil},
+		{"statement and decline", "POST", "/v1/statement-requests/x/response", ctJSON,
+			`{"decline":{"reason":"no-consent"},"statement":{"text":"t","language":"id","taken_at":"2026-11-22T10:00:00Z","taken_by":"x"}}`, ErrBody},
 		{"status change as form", "POST", "/v1/referrals/x/status", "application/x-www-form-urlencoded", `status=accepted`, ErrContentType},
 		{"get has no body", "GET", "/v1/referrals", ctJSON, ``, nil},
 		{"body on a get", "GET", "/v1/referrals", ctJSON, `{}`, ErrContentType},
@@ -260,7 +307,7 @@ func TestDocumentConventions(t *testing.T) {
 				t.Errorf("%s %s: response key %q is not a status", r.Method, r.Path, code)
 				continue
 			}
-			rm := spec.deref(resp)
+			rm, _ := spec.deref(resp, "")
 			content, _ := rm["content"].(map[string]any)
 			if n >= 400 {
 				if len(content) != 1 || content[ctProblem] == nil {
@@ -299,6 +346,11 @@ func TestScopes(t *testing.T) {
 		{"GET", "/v1/referrals/x", []string{"referral:read"}, true},
 		{"POST", "/v1/referrals/x/status", []string{"referral:update"}, true},
 		{"GET", "/v1/referrals/x/receipts", []string{"referral:read", "audit:read"}, true},
+		{"POST", "/v1/statement-requests", []string{"statement:request"}, true},
+		{"GET", "/v1/statement-requests", []string{"statement:read"}, true},
+		{"GET", "/v1/statement-requests/x", []string{"statement:read"}, true},
+		{"POST", "/v1/statement-requests/x/consent", []string{"consent:record"}, true},
+		{"POST", "/v1/statement-requests/x/response", []string{"statement:respond"}, true},
 		{"GET", "/healthz", nil, true},
 		{"GET", "/v1/openapi.json", nil, true},
 		{"PUT", "/v1/referrals", nil, false},
@@ -314,7 +366,7 @@ func TestScopes(t *testing.T) {
 	}
 }
 
-func TestLoadRefusesWhatItCannotCheck(t *testing.T) {
+func TestLoadRefusesBrokenDocuments(t *testing.T) {
 	base := func(schema string) []byte {
 		return []byte(`{"openapi":"3.1.0","paths":{"/x":{"get":{"responses":{"200":{"description":"d",
 			"content":{"application/json":{"schema":` + schema + `}}}}}}},
@@ -325,12 +377,12 @@ func TestLoadRefusesWhatItCannotCheck(t *testing.T) {
 		doc  []byte
 		ok   bool
 	}{
-		{"supported", base(`{"type":"object","properties":{"a":{"$ref":"#/components/schemas/A"}}}`), true},
-		{"unsupported keyword", base(`{"type":"object","patternProperties":{"^a":{}}}`), false},
-		{"unsupported nested keyword", base(`{"type":"array","items":{"type":"string","contentEncoding":"base64"}}`), false},
-		{"unsupported format", base(`{"type":"string","format":"email"}`), false},
+		{"fine", base(`{"type":"object","properties":{"a":{"$ref":"#/components/schemas/A"}}}`), true},
+		{"not a schema", base(`{"type":"strin"}`), false},
+		{"nested not a schema", base(`{"type":"array","items":{"minLength":-1}}`), false},
 		{"dangling reference", base(`{"$ref":"#/components/schemas/B"}`), false},
 		{"remote reference", base(`{"$ref":"https://example.com/s.json"}`), false},
+		{"file reference", base(`{"$ref":"/etc/passwd"}`), false},
 		{"bad pattern", base(`{"type":"string","pattern":"(?=a)"}`), false},
 		{"empty anyOf", base(`{"anyOf":[]}`), false},
 		{"openapi 3.0", []byte(`{"openapi":"3.0.3","paths":{"/x":{}}}`), false},
@@ -347,52 +399,62 @@ func TestLoadRefusesWhatItCannotCheck(t *testing.T) {
 	}
 }
 
-func TestValidatorKeywords(t *testing.T) {
-	doc := map[string]any{}
+func TestFormats(t *testing.T) {
 	tests := []struct {
 		name   string
-		schema string
+		format string
 		inst   string
 		ok     bool
 	}{
-		{"integer", `{"type":"integer"}`, `3`, true},
-		{"integer with zero fraction", `{"type":"integer"}`, `3.0`, true},
-		{"not integer", `{"type":"integer"}`, `3.5`, false},
-		{"type list", `{"type":["string","null"]}`, `null`, true},
-		{"minimum", `{"minimum":1}`, `0`, false},
-		{"maximum big", `{"maximum":200}`, `1e400`, false},
-		{"const", `{"const":"a"}`, `"a"`, true},
-		{"const number", `{"const":1}`, `1.0`, true},
-		{"enum object", `{"enum":[{"a":1,"b":2}]}`, `{"b":2,"a":1}`, true},
-		{"unique", `{"uniqueItems":true}`, `[1,2,1]`, false},
-		{"minLength counts characters", `{"maxLength":2}`, `"éé"`, true},
-		{"pattern is a search", `{"pattern":"[0-9]"}`, `"ab1"`, true},
-		{"oneOf none", `{"oneOf":[{"type":"string"},{"type":"integer"}]}`, `true`, false},
-		{"oneOf two", `{"oneOf":[{"type":"number"},{"type":"integer"}]}`, `1`, false},
-		{"anyOf", `{"anyOf":[{"type":"string"},{"type":"integer"}]}`, `1`, true},
-		{"not", `{"not":{"required":["a"]}}`, `{"a":1}`, false},
-		{"additionalProperties schema", `{"additionalProperties":{"type":"string"}}`, `{"a":1}`, false},
-		{"false schema", `{"properties":{"a":false}}`, `{"a":1}`, false},
-		{"date", `{"format":"date"}`, `"2026-02-29"`, false},
-		{"date-time", `{"format":"date-time"}`, `"2026-11-20T09:00:00+07:00"`, true},
-		{"date-time lower case", `{"format":"date-time"}`, `"2026-11-20t09:00:00z"`, false},
+		{"date-time Z", "date-time", "2026-11-20T09:00:00Z", true},
+		{"date-time offset", "date-time", "2026-11-20T09:00:00+07:00", true},
+		{"date-time fraction", "date-time", "2026-11-20T09:00:00.123456789Z", true},
+		{"date-time lower case", "date-time", "2026-11-20t09:00:00z", false},
+		{"date-time space", "date-time", "2026-11-20 09:00:00Z", false},
+		{"date-time no zone", "date-time", "2026-11-20T09:00:00", false},
+		{"date-time leap second", "date-time", "2026-12-31T23:59:60Z", false},
+		{"date-time before 1900", "date-time", "1899-12-31T23:59:59Z", false},
+		{"date-time impossible day", "date-time", "2026-02-29T09:00:00Z", false},
+		{"date", "date", "2026-11-20", true},
+		{"date impossible", "date", "2026-02-29", false},
+		{"date before 1900", "date", "1899-01-01", false},
+		{"date short", "date", "2026-1-20", false},
+		{"date with time", "date", "2026-11-20T09:00:00Z", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := decodeJSON([]byte(tt.schema))
-			if err != nil {
-				t.Fatal(err)
+			validate := validateDateTime
+			if tt.format == "date" {
+				validate = validateDate
 			}
-			inst, err := decodeJSON([]byte(tt.inst))
-			if err != nil {
-				t.Fatal(err)
+			if err := validate(tt.inst); (err == nil) != tt.ok {
+				t.Fatalf("%s %q: %v, want ok=%v", tt.format, tt.inst, err, tt.ok)
 			}
-			v := &validator{doc: doc}
-			v.validate(s, inst, "", 0)
-			if ok := len(v.errs) == 0; ok != tt.ok {
-				t.Fatalf("valid = %v, want %v (%v)", ok, tt.ok, v.errs)
+			if tt.format == "date-time" {
+				if _, err := ParseDateTime(tt.inst); (err == nil) != tt.ok {
+					t.Fatalf("ParseDateTime %q: %v", tt.inst, err)
+				}
 			}
 		})
+	}
+}
+
+func TestSchema(t *testing.T) {
+	s, err := Schema("StatusChange")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Location != BaseURL+"#/components/schemas/StatusChange" {
+		t.Errorf("location %q", s.Location)
+	}
+	if err := s.Validate(map[string]any{"status": "accepted"}); err != nil {
+		t.Error(err)
+	}
+	if err := s.Validate(map[string]any{"status": "read"}); err == nil {
+		t.Error("read accepted")
+	}
+	if _, err := Schema("Nothing"); err == nil {
+		t.Error("an unknown schema compiled")
 	}
 }
 

@@ -19,7 +19,7 @@
 //
 // The package depends on nothing but the standard library. Field errors of
 // other packages with the same three string fields (such as
-// referral.FieldError) convert to [FieldError] with a plain conversion.
+// body.FieldError) convert to [FieldError] with a plain conversion.
 package problem
 
 import (

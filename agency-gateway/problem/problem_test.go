@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rujukan/rujukan/agency-gateway/body"
 	"github.com/rujukan/rujukan/agency-gateway/problem"
-	"github.com/rujukan/rujukan/agency-gateway/referral"
 )
 
 func TestWrite(t *testing.T) {
@@ -173,9 +173,9 @@ func TestCodes(t *testing.T) {
 	}
 }
 
-// TestFieldErrorConversion keeps referral.FieldError convertible.
+// TestFieldErrorConversion keeps body.FieldError convertible.
 func TestFieldErrorConversion(t *testing.T) {
-	_, errs := referral.Parse([]byte(`{}`))
+	_, errs := body.ParseReferral([]byte(`{}`))
 	var out []problem.FieldError
 	for _, e := range errs {
 		out = append(out, problem.FieldError(e))
