@@ -97,8 +97,12 @@ func openedRequest(t testing.TB, police, shelter api, due time.Time) string {
 }
 
 func consentGiven(age int, notes string) map[string]any {
-	return map[string]any{"given": true, "purposes": []string{"statement"}, "method": "written",
-		"witness_role": "social-worker", "witness": "S. Rahma", "notes": notes, "person": map[string]any{"age": age}}
+	c := map[string]any{"given": true, "purposes": []string{"statement"}, "method": "written",
+		"witness_role": "social-worker", "witness": "S. Rahma", "person": map[string]any{"age": age}}
+	if notes != "" {
+		c["notes"] = notes
+	}
+	return c
 }
 
 func statementBody(text string) map[string]any {
