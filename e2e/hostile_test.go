@@ -456,3 +456,41 @@ func TestAuditAfterOverflow(t *testing.T) {
 		t.Errorf("after=2^64-2: %d %s, want 200", r.Status, r.Raw)
 	}
 }
+
+// TestForgedStatementMinorConsent: a statement sealed with the shelter's
+// own keys answering the police's open request, carrying a consent that
+// the shelter's gateway would have refused (a 16-year-old's verbal consent
+// without a witness), is refused by the police gateway too.
+func TestForgedStatementMinorConsent(t *testing.T) {
+	n := startNet(t, "police", "shelter")
+	police, shelter := n.api("police"), n.api("shelter")
+	id := openedRequest(t, police, shelter, time.Now().Add(72*time.Hour))
+	body := forgedStatement(id)
+	body["consent"].(map[string]any)["method"] = "verbal"
+	body["person"] = map[string]any{"age": 16}
+	eid := crypto.NewID()
+	publishAs(t, n, "shelter", "police", eid, sealAs(t, n, "shelter", "police", crypto.KindStatement, eid, mustJSON(t, body)))
+	e := waitAudit(t, police, "the police refusing the statement", func(e map[string]any) bool {
+		return e["outcome"] == "rejected" && e["object"] == eid
+	})
+	if e["reason"] != "consent-minor" || e["actor"] != "peer:shelter" {
+		t.Errorf("audit of the statement: %v", e)
+	}
+	if s := listedStatus(t, police, "outbox", id); s != "read" {
+		t.Errorf("the request is %s at the police, want read", s)
+	}
+	// Consent recorded by staff of another agency is refused as well.
+	body = forgedStatement(id)
+	body["consent"].(map[string]any)["recorded_by"] = "iom/caseworker-1"
+	eid = crypto.NewID()
+	publishAs(t, n, "shelter", "police", eid, sealAs(t, n, "shelter", "police", crypto.KindStatement, eid, mustJSON(t, body)))
+	e = waitAudit(t, police, "the police refusing the second statement", func(e map[string]any) bool {
+		return e["outcome"] == "rejected" && e["object"] == eid
+	})
+	if e["reason"] != "consent-invalid" {
+		t.Errorf("audit of the statement with another agency's consent: %v", e)
+	}
+	if got := police.do(t, "GET", "/v1/statement-requests/"+id, nil); got.JSON["statement"] != nil {
+		t.Errorf("the police show a statement: %s", got.Raw)
+	}
+}
