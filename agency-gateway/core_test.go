@@ -410,3 +410,83 @@ func TestPseudonymNames(t *testing.T) {
 		}
 	}
 }
+
+// TestReferralEdges walks the edges of the referral machine that staff
+// take, on both sides, and refuses illegal ones with a conflict.
+func TestReferralEdges(t *testing.T) {
+	cases := []struct {
+		name  string
+		steps [][2]string // agency, status
+		bad   [2]string   // an illegal change afterwards
+	}{
+		{"decline after reading", [][2]string{{"shelter", "declined"}}, [2]string{"shelter", "accepted"}},
+		{"withdraw accepted", [][2]string{{"shelter", "accepted"}, {"iom", "withdrawn"}}, [2]string{"shelter", "in-progress"}},
+		{"withdraw in progress", [][2]string{{"shelter", "accepted"}, {"shelter", "in-progress"}, {"iom", "withdrawn"}}, [2]string{"iom", "completed"}},
+		{"recipient cannot withdraw", [][2]string{{"shelter", "accepted"}}, [2]string{"shelter", "withdrawn"}},
+		{"no skipping", nil, [2]string{"shelter", "completed"}},
+	}
+	c := mustCore(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			acc := c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("shelter"))
+			c.waitStatus("shelter", refRead, acc.ID, "delivered")
+			if _, err := c.gws["shelter"].Get(context.Background(), c.staff("shelter"), acc.ID); err != nil {
+				t.Fatal(err)
+			}
+			c.waitStatus("iom", refRead, acc.ID, "read")
+			for _, s := range tc.steps {
+				c.mustSend(s[0], "status", refStatus, acc.ID, map[string]string{"status": s[1]})
+				c.waitStatus("iom", refRead, acc.ID, s[1])
+				c.waitStatus("shelter", refRead, acc.ID, s[1])
+			}
+			if _, err := c.send(tc.bad[0], "status", refStatus, acc.ID, map[string]string{"status": tc.bad[1]}); !errors.Is(err, policy.ErrConflict) {
+				t.Fatalf("%s -> %s: %v, want a conflict", tc.bad[0], tc.bad[1], err)
+			}
+		})
+	}
+}
+
+// TestUndeliveredFails: a referral and a statement request that never
+// reach the broker fail at their delivery deadline, once.
+func TestUndeliveredFails(t *testing.T) {
+	c := mustCore(t)
+	c.net.SetDown(true)
+	ref := c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("shelter"))
+	sr := c.mustSend("police", "statement-request", srSend, "", request("shelter", c.clock.Now().Add(2000*time.Hour)))
+	if ref.Status != "queued" || sr.Status != "queued" {
+		t.Fatalf("sent with the bus down: %q %q", ref.Status, sr.Status)
+	}
+	c.clock.Advance(721 * time.Hour)
+	it := c.waitStatus("iom", refRead, ref.ID, "failed")
+	if it.Outcome != "failed" {
+		t.Fatalf("outcome %q", it.Outcome)
+	}
+	c.waitStatus("police", srRead, sr.ID, "failed")
+}
+
+// TestStatementRequestEdges: the holding agency's other edges.
+func TestStatementRequestEdges(t *testing.T) {
+	c := mustCore(t)
+	// delivered -> declined, unopened.
+	acc := c.mustSend("police", "statement-request", srSend, "", request("shelter", c.clock.Now().Add(time.Hour)))
+	c.waitStatus("shelter", srRead, acc.ID, "delivered")
+	c.mustSend("shelter", "statement", srResponse, acc.ID, map[string]any{"decline": map[string]any{"reason": "not-known"}})
+	c.waitStatus("police", srRead, acc.ID, "declined")
+	// consent-refused -> consent-given (the person changed their mind) ->
+	// declined; then nothing more.
+	id := openedRequest(t, c, time.Hour)
+	c.mustSend("shelter", "consent", srConsent, id, map[string]any{"given": false, "method": "verbal", "person": map[string]any{"age": 30}})
+	c.waitStatus("police", srRead, id, "consent-refused")
+	c.mustSend("shelter", "consent", srConsent, id, map[string]any{"given": true, "purposes": []string{"statement"},
+		"method": "written", "person": map[string]any{"age": 30}})
+	c.waitStatus("police", srRead, id, "consent-given")
+	c.mustSend("shelter", "statement", srResponse, id, map[string]any{"decline": map[string]any{"reason": "risk-to-victim"}})
+	c.waitStatus("police", srRead, id, "declined")
+	if _, err := c.send("shelter", "statement", srResponse, id, statement); err == nil {
+		t.Fatal("a statement after a decline was accepted")
+	}
+	// The police cannot record consent or answer their own request.
+	if _, err := c.send("police", "consent", srConsent, id, map[string]any{"given": true, "method": "written"}); err == nil {
+		t.Fatal("the police recorded consent")
+	}
+}

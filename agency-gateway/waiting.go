@@ -74,6 +74,10 @@ func (g *Gateway) waitingLoop(ctx context.Context) {
 			}
 			g.Receive(ctx, &waitingMsg{id: id, from: w.From, data: w.Envelope, since: w.Since, tries: w.Tries})
 		}
+		// A scan opens every waiting envelope again: at most one a second
+		// (or one per waitRetry, when shorter), however often records
+		// arrive, so a sender's waiting envelopes cost bounded work.
+		wait(ctx, nil, min(time.Second, g.waitRetry))
 		wait(ctx, g.recheck, g.waitRetry)
 	}
 }

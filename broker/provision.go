@@ -17,7 +17,8 @@ import (
 )
 
 // permissions returns the NATS permissions of an agency's user: exactly
-// what DESIGN section 4 allows and nothing else.
+// what the broker isolation of README.md's security model allows and
+// nothing else.
 //
 //   - publish rujukan.msg.*.<self>: send to anyone, only as itself;
 //   - publish $JS.API.CONSUMER.MSG.NEXT.INBOX_<self>.gateway: pull from its

@@ -125,7 +125,7 @@ func TestConsentValidate(t *testing.T) {
 	}
 }
 
-// The consent object of DESIGN section 7 decodes into Consent.
+// The consent object of a referral body (openapi.json) decodes into Consent.
 func TestConsentJSON(t *testing.T) {
 	var c Consent
 	in := `{"given": true, "purposes": ["services"], "method": "guardian",

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Scopes of the gateway API (DESIGN section 7).
+// Scopes of the gateway API (agency-gateway/openapi/openapi.json).
 const (
 	ScopeReferralSend     = "referral:send"
 	ScopeReferralRead     = "referral:read"
@@ -60,8 +60,8 @@ func MayOverride(kind string) bool {
 	return slices.Contains(ScopesForKind(kind), ScopeConsentOverride)
 }
 
-// Action is one API operation of a gateway (one per route of DESIGN
-// section 7).
+// Action is one API operation of a gateway (one per route of the API
+// description, agency-gateway/openapi/openapi.json).
 type Action string
 
 // Actions.

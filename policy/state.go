@@ -19,7 +19,7 @@ const (
 	RoleSystem Role = "system"
 )
 
-// Referral states (DESIGN section 5, after FHIR Task).
+// Referral states (after FHIR Task; docs/ARCHITECTURE.md §3).
 const (
 	RefQueued     = "queued"
 	RefSent       = "sent"

@@ -1,6 +1,6 @@
 // Package body reads request and envelope bodies: the JSON a caller sends
 // to a gateway's HTTP API, and the plaintext of the envelopes gateways send
-// each other (DESIGN sections 5 and 7).
+// each other (docs/ARCHITECTURE.md §4).
 //
 // Every byte of a body is hostile until a Parse function has accepted it;
 // a body it accepts is well formed in every field, so later code (policy,

@@ -14,7 +14,7 @@ import (
 // maxReasonChars bounds a status reason and an override justification.
 const maxReasonChars = 2000
 
-// designExample is the referral of DESIGN section 7.
+// designExample is the example referral of the API description.
 const designExample = `{
   "to": "shelter",
   "priority": "urgent",

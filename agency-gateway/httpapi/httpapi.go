@@ -1,6 +1,6 @@
-// Package httpapi serves one gateway's HTTP API (DESIGN section 7): JSON in
-// and out, RFC 9457 problem details for every error, RFC 6750 bearer
-// challenges for token failures. It only translates: every decision is the
+// Package httpapi serves one gateway's HTTP API (openapi.json; see
+// docs/ARCHITECTURE.md §1): JSON in and out, RFC 9457 problem details for
+// every error, RFC 6750 bearer challenges for token failures. It only translates: every decision is the
 // gateway's and the policy package's, and every error is mapped to a status
 // in one table (writeError). Internal error text never reaches a caller.
 package httpapi
