@@ -52,6 +52,9 @@ func (g *Gateway) publish(ctx context.Context, it store.QueueItem) error {
 		if err := tx.Dequeue(it.Seq); err != nil {
 			return err
 		}
+		if it.Kind == kindReceipt {
+			return tx.DeleteEnvelope(it.ID)
+		}
 		if it.Ref != it.ID {
 			return nil // a receipt, status or statement envelope
 		}

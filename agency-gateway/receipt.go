@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/crypto"
@@ -27,6 +28,10 @@ func (receiptKind) Check(g *Gateway, in *Incoming) error {
 	r, err := crypto.VerifyReceiptEnvelope(in.Header, in.Body, g.state().dir)
 	if err != nil {
 		return refuse("receipt-invalid", err)
+	}
+	// The reason is the peer's word: only a known code is recorded.
+	if r.Reason != "" && !knownReason(r.Reason) {
+		r.Reason = "unrecognised"
 	}
 	if err := g.allowFrom(in, kindReceipt, policy.Facts{Counterpart: true}); err != nil {
 		return err
@@ -123,4 +128,15 @@ func applyReceipt(g *Gateway, tx *store.Tx, rec *store.Record, in *Incoming, r c
 			Reason: r.Reason, Action: ActReceiptReceive, Actor: peerActor(in.Sender.ID)})
 	}
 	return tx.PutRecord(rec)
+}
+
+// gatewayReasons are the reason codes of refusals this package makes
+// itself.
+var gatewayReasons = []string{"body-invalid", "body-mismatch", "id-collision", "replay", "sender-mismatch",
+	"kind-unsupported", "receipt-invalid", "receipt-hash-mismatch", "undelivered-by-deadline",
+	ReasonWaitedTooLong, ReasonTooManyWaiting}
+
+// knownReason reports whether a reason code is one any gateway may send.
+func knownReason(code string) bool {
+	return policy.KnownReason(code) || crypto.KnownReason(code) || slices.Contains(gatewayReasons, code)
 }

@@ -195,9 +195,21 @@ func (g *Gateway) rejectEnvelope(m Msg, in *Incoming, p *permanent) error {
 	} else {
 		detail["verified"] = "false"
 	}
+	quiet := false
 	err := g.db.Update(func(tx *store.Tx) error {
+		if p.verified && tx.Seen(h.ID) == refusedMark+in.Hash {
+			quiet = true // a copy refused meanwhile by another worker
+			return nil
+		}
 		if r != nil {
 			if err := queueReceipt(tx, r); err != nil {
+				return err
+			}
+		}
+		// A verified envelope refused once is refused quietly after: its
+		// copies cost no audit event, receipt or fsync of their own.
+		if p.verified && tx.Seen(h.ID) == "" && !tx.Exists(h.ID) {
+			if err := tx.MarkSeen(h.ID, refusedMark+in.Hash); err != nil {
 				return err
 			}
 		}
@@ -211,6 +223,9 @@ func (g *Gateway) rejectEnvelope(m Msg, in *Incoming, p *permanent) error {
 	})
 	if err != nil {
 		return fmt.Errorf("failed to audit a rejected envelope: %w", err)
+	}
+	if quiet {
+		return nil
 	}
 	g.metrics.refused.WithLabelValues(g.self, m.From(), p.reason).Inc()
 	g.log.Warn("rejected an envelope", "envelope", object, "from", m.From(), "reason", p.reason, "err", p.err)
@@ -228,13 +243,16 @@ func peerActor(agency string) string {
 	return "peer:" + agency
 }
 
+// refusedMark prefixes the hash of a refused envelope in the seen set.
+const refusedMark = "refused:"
+
 // checkSeen tells a redelivery of a stored envelope (same bytes) from a
 // replay (same id, other bytes).
 func checkSeen(tx *store.Tx, id, hash string) error {
 	switch seen := tx.Seen(id); {
 	case seen == "":
 		return nil
-	case seen == hash:
+	case seen == hash, seen == refusedMark+hash:
 		return errDuplicate
 	default:
 		return reject("replay", fmt.Errorf("envelope id %s was already used", id), true)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/rujukan/rujukan/agency-gateway/body"
 	"github.com/rujukan/rujukan/agency-gateway/store"
@@ -74,10 +75,14 @@ func (referralKind) Check(g *Gateway, in *Incoming) error {
 	if err := st.rules.CheckPseudonym(r.Person.Pseudonym); err != nil {
 		return refusePolicy(err)
 	}
+	if r.Consent != nil && !strings.HasPrefix(r.Consent.RecordedBy, in.Sender.ID+"/") {
+		return refuse(policy.ReasonConsentInvalid, fmt.Errorf("consent recorded by someone else than the sender's staff"))
+	}
 	// The receiver cannot see the sender's token: it allows what staff of
-	// the sender's kind may ever be allowed, at the time of sealing.
+	// the sender's kind may ever be allowed. Consent must hold now, when
+	// the referral is acted on (the sender's creation time is its word).
 	peer := policy.Principal{Agency: in.Sender.ID, Subject: "peer", Scopes: policy.ScopesForKind(in.Sender.Kind)}
-	dec, err := policy.CheckReferralConsent(peer, referralFacts(r, st.self.Kind), in.Header.Created)
+	dec, err := policy.CheckReferralConsent(peer, referralFacts(r, st.self.Kind), in.Now)
 	if err != nil {
 		return refusePolicy(err)
 	}

@@ -35,21 +35,11 @@ func (g *Gateway) Send(ctx context.Context, p policy.Principal, d Draft) (Accept
 		return Accepted{}, err
 	}
 	d.Principal, d.Record, d.Now = p, rec, g.now().UTC().Truncate(time.Millisecond)
-	out, err := k.Prepare(g, d)
-	if err != nil {
-		return Accepted{}, g.refused(p, d.Action, d.Ref, err)
-	}
-	s, err := g.seal(out, d.Now)
-	if err != nil {
-		return Accepted{}, err
-	}
-	var status string
-	err = g.db.Batch(func(tx *store.Tx) (err error) {
-		status, err = g.commit(tx, out, s)
-		return err
-	})
-	if out.After != nil {
-		out.After()
+	out, s, status, err := g.prepareAndCommit(k, d)
+	if errors.Is(err, errChanged) {
+		// The record moved on between Prepare and the commit (a referral
+		// published while it was being withdrawn): prepare it again.
+		out, s, status, err = g.prepareAndCommit(k, d)
 	}
 	if err != nil {
 		return Accepted{}, g.refused(p, d.Action, d.Ref, err)
@@ -68,6 +58,31 @@ func (g *Gateway) Send(ctx context.Context, p policy.Principal, d Draft) (Accept
 	}
 	return Accepted{ID: id, Status: status}, nil
 }
+
+// prepareAndCommit runs the kind's checks, seals and commits.
+func (g *Gateway) prepareAndCommit(k Kind, d Draft) (*Outgoing, *sealed, string, error) {
+	out, err := k.Prepare(g, d)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	s, err := g.seal(out, d.Now)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	var status string
+	err = g.db.Batch(func(tx *store.Tx) (err error) {
+		status, err = g.commit(tx, out, s)
+		return err
+	})
+	if out.After != nil {
+		out.After()
+	}
+	return out, s, status, err
+}
+
+// errChanged is returned by a kind's Store when the record changed since
+// Prepare looked at it; Send prepares once more.
+var errChanged = errors.New("the record changed meanwhile")
 
 // sealed is an envelope ready to store and queue.
 type sealed struct {
@@ -175,6 +190,14 @@ func (g *Gateway) authorize(p policy.Principal, a policy.Action, id string) (*st
 		}
 		return nil, nil
 	}
+	if !validID(id) {
+		// Not an id this gateway makes: never write it to the audit log,
+		// it may be anything a caller typed.
+		if err := policy.Decide(p, a, policy.Resource{}); err != nil && !errors.Is(err, policy.ErrDenied) {
+			return nil, g.denied(p, a, "", err)
+		}
+		return nil, ErrNotFound
+	}
 	var rec *store.Record
 	err := g.db.View(func(tx *store.Tx) (err error) {
 		rec, err = tx.Record(id)
@@ -198,6 +221,20 @@ func (g *Gateway) authorize(p policy.Principal, a policy.Action, id string) (*st
 		return nil, g.denied(p, a, id, err)
 	}
 	return rec, nil
+}
+
+// validID reports whether id has the form of a record id: 1 to 64
+// characters of [A-Za-z0-9_-], as crypto.NewID makes them.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // kindOfAction is the kind of record an action on a record works on.

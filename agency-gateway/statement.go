@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/rujukan/rujukan/agency-gateway/body"
 	"github.com/rujukan/rujukan/agency-gateway/store"
@@ -57,7 +58,13 @@ func (statementKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 	if err := policy.CheckStatement(statementFacts(rec, g.self, *cr), d.Now); err != nil {
 		return nil, err
 	}
-	sb := body.StatementBody{Ref: rec.ID, Statement: *resp.Statement, Consent: cr.Consent, Person: cr.Person}
+	// The witness's name stays here (it may be a family name that points
+	// to the person); the police learn that there was one, and its role.
+	carried := cr.Consent
+	if carried.Witness != "" {
+		carried.Witness = witnessWithheld
+	}
+	sb := body.StatementBody{Ref: rec.ID, Statement: *resp.Statement, Consent: carried, Person: cr.Person}
 	plain, err := json.Marshal(sb)
 	if err != nil {
 		return nil, err
@@ -107,10 +114,20 @@ func (statementKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	if rec.To != in.Sender.ID {
 		return refuse(policy.ReasonNotParty, fmt.Errorf("a statement from an agency the request was not sent to"))
 	}
+	if tx.Exists(in.Header.ID) {
+		return refuse("id-collision", fmt.Errorf("envelope id %s is already in use here", in.Header.ID))
+	}
 	// Open when it was sealed: a statement sealed before the due date may
-	// arrive after this side expired the request (the answer wins).
-	open := policy.RequestOpen(rec.Status, rec.Due, in.Header.Created) ||
-		(rec.Status == policy.SRExpired && in.Header.Created.Before(rec.Due))
+	// arrive after this side expired the request (the answer wins), but
+	// only within lateGrace of the due date: the sealing time is the
+	// sender's word.
+	created := in.Header.Created
+	late := rec.Status == policy.SRExpired || !in.Now.Before(rec.Due)
+	open := policy.RequestOpen(rec.Status, rec.Due, created) ||
+		(rec.Status == policy.SRExpired && created.Before(rec.Due))
+	if late && (in.Now.Sub(rec.Due) > lateGrace || created.Before(rec.CreatedAt)) {
+		open = false
+	}
 	if err := g.allowFrom(in, kindStatement, policy.Facts{OpenRequest: open}); err != nil {
 		return err
 	}
@@ -158,6 +175,13 @@ func (statementKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	}
 	return nil
 }
+
+// witnessWithheld stands for the witness's name in a statement.
+const witnessWithheld = "withheld"
+
+// lateGrace is how long after its due date a statement sealed before it is
+// still accepted (it may have waited at the broker or for this gateway).
+const lateGrace = 24 * time.Hour
 
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)

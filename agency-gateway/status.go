@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/rujukan/rujukan/agency-gateway/body"
@@ -52,7 +53,7 @@ func (statusKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 				return &Outgoing{Ref: rec.ID, Change: c, After: func() { g.inflight.Delete(seq) },
 					Store: func(tx *store.Tx, rec *store.Record) error {
 						if _, ok := tx.QueuedEnvelope(rec.ID); !ok {
-							return fmt.Errorf("%w: the referral left the outbox meanwhile", errRetryAsSent)
+							return fmt.Errorf("%w: the referral left the outbox", errChanged)
 						}
 						if err := tx.Dequeue(seq); err != nil {
 							return err
@@ -64,9 +65,6 @@ func (statusKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 	}
 	return statusOut(g, rec, c, "", sc.Reason)
 }
-
-// errRetryAsSent should not happen: the queue entry was claimed.
-var errRetryAsSent = errors.New("referral already sent")
 
 // statusOut is the outgoing status envelope that tells the counterpart of
 // rec about change c.
@@ -121,6 +119,14 @@ func (statusKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	role := policy.RoleSender
 	if rec.Box == store.Outbox {
 		role = policy.RoleRecipient
+	}
+	if !slices.Contains(peerStates[rec.Kind][role], sb.Status) {
+		return refuse(policy.ReasonTransitionRole, fmt.Errorf("a %s may not announce %q on a %s", role, sb.Status, rec.Kind))
+	}
+	if sb.Reason != "" && !slices.Contains(declineReasons, sb.Reason) {
+		return refuse("body-invalid", fmt.Errorf("status reason is not a known code"))
+	}
+	if rec.Box == store.Outbox {
 		if err := g.catchUp(tx, rec, in, sb.Status); err != nil {
 			return err
 		}
@@ -136,6 +142,24 @@ func (statusKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	}
 	return err
 }
+
+// peerStates are the states the counterpart may announce in a status
+// envelope, by the kind of record and the counterpart's role. Anything
+// else (answered, which only a statement makes; the system's states) is
+// refused.
+var peerStates = map[string]map[policy.Role][]string{
+	kindReferral: {
+		policy.RoleRecipient: {policy.RefAccepted, policy.RefDeclined, policy.RefInProgress, policy.RefCompleted},
+		policy.RoleSender:    {policy.RefWithdrawn},
+	},
+	kindStatementRequest: {
+		policy.RoleRecipient: {policy.SRConsentGiven, policy.SRConsentRefused, policy.SRDeclined},
+	},
+}
+
+// declineReasons are the reason codes a status may carry: why a statement
+// request was declined.
+var declineReasons = []string{"no-consent", "risk-to-victim", "not-known", "other"}
 
 // catchUp brings a sent record up to date when a change by its recipient
 // arrives before the receipts that would have moved it along (they travel

@@ -73,13 +73,22 @@ func (g *Gateway) transition(tx *store.Tx, rec *store.Record, c Change) error {
 		}
 	default:
 		err := policy.Transition(m, rec.Status, c.To, c.Role)
-		if err != nil && c.Peer && errors.Is(err, policy.ErrConflict) && g.changedHere(rec) {
-			switch {
-			case m.Supersedes(c.To, rec.Status):
-				err = nil
-				outcome = c.To + " (supersedes " + rec.Status + ")"
-			case m.Supersedes(rec.Status, c.To) || m.Terminal(rec.Status):
-				return g.superseded(tx, rec, c)
+		if err != nil && c.Peer && errors.Is(err, policy.ErrConflict) {
+			// The peer's change crossed one made here only if it was a
+			// legal change for its role from the state before ours.
+			before, ok := g.beforeLocalChange(rec)
+			if ok && rec.Box == store.Outbox && c.Role == policy.RoleRecipient &&
+				(before == policy.RefQueued || before == policy.RefSent || before == policy.RefDelivered) {
+				before = policy.RefRead // the sender's copy lags: a change by the recipient proves it read it
+			}
+			if ok && policy.Transition(m, before, c.To, c.Role) == nil {
+				switch {
+				case m.Supersedes(c.To, rec.Status):
+					err = nil
+					outcome = c.To + " (supersedes " + rec.Status + ")"
+				case m.Supersedes(rec.Status, c.To) || m.Terminal(rec.Status):
+					return g.superseded(tx, rec, c)
+				}
 			}
 		}
 		if err != nil {
@@ -105,17 +114,23 @@ func startState(m *policy.Machine, box store.Box, s string) bool {
 	return s == policy.RefDelivered // the same name in both machines
 }
 
-// changedHere reports whether the record's current state was set by this
-// gateway's side, so a conflicting change from the peer crossed it.
-func (g *Gateway) changedHere(rec *store.Record) bool {
-	for i := len(rec.Timeline) - 1; i >= 0; i-- {
-		e := rec.Timeline[i]
-		if e.Event == rec.Status && e.Reason != reasonSuperseded {
-			agency, _, _ := strings.Cut(e.By, "/")
-			return agency == g.self
+// beforeLocalChange returns the state the record had before its current
+// state, when the current state was set by this gateway's side (so a
+// conflicting change from the peer may have crossed it).
+func (g *Gateway) beforeLocalChange(rec *store.Record) (string, bool) {
+	m := machines[rec.Kind]
+	var states []store.Event
+	for _, e := range rec.Timeline {
+		if m.Valid(e.Event) && e.Reason != reasonSuperseded {
+			states = append(states, e)
 		}
 	}
-	return false
+	n := len(states)
+	if n < 2 || states[n-1].Event != rec.Status {
+		return "", false
+	}
+	agency, _, _ := strings.Cut(states[n-1].By, "/")
+	return states[n-2].Event, agency == g.self
 }
 
 const reasonSuperseded = "superseded"

@@ -44,8 +44,12 @@ func (g *Gateway) park(m Msg, in *Incoming, cause error) error {
 			full = true
 			return nil
 		}
+		since := in.Now
+		if w, ok := tx.Waiting(m.From(), in.Header.ID); ok {
+			since = w.Since // a copy does not restart its clock
+		}
 		g.metrics.waiting.WithLabelValues(g.self, m.From()).Inc()
-		return tx.PutWaiting(in.Header.ID, store.Waiting{From: m.From(), Envelope: in.Env, Since: in.Now})
+		return tx.PutWaiting(in.Header.ID, store.Waiting{From: m.From(), Envelope: in.Env, Since: since})
 	})
 	switch {
 	case err != nil:

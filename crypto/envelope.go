@@ -774,3 +774,16 @@ func decrypt(ct []byte, id *age.HybridIdentity) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// KnownReason reports whether code is a reason code ReasonCode returns.
+func KnownReason(code string) bool {
+	if code == ReasonInternal {
+		return true
+	}
+	for _, rc := range reasonCodes {
+		if rc.code == code {
+			return true
+		}
+	}
+	return false
+}

@@ -210,3 +210,10 @@ func ReasonOf(err error) string {
 }
 
 func deny(reason, detail string) error { return &Error{Reason: reason, Detail: detail} }
+
+// KnownReason reports whether code is one of this package's reason codes.
+// A peer's receipt names its reason; only known codes are recorded.
+func KnownReason(code string) bool {
+	_, ok := reasonClass[code]
+	return ok
+}

@@ -633,6 +633,19 @@ func (t *Tx) PutWaiting(id string, w Waiting) error {
 	return putJSON(t.b(bucketWaiting), waitKey(w.From, id), w)
 }
 
+// Waiting returns the waiting envelope of sender from with id, if any.
+func (t *Tx) Waiting(from, id string) (Waiting, bool) {
+	var w Waiting
+	err := getJSON(t.b(bucketWaiting), waitKey(from, id), &w)
+	return w, err == nil
+}
+
+// DeleteEnvelope forgets envelope bytes no longer needed (a receipt
+// envelope once the broker has it: the signed receipt is kept apart).
+func (t *Tx) DeleteEnvelope(id string) error {
+	return t.b(bucketEnvelopes).Delete([]byte(id))
+}
+
 // DeleteWaiting removes a waiting envelope.
 func (t *Tx) DeleteWaiting(from, id string) error {
 	return t.b(bucketWaiting).Delete(waitKey(from, id))
