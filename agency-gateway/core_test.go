@@ -490,3 +490,21 @@ func TestStatementRequestEdges(t *testing.T) {
 		t.Fatal("the police recorded consent")
 	}
 }
+
+// TestWitnessStaysWithHolder: a minor's statement with a social worker as
+// witness reaches the police with the witness's role, not the name.
+func TestWitnessStaysWithHolder(t *testing.T) {
+	c := mustCore(t)
+	id := openedRequest(t, c, 72*time.Hour)
+	c.mustSend("shelter", "consent", srConsent, id, map[string]any{"given": true, "purposes": []string{"statement"},
+		"method": "verbal", "witness_role": "social-worker", "witness": "Ibu Wulandari", "person": map[string]any{"age": 16}})
+	c.mustSend("shelter", "statement", srResponse, id, statement)
+	c.waitStatus("police", srRead, id, "answered")
+	it := c.item("police", srRead, id)
+	if it.Consent == nil || it.Consent.WitnessRole != "social-worker" || strings.Contains(it.Consent.Witness, "Wulandari") {
+		t.Fatalf("consent at the police: %+v", it.Consent)
+	}
+	if own := c.item("shelter", srRead, id); own.Consent == nil || own.Consent.Witness != "Ibu Wulandari" {
+		t.Fatalf("consent at the shelter: %+v", own.Consent)
+	}
+}
