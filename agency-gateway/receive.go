@@ -99,9 +99,20 @@ func (g *Gateway) open(m Msg) (*Incoming, error) {
 		return in, reject(crypto.ReasonCode(crypto.ErrUnknownSender), fmt.Errorf("agency %s is not in the directory", h.From), false)
 	}
 	in.Sender = sender
-	// A redelivery or a replay is told before any further work; the store
-	// transaction checks again.
-	if err := g.db.View(func(tx *store.Tx) error { return checkSeen(tx, h.ID, in.Hash) }); err != nil {
+	// A redelivery, a replay or a reused id is told before any further
+	// work; the store transaction checks again.
+	err = g.db.View(func(tx *store.Tx) error {
+		if err := checkSeen(tx, h.ID, in.Hash); err != nil {
+			return err
+		}
+		if tx.Exists(h.ID) {
+			// Ids are random; a peer reusing one this gateway already
+			// holds (say, of a referral it received from us) is forging.
+			return refuse("id-collision", fmt.Errorf("envelope id %s is already in use here", h.ID))
+		}
+		return nil
+	})
+	if err != nil {
 		return in, err
 	}
 	return in, nil
