@@ -141,13 +141,15 @@ func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error) {
 	}
 	switch {
 	case err == nil || errors.Is(err, errDuplicate) || errors.Is(err, errParked):
-		if aerr := m.AckSync(ctx); aerr != nil {
-			g.log.Warn("ack failed; the broker will redeliver", "envelope", in.Header.ID, "err", aerr)
-		}
 		if err == nil {
+			// Committed: tell the outcome and wake the loops before the
+			// ack's round trip to the broker.
+			g.decided(in.outcomeRef, in.outcome)
 			g.poke()
 			g.pokeWaiting()
-			g.decided(in.outcomeRef, in.outcome)
+		}
+		if aerr := m.AckSync(ctx); aerr != nil {
+			g.log.Warn("ack failed; the broker will redeliver", "envelope", in.Header.ID, "err", aerr)
 		}
 		g.metricsEnvelope("in", in.Header.Kind, resultOf(err))
 	case errors.As(err, &perm):
