@@ -88,7 +88,7 @@ func (consentKind) Check(*Gateway, *Incoming) error { return errNotReceived }
 
 func (consentKind) Apply(*Gateway, *store.Tx, *Incoming) error { return errNotReceived }
 
-var errNotReceived = refuse("kind-unsupported", fmt.Errorf("consent decisions travel as status envelopes"))
+var errNotReceived = refuse(ReasonKindUnsupported, fmt.Errorf("consent decisions travel as status envelopes"))
 
 // personAge is what the holding agency knows of the person's age: given
 // with the consent, or from the referral the request names when this

@@ -43,6 +43,20 @@ func fieldErrors(fe []body.FieldError) error {
 	return &InvalidError{Fields: fe}
 }
 
+// Reasons of the refusals this package makes itself (policy and crypto
+// have their own), as they appear in audit events and rejected receipts.
+const (
+	ReasonBodyInvalid     = "body-invalid"
+	ReasonBodyMismatch    = "body-mismatch"
+	ReasonIDCollision     = "id-collision"
+	ReasonKindUnsupported = "kind-unsupported"
+	ReasonReceiptInvalid  = "receipt-invalid"
+	ReasonReceiptMismatch = "receipt-hash-mismatch"
+	ReasonReplay          = "replay"
+	ReasonSenderMismatch  = "sender-mismatch"
+	ReasonUndelivered     = "undelivered-by-deadline"
+)
+
 // permanent marks an incoming envelope that can never be accepted: it is
 // audited, answered with a rejected receipt where the sender is verified,
 // and terminated at the broker.

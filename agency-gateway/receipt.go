@@ -27,7 +27,7 @@ func (receiptKind) Prepare(*Gateway, Draft) (*Outgoing, error) {
 func (receiptKind) Check(g *Gateway, in *Incoming) error {
 	r, err := crypto.VerifyReceiptEnvelope(in.Header, in.Body, g.state().dir)
 	if err != nil {
-		return refuse("receipt-invalid", err)
+		return refuse(ReasonReceiptInvalid, err)
 	}
 	// The reason is the peer's word: only a known code is recorded.
 	if r.Reason != "" && !knownReason(r.Reason) {
@@ -45,7 +45,7 @@ func (receiptKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	rec, err := tx.Record(r.EnvelopeID)
 	if err == nil && rec.Box == store.Outbox && rec.To == in.Sender.ID {
 		if r.HashHex() != rec.EnvelopeHash {
-			return refuse("receipt-hash-mismatch", fmt.Errorf("receipt hash does not match envelope %s", rec.ID))
+			return refuse(ReasonReceiptMismatch, fmt.Errorf("receipt hash does not match envelope %s", rec.ID))
 		}
 		return applyReceipt(g, tx, rec, in, r)
 	}
@@ -62,7 +62,7 @@ func (receiptKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	}
 	env, err := tx.Envelope(r.EnvelopeID)
 	if err != nil || counterpart(rec) != in.Sender.ID || hashHex(env) != r.HashHex() {
-		return refuse("receipt-hash-mismatch", fmt.Errorf("receipt does not match envelope %s", r.EnvelopeID))
+		return refuse(ReasonReceiptMismatch, fmt.Errorf("receipt does not match envelope %s", r.EnvelopeID))
 	}
 	added, err := tx.AddReceipt(r.EnvelopeID, r.Event, in.Body)
 	if err != nil || !added {
@@ -132,8 +132,8 @@ func applyReceipt(g *Gateway, tx *store.Tx, rec *store.Record, in *Incoming, r c
 
 // gatewayReasons are the reason codes of refusals this package makes
 // itself.
-var gatewayReasons = []string{"body-invalid", "body-mismatch", "id-collision", "replay", "sender-mismatch",
-	"kind-unsupported", "receipt-invalid", "receipt-hash-mismatch", "undelivered-by-deadline",
+var gatewayReasons = []string{ReasonBodyInvalid, ReasonBodyMismatch, ReasonIDCollision, ReasonKindUnsupported,
+	ReasonReceiptInvalid, ReasonReceiptMismatch, ReasonReplay, ReasonSenderMismatch, ReasonUndelivered,
 	ReasonWaitedTooLong, ReasonTooManyWaiting}
 
 // knownReason reports whether a reason code is one any gateway may send.

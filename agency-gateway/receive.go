@@ -92,7 +92,7 @@ func (g *Gateway) open(m Msg) (*Incoming, error) {
 	}
 	in.Body = body
 	if h.From != m.From() {
-		return in, reject("sender-mismatch", fmt.Errorf("envelope from %q arrived on the subject of %q", h.From, m.From()), true)
+		return in, reject(ReasonSenderMismatch, fmt.Errorf("envelope from %q arrived on the subject of %q", h.From, m.From()), true)
 	}
 	sender, ok := g.state().dir.Agency(h.From)
 	if !ok {
@@ -108,7 +108,7 @@ func (g *Gateway) open(m Msg) (*Incoming, error) {
 		if tx.Exists(h.ID) {
 			// Ids are random; a peer reusing one this gateway already
 			// holds (say, of a referral it received from us) is forging.
-			return refuse("id-collision", fmt.Errorf("envelope id %s is already in use here", h.ID))
+			return refuse(ReasonIDCollision, fmt.Errorf("envelope id %s is already in use here", h.ID))
 		}
 		return nil
 	})
@@ -121,7 +121,7 @@ func (g *Gateway) open(m Msg) (*Incoming, error) {
 func (g *Gateway) kindOf(name string) (Kind, error) {
 	k, ok := g.kinds[name]
 	if !ok || name == kindConsent {
-		return nil, reject("kind-unsupported", fmt.Errorf("envelope kind %q is not handled here", name), true)
+		return nil, reject(ReasonKindUnsupported, fmt.Errorf("envelope kind %q is not handled here", name), true)
 	}
 	return k, nil
 }
@@ -268,7 +268,7 @@ func checkSeen(tx *store.Tx, id, hash string) error {
 	case seen == hash, seen == refusedMark+hash:
 		return errDuplicate
 	default:
-		return reject("replay", fmt.Errorf("envelope id %s was already used", id), true)
+		return reject(ReasonReplay, fmt.Errorf("envelope id %s was already used", id), true)
 	}
 }
 

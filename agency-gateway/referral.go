@@ -66,11 +66,11 @@ func (referralKind) Check(g *Gateway, in *Incoming) error {
 	}
 	r, fe := body.ParseReferralReceived(in.Body)
 	if err := fieldErrors(fe); err != nil {
-		return refuse("body-invalid", err)
+		return refuse(ReasonBodyInvalid, err)
 	}
 	st := g.state()
 	if r.To != g.self {
-		return refuse("body-mismatch", fmt.Errorf("body addressed to %q", r.To))
+		return refuse(ReasonBodyMismatch, fmt.Errorf("body addressed to %q", r.To))
 	}
 	if err := st.rules.CheckPseudonym(r.Person.Pseudonym); err != nil {
 		return refusePolicy(err)
@@ -118,7 +118,7 @@ func (g *Gateway) store(tx *store.Tx, in *Incoming, rec *store.Record, c Change)
 	if tx.Exists(rec.ID) {
 		// Ids are random; a peer reusing one this gateway already holds
 		// (say, of a referral it received from us) is forging.
-		return refuse("id-collision", fmt.Errorf("envelope id %s is already in use here", rec.ID))
+		return refuse(ReasonIDCollision, fmt.Errorf("envelope id %s is already in use here", rec.ID))
 	}
 	if err := tx.PutEnvelope(rec.ID, in.Env); err != nil {
 		return err

@@ -94,7 +94,7 @@ func (statementKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 func (statementKind) Check(g *Gateway, in *Incoming) error {
 	sb, fe := body.ParseStatementBody(in.Body)
 	if err := fieldErrors(fe); err != nil {
-		return refuse("body-invalid", err)
+		return refuse(ReasonBodyInvalid, err)
 	}
 	if !strings.HasPrefix(sb.Consent.RecordedBy, in.Sender.ID+"/") {
 		return refuse(policy.ReasonConsentInvalid, fmt.Errorf("consent recorded by someone else than the sender's staff"))
@@ -115,7 +115,7 @@ func (statementKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 		return refuse(policy.ReasonNotParty, fmt.Errorf("a statement from an agency the request was not sent to"))
 	}
 	if tx.Exists(in.Header.ID) {
-		return refuse("id-collision", fmt.Errorf("envelope id %s is already in use here", in.Header.ID))
+		return refuse(ReasonIDCollision, fmt.Errorf("envelope id %s is already in use here", in.Header.ID))
 	}
 	// Open when it was sealed: a statement sealed before the due date may
 	// arrive after this side expired the request (the answer wins), but

@@ -71,13 +71,13 @@ func (statementRequestKind) Check(g *Gateway, in *Incoming) error {
 	}
 	r, fe := body.ParseStatementRequest(in.Body)
 	if err := fieldErrors(fe); err != nil {
-		return refuse("body-invalid", err)
+		return refuse(ReasonBodyInvalid, err)
 	}
 	if r.To != g.self {
-		return refuse("body-mismatch", fmt.Errorf("body addressed to %q", r.To))
+		return refuse(ReasonBodyMismatch, fmt.Errorf("body addressed to %q", r.To))
 	}
 	if err := checkRequest(g.state(), r); err != nil {
-		return refuse("body-invalid", err)
+		return refuse(ReasonBodyInvalid, err)
 	}
 	if !r.Due.After(in.Header.Created) {
 		return refuse(policy.ReasonRequestExpired, fmt.Errorf("the request was due before it was sent"))

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/rujukan/rujukan/agency-gateway/body"
+	"github.com/rujukan/rujukan/agency-gateway/openapi"
 	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
@@ -91,7 +92,7 @@ func (statusKind) Check(g *Gateway, in *Incoming) error {
 	}
 	sb, fe := body.ParseStatusBody(in.Body)
 	if err := fieldErrors(fe); err != nil {
-		return refuse("body-invalid", err)
+		return refuse(ReasonBodyInvalid, err)
 	}
 	// The body's author is the sender's word; it must at least be one of
 	// the sender's own.
@@ -124,7 +125,7 @@ func (statusKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 		return refuse(policy.ReasonTransitionRole, fmt.Errorf("a %s may not announce %q on a %s", role, sb.Status, rec.Kind))
 	}
 	if sb.Reason != "" && !slices.Contains(declineReasons, sb.Reason) {
-		return refuse("body-invalid", fmt.Errorf("status reason is not a known code"))
+		return refuse(ReasonBodyInvalid, fmt.Errorf("status reason is not a known code"))
 	}
 	if rec.Box == store.Outbox {
 		if err := g.catchUp(tx, rec, in, sb.Status); err != nil {
@@ -159,7 +160,7 @@ var peerStates = map[string]map[policy.Role][]string{
 
 // declineReasons are the reason codes a status may carry: why a statement
 // request was declined.
-var declineReasons = []string{"no-consent", "risk-to-victim", "not-known", "other"}
+var declineReasons = openapi.Enum("DeclineReason")
 
 // catchUp brings a sent record up to date when a change by its recipient
 // arrives before the receipts that would have moved it along (they travel

@@ -49,7 +49,7 @@ func (g *Gateway) sweep() error {
 				return err
 			}
 			c := Change{To: policy.RefFailed, Role: policy.RoleSystem, By: g.self, At: now,
-				Reason: "undelivered-by-deadline", Action: ActDeadline}
+				Reason: ReasonUndelivered, Action: ActDeadline}
 			if policy.Transition(machines[rec.Kind], rec.Status, policy.RefFailed, policy.RoleSystem) != nil {
 				return g.note(tx, rec, c) // it moved on meanwhile (withdrawn, say)
 			}

@@ -600,3 +600,20 @@ func Scopes(method, path string) ([]string, bool) {
 	}
 	return slices.Clip(out), true
 }
+
+// Enum returns the values of the enumeration defined by component schema
+// name ("DeclineReason"), or nil: code that must branch on such values
+// reads them here, so each enumeration is written once, in openapi.json.
+func Enum(name string) []string {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Enum []string `json:"enum"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(JSON, &doc); err != nil {
+		return nil
+	}
+	return doc.Components.Schemas[name].Enum
+}

@@ -467,3 +467,12 @@ func BenchmarkCheckItem(b *testing.B) {
 		}
 	}
 }
+
+func TestEnum(t *testing.T) {
+	if got := Enum("DeclineReason"); !slices.Equal(got, []string{"no-consent", "risk-to-victim", "not-known", "other"}) {
+		t.Fatalf("DeclineReason = %v", got)
+	}
+	if Enum("NoSuchSchema") != nil {
+		t.Fatal("an unknown schema has an enumeration")
+	}
+}
