@@ -47,6 +47,32 @@ type Config struct {
 	DeliveryDeadline time.Duration `yaml:"delivery_deadline"`
 	// ClockSkew is the allowance for the created/expires window.
 	ClockSkew time.Duration `yaml:"clock_skew"`
+	// Web configures the staff web app.
+	Web WebConfig `yaml:"web"`
+}
+
+// WebConfig configures the web app staff sign in to.
+type WebConfig struct {
+	// TimeZone is where dates are shown: WIB, WITA, WIT or an IANA name;
+	// default WIB (Asia/Jakarta).
+	TimeZone string `yaml:"time_zone"`
+	// TOTPRoles are the roles whose users must sign in with a second
+	// factor (caseworker, consent-recorder, investigator, operator).
+	TOTPRoles []string `yaml:"totp_roles"`
+}
+
+// Location returns the time zone of TimeZone.
+func (w WebConfig) Location() (*time.Location, error) {
+	name := w.TimeZone
+	switch strings.ToUpper(name) {
+	case "", "WIB":
+		name = "Asia/Jakarta"
+	case "WITA":
+		name = "Asia/Makassar"
+	case "WIT":
+		name = "Asia/Jayapura"
+	}
+	return time.LoadLocation(name)
 }
 
 // BrokerConfig says how to reach the broker.
@@ -221,6 +247,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 		return bad("http.tls_cert", "http.tls_cert and http.tls_key go together")
+	}
+	if _, err := c.Web.Location(); err != nil {
+		return bad("web.time_zone", "%q is not WIB, WITA, WIT or a known time zone", c.Web.TimeZone)
 	}
 	if c.HTTP.MaxBody < 1024 || c.HTTP.MaxBody > 1<<20 {
 		return bad("http.max_body", "%d is outside 1024..1048576", c.HTTP.MaxBody)

@@ -508,3 +508,16 @@ func TestWitnessStaysWithHolder(t *testing.T) {
 		t.Fatalf("consent at the shelter: %+v", own.Consent)
 	}
 }
+
+// TestWatch: a watcher hears of a referral that arrives.
+func TestWatch(t *testing.T) {
+	c := mustCore(t)
+	ch, stop := c.gws["shelter"].Watch()
+	defer stop()
+	c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("shelter"))
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no signal for an arriving referral")
+	}
+}

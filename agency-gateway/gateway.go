@@ -67,6 +67,8 @@ type Gateway struct {
 	reloadMu sync.Mutex
 	wake     chan struct{}
 	recheck  chan struct{}
+	watchMu  sync.Mutex
+	watchers map[chan struct{}]struct{}
 	wg       sync.WaitGroup
 	stop     context.CancelFunc
 	ready    atomic.Bool
@@ -280,5 +282,36 @@ func (g *Gateway) pokeWaiting() {
 	select {
 	case g.recheck <- struct{}{}:
 	default:
+	}
+}
+
+// Watch returns a channel that receives a signal soon after a record of
+// this gateway is created or changes (an envelope stored, a state changed,
+// a record opened), for live views; signals are coalesced, never queued.
+// Stop with the returned function.
+func (g *Gateway) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	g.watchMu.Lock()
+	if g.watchers == nil {
+		g.watchers = map[chan struct{}]struct{}{}
+	}
+	g.watchers[ch] = struct{}{}
+	g.watchMu.Unlock()
+	return ch, func() {
+		g.watchMu.Lock()
+		delete(g.watchers, ch)
+		g.watchMu.Unlock()
+	}
+}
+
+// changed signals the watchers.
+func (g *Gateway) changed() {
+	g.watchMu.Lock()
+	defer g.watchMu.Unlock()
+	for ch := range g.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }

@@ -202,6 +202,7 @@ func (g *Gateway) open1(p policy.Principal, a policy.Action, act store.Action, i
 		return Item{}, err
 	}
 	g.poke()
+	g.changed()
 	return g.fullItem(rec)
 }
 

@@ -145,6 +145,7 @@ func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error) {
 			// Committed: tell the outcome and wake the loops before the
 			// ack's round trip to the broker.
 			g.decided(in.outcomeRef, in.outcome)
+			g.changed()
 			g.poke()
 			g.pokeWaiting()
 		}

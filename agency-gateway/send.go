@@ -44,6 +44,7 @@ func (g *Gateway) Send(ctx context.Context, p policy.Principal, d Draft) (Accept
 	if err != nil {
 		return Accepted{}, g.refused(p, d.Action, d.Ref, err)
 	}
+	g.changed()
 	id := out.Ref
 	if out.New != nil {
 		id = out.New.ID

@@ -60,6 +60,7 @@ func (g *Gateway) sweep() error {
 		}
 		if failed {
 			g.decided(id, policy.RefFailed)
+			g.changed()
 		}
 	}
 	for _, id := range due {
@@ -80,6 +81,7 @@ func (g *Gateway) sweep() error {
 		if err != nil {
 			return err
 		}
+		g.changed()
 	}
 	return nil
 }
