@@ -521,3 +521,30 @@ func TestWatch(t *testing.T) {
 		t.Fatal("no signal for an arriving referral")
 	}
 }
+
+// TestForgedReceipts: a receipt from an agency that is not the recipient,
+// and one whose hash does not match, are refused and change nothing.
+func TestForgedReceipts(t *testing.T) {
+	c := mustCore(t)
+	acc := c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("shelter"))
+	c.waitStatus("iom", refRead, acc.ID, "delivered")
+	forge := func(from string, sum [32]byte) []byte {
+		signed, err := crypto.SignReceipt(crypto.Receipt{EnvelopeID: acc.ID, EnvelopeHash: sum, From: from, To: "iom",
+			Event: crypto.EventRejected, Reason: "replay", At: c.clock.Now()}, c.keys[from].Signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.sealRaw(from, "iom", crypto.KindReceipt, signed)
+	}
+	c.net.Inject("iom", "dinsos", forge("dinsos", [32]byte{1}))
+	c.waitAudit("iom", func(e store.AuditEvent) bool {
+		return e.Actor == "peer:dinsos" && e.Reason == policy.ReasonRuleCounterpart
+	})
+	c.net.Inject("iom", "shelter", forge("shelter", [32]byte{2}))
+	c.waitAudit("iom", func(e store.AuditEvent) bool {
+		return e.Actor == "peer:shelter" && e.Reason == gateway.ReasonReceiptMismatch
+	})
+	if it := c.item("iom", refRead, acc.ID); it.Outcome != "delivered" || it.Status != "delivered" {
+		t.Fatalf("forged receipts changed the referral: %s %s", it.Status, it.Outcome)
+	}
+}

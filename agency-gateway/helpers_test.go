@@ -223,9 +223,15 @@ func (c *core) seal(from, to, kind string, body any) []byte {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	var dir *crypto.Directory
+	return c.sealRaw(from, to, kind, raw)
+}
+
+// sealRaw is seal for a body already encoded.
+func (c *core) sealRaw(from, to, kind string, raw []byte) []byte {
+	c.t.Helper()
 	authority, _ := crypto.ParseAuthorityKey("@" + filepath.Join(c.data, "authority", "authority.pub"))
-	if dir, err = crypto.LoadDirectory(filepath.Join(c.data, "network.json"), authority); err != nil {
+	dir, err := crypto.LoadDirectory(filepath.Join(c.data, "network.json"), authority)
+	if err != nil {
 		c.t.Fatal(err)
 	}
 	rcpt, _ := dir.Agency(to)

@@ -60,8 +60,11 @@ func (receiptKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	if rec, err = tx.Record(ref); err != nil {
 		return err
 	}
+	if counterpart(rec) != in.Sender.ID {
+		return refuse(policy.ReasonRuleCounterpart, fmt.Errorf("receipt for an envelope sent to another agency"))
+	}
 	env, err := tx.Envelope(r.EnvelopeID)
-	if err != nil || counterpart(rec) != in.Sender.ID || hashHex(env) != r.HashHex() {
+	if err != nil || hashHex(env) != r.HashHex() {
 		return refuse(ReasonReceiptMismatch, fmt.Errorf("receipt does not match envelope %s", r.EnvelopeID))
 	}
 	added, err := tx.AddReceipt(r.EnvelopeID, r.Event, in.Body)
