@@ -265,3 +265,10 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 	t.Fatalf("%s did not happen", what)
 }
+
+var gatewayOutbox = gateway.ListQuery{Box: "outbox"}
+
+// anyPrincipal is a caseworker of the fake's agency.
+func (a *fakeAuth) anyPrincipal() policy.Principal {
+	return policy.Principal{Agency: a.agency, Subject: "test", Scopes: staff.ScopesFor([]staff.Role{staff.RoleCaseworker}, a.kind)}
+}

@@ -58,7 +58,7 @@ func (s *server) referrals(c *ctx) {
 type referralForm struct {
 	*form
 	Priorities, Sexes, Exploitations, Needs, Risks, Purposes, Methods, WitnessRoles []string
-	Now                                                                            string
+	Now                                                                             string
 }
 
 func (s *server) showReferralForm(c *ctx, code int, f *form) {

@@ -44,12 +44,12 @@ type navItem struct {
 
 var funcs = template.FuncMap{
 	// has reports whether form field name holds value v.
-	"has": func(f url.Values, name, v string) bool { return slices.Contains(f[name], v) },
+	"has":  func(f url.Values, name, v string) bool { return slices.Contains(f[name], v) },
 	"join": strings.Join,
 	"lines": func(s string) []string {
 		return strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n")
 	},
-	"add": func(a, b int) int { return a + b },
+	"add":  func(a, b int) int { return a + b },
 	"list": func(v ...string) []string { return v },
 	"dict": func(kv ...any) map[string]any {
 		m := map[string]any{}

@@ -74,9 +74,9 @@ type requestView struct {
 	Inbox    bool
 	// CanConsent, CanAnswer and CanDecline say which forms the state
 	// allows the holding agency.
-	CanConsent, CanAnswer, CanDecline                  bool
-	Purposes, Methods, WitnessRoles, DeclineReasons    []string
-	Now                                                string
+	CanConsent, CanAnswer, CanDecline               bool
+	Purposes, Methods, WitnessRoles, DeclineReasons []string
+	Now                                             string
 	// Form is the form shown again, and which one it is.
 	Which string
 	*form
