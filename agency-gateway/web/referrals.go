@@ -158,6 +158,9 @@ func (s *server) showReferral(c *ctx, code int, f *form) {
 		var r body.Referral
 		if json.Unmarshal(it.Referral, &r) == nil {
 			v.Ref = &r
+			if v.It.Priority == "" {
+				v.It.Priority = r.Priority
+			}
 		}
 	}
 	if v.Receipts, err = s.gw.Receipts(c.sess.Principal, id); err != nil {
