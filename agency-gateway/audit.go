@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 
@@ -80,12 +81,21 @@ func (g *Gateway) VerifyAudit(p policy.Principal) (AuditVerification, error) {
 	if err := policy.Decide(p, policy.ActionAuditVerify, policy.Resource{}); err != nil {
 		return AuditVerification{}, g.denied(p, policy.ActionAuditVerify, "", err)
 	}
-	r, err := g.db.VerifyAudit()
+	// The whole chain is walked once; then only what was appended since,
+	// as nothing else can write the file while this gateway holds it.
+	g.auditMu.Lock()
+	defer g.auditMu.Unlock()
+	var r store.AuditReport
+	err := g.db.View(func(tx *store.Tx) (err error) {
+		r, err = tx.VerifyAuditFrom(g.keys.SigningKey.Public().(ed25519.PublicKey), g.auditChecked)
+		return err
+	})
 	if errors.Is(err, store.ErrAuditBroken) {
 		return AuditVerification{OK: false, Events: r.Events, Error: err.Error()}, nil
 	}
 	if err != nil {
 		return AuditVerification{}, err
 	}
+	g.auditChecked = r
 	return AuditVerification{OK: true, Events: r.Events, HeadHash: r.HeadHash}, nil
 }

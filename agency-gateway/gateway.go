@@ -63,15 +63,17 @@ type Gateway struct {
 	opener   *crypto.Opener
 	inflight sync.Map // queue seq -> publishing now
 
-	dir      atomic.Pointer[netState]
-	reloadMu sync.Mutex
-	wake     chan struct{}
-	recheck  chan struct{}
-	watchMu  sync.Mutex
-	watchers map[chan struct{}]struct{}
-	wg       sync.WaitGroup
-	stop     context.CancelFunc
-	ready    atomic.Bool
+	dir          atomic.Pointer[netState]
+	reloadMu     sync.Mutex
+	wake         chan struct{}
+	recheck      chan struct{}
+	auditMu      sync.Mutex
+	auditChecked store.AuditReport // the prefix of the log verified so far
+	watchMu      sync.Mutex
+	watchers     map[chan struct{}]struct{}
+	wg           sync.WaitGroup
+	stop         context.CancelFunc
+	ready        atomic.Bool
 }
 
 // netState is the directory in force and what is derived from it.

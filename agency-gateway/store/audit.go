@@ -137,6 +137,15 @@ type AuditReport struct {
 // previous one, consecutive sequence numbers, and the head signature against
 // pub. Any edit, deletion or insertion fails with ErrAuditBroken.
 func (t *Tx) VerifyAudit(pub ed25519.PublicKey) (AuditReport, error) {
+	return t.VerifyAuditFrom(pub, AuditReport{})
+}
+
+// VerifyAuditFrom is VerifyAudit for a log whose first from.Events events
+// were verified before, ending at hash from.HeadHash: it checks the signed
+// head and the events after them only. A running gateway, which holds the
+// file lock, uses it to keep checking what it appends; a whole walk is
+// needed for a file that was out of its hands.
+func (t *Tx) VerifyAuditFrom(pub ed25519.PublicKey, from AuditReport) (AuditReport, error) {
 	var head AuditHead
 	if err := getJSON(t.b(bucketMeta), keyAuditHead, &head); err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -151,10 +160,21 @@ func (t *Tx) VerifyAudit(pub ed25519.PublicKey) (AuditReport, error) {
 	if err != nil || !ed25519.Verify(pub, headMessage(head.Seq, head.Hash), sig) {
 		return AuditReport{}, fmt.Errorf("%w: head signature is not valid", ErrAuditBroken)
 	}
-	var prev string
-	var seq uint64
+	prev, seq := from.HeadHash, from.Events
 	c := t.b(bucketAudit).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
+	k, v := c.First()
+	if seq > 0 {
+		k, v = c.Seek(seqKey(seq))
+		if k == nil || binary.BigEndian.Uint64(k) != seq {
+			return AuditReport{}, fmt.Errorf("%w: event %d is missing", ErrAuditBroken, seq)
+		}
+		var e AuditEvent
+		if err := json.Unmarshal(v, &e); err != nil || e.Hash != prev {
+			return AuditReport{}, fmt.Errorf("%w: event %d was altered", ErrAuditBroken, seq)
+		}
+		k, v = c.Next()
+	}
+	for ; k != nil; k, v = c.Next() {
 		seq++
 		var e AuditEvent
 		if err := json.Unmarshal(v, &e); err != nil {

@@ -364,3 +364,33 @@ func TestBatchFailureFromAnotherCall(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditVerifyFrom: checking from a verified prefix covers what was
+// appended since, and catches a prefix that no longer ends where it did.
+func TestAuditVerifyFrom(t *testing.T) {
+	db := MustOpen(t)
+	appendEvents(t, db, 5)
+	first, err := db.VerifyAudit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEvents(t, db, 3)
+	var r AuditReport
+	err = db.View(func(tx *Tx) (err error) { r, err = tx.VerifyAuditFrom(db.verify, first); return err })
+	if err != nil || r.Events != 8 {
+		t.Fatalf("from 5: %+v, %v", r, err)
+	}
+	if err := db.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Delete(seqKey(7)) }); err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx *Tx) (err error) { _, err = tx.VerifyAuditFrom(db.verify, first); return err })
+	if !errors.Is(err, ErrAuditBroken) {
+		t.Fatalf("a deleted event after the prefix: %v", err)
+	}
+	bad := first
+	bad.HeadHash = "00"
+	err = db.View(func(tx *Tx) (err error) { _, err = tx.VerifyAuditFrom(db.verify, bad); return err })
+	if !errors.Is(err, ErrAuditBroken) {
+		t.Fatalf("a prefix that does not end where it did: %v", err)
+	}
+}
