@@ -11,11 +11,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/agency-gateway/run"
+	"github.com/rujukan/rujukan/agency-gateway/staff"
+	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/broker"
 	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
@@ -59,6 +63,9 @@ type DevConfig struct {
 	// OnOutcome is called with the delivery outcome of every referral a
 	// gateway sent (rujukan bench uses it to time deliveries).
 	OnOutcome func(agency, id, outcome string)
+	// Argon are the hash parameters of the dev accounts' passwords made on
+	// first use (zero: staff.DefaultParams); tests may lower them.
+	Argon staff.Params
 }
 
 // DevStack is a running development network.
@@ -66,6 +73,9 @@ type DevStack struct {
 	Broker   *broker.Server
 	Gateways map[string]*run.Running
 	Tokens   map[string]string
+	// Accounts are the web app accounts of each agency, as written to
+	// DATA/accounts.txt.
+	Accounts map[string][]DevAccount
 	order    []string
 }
 
@@ -90,6 +100,14 @@ func runDev(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "%-8s %s\n  token (%s): %s\n\n", id, st.Gateways[id].URL,
 			filepath.Join(cfg.Data, "tokens", id+".jwt"), st.Tokens[id])
 	}
+	fmt.Fprintf(env.Stdout, "Web app accounts (also in %s):\n", filepath.Join(cfg.Data, devAccountsFile))
+	for _, id := range st.order {
+		fmt.Fprintf(env.Stdout, "%-8s %s/ui/\n", id, strings.TrimSuffix(st.Gateways[id].URL, "/"))
+		for _, a := range st.Accounts[id] {
+			fmt.Fprintf(env.Stdout, "  %-17s %s\n", a.Name, a.Password)
+		}
+	}
+	fmt.Fprintln(env.Stdout)
 	fmt.Fprintln(env.Stdout, "Press Ctrl-C to stop; send SIGHUP to reload network.json after you re-sign it.")
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -148,6 +166,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevStack, error) {
 	if err := InitDevNetwork(cfg.Data); err != nil {
 		return nil, err
 	}
+	// Accounts go into the gateways' stores before the gateways hold them.
+	accounts, err := InitDevAccounts(cfg.Data, cfg.Argon)
+	if err != nil {
+		return nil, err
+	}
 	authPath := filepath.Join(cfg.Data, "authority", "authority.pub")
 	authority, err := crypto.ParseAuthorityKey("@" + authPath)
 	if err != nil {
@@ -173,7 +196,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevStack, error) {
 	if err := b.Start(ctx); err != nil {
 		return nil, err
 	}
-	st := &DevStack{Broker: b, Gateways: map[string]*run.Running{}, Tokens: map[string]string{}}
+	st := &DevStack{Broker: b, Gateways: map[string]*run.Running{}, Tokens: map[string]string{}, Accounts: accounts}
 	if err := os.MkdirAll(filepath.Join(cfg.Data, "tokens"), 0o700); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("dev: %w", err)
@@ -285,4 +308,135 @@ func (s *DevStack) Close() error {
 	}
 	errs = append(errs, s.Broker.Close())
 	return errors.Join(errs...)
+}
+
+// DevAccount is one web app account of the development network.
+type DevAccount struct {
+	Name     string
+	Roles    []staff.Role
+	Password string
+}
+
+// devAccountsFile holds the dev accounts and their passwords, in the data
+// folder: a line per account, "agency name roles password", roles
+// separated by commas; lines starting with # are comments.
+const devAccountsFile = "accounts.txt"
+
+// DevRoles are the roles of the accounts `rujukan dev` makes at an agency
+// of kind, one account per role, named after it.
+func DevRoles(kind string) []staff.Role {
+	if kind == policy.KindPolice {
+		return []staff.Role{staff.RoleCaseworker, staff.RoleInvestigator, staff.RoleOperator}
+	}
+	return []staff.Role{staff.RoleCaseworker, staff.RoleConsentRecorder, staff.RoleOperator}
+}
+
+// InitDevAccounts makes sure every dev agency's gateway store has the web
+// app accounts of DATA/accounts.txt, and returns them by agency. On first
+// use it makes the accounts (DevRoles, random passwords) and writes the
+// file; later it reads the file and adds only accounts missing from a
+// store. It opens the stores, so it runs before the gateways start.
+func InitDevAccounts(data string, argon staff.Params) (map[string][]DevAccount, error) {
+	path := filepath.Join(data, devAccountsFile)
+	accounts, err := readDevAccounts(path)
+	fresh := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !fresh {
+		return nil, err
+	}
+	if fresh {
+		accounts = map[string][]DevAccount{}
+		for _, a := range DevAgencies {
+			for _, r := range DevRoles(a.Kind) {
+				pw, err := GeneratePassword()
+				if err != nil {
+					return nil, fmt.Errorf("dev: %w", err)
+				}
+				accounts[a.ID] = append(accounts[a.ID], DevAccount{Name: string(r), Roles: []staff.Role{r}, Password: pw})
+			}
+		}
+	}
+	// Each agency in its own store, at once: hashing is the slow part.
+	errs := make([]error, len(DevAgencies))
+	var wg sync.WaitGroup
+	for i, a := range DevAgencies {
+		wg.Go(func() { errs[i] = ensureDevAccounts(data, a, accounts[a.ID], argon, fresh) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if fresh {
+		var b strings.Builder
+		b.WriteString("# Rujukan dev web app accounts: agency name roles password\n")
+		for _, a := range DevAgencies {
+			for _, acc := range accounts[a.ID] {
+				fmt.Fprintf(&b, "%s %s %s %s\n", a.ID, acc.Name, joinRoles(acc.Roles), acc.Password)
+			}
+		}
+		if err := crypto.WritePrivateFile(path, []byte(b.String()), true); err != nil {
+			return nil, fmt.Errorf("dev: %w", err)
+		}
+	}
+	return accounts, nil
+}
+
+// ensureDevAccounts adds the accounts missing from agency a's store. When
+// the passwords are new (fresh), an account already there (left by a first
+// run that stopped before writing accounts.txt) gets the new password.
+func ensureDevAccounts(data string, a DevAgency, want []DevAccount, argon staff.Params, fresh bool) error {
+	gc := DevGatewayConfig(data, a.ID, "")
+	key, err := crypto.LoadEd25519PrivateKey(filepath.Join(gc.Keys, crypto.SigningKeyFile))
+	if err != nil {
+		return fmt.Errorf("dev: accounts of %s: %w", a.ID, err)
+	}
+	if err := os.MkdirAll(gc.Data, 0o700); err != nil {
+		return fmt.Errorf("dev: accounts of %s: %w", a.ID, err)
+	}
+	db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), key)
+	if err != nil {
+		return fmt.Errorf("dev: accounts of %s: %w", a.ID, err)
+	}
+	defer db.Close()
+	accts := staff.New(db, a.ID, a.Kind, staff.Options{Argon: argon, Actor: a.ID + "/dev"})
+	for _, acc := range want {
+		err := accts.Add(acc.Name, acc.Roles, acc.Password)
+		if errors.Is(err, staff.ErrExists) {
+			if !fresh {
+				continue
+			}
+			err = accts.Reset(acc.Name, acc.Password)
+		}
+		if err != nil {
+			return fmt.Errorf("dev: account %s of %s: %w", acc.Name, a.ID, err)
+		}
+	}
+	return nil
+}
+
+// readDevAccounts reads accounts.txt.
+func readDevAccounts(path string) (map[string][]DevAccount, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	out := map[string][]DevAccount{}
+	for i, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 4 {
+			return nil, fmt.Errorf("dev: %s line %d: want \"agency name roles password\"", path, i+1)
+		}
+		var roles roleFlag
+		if err := roles.Set(f[2]); err != nil || len(roles) == 0 {
+			return nil, fmt.Errorf("dev: %s line %d: bad roles %q", path, i+1, f[2])
+		}
+		out[f[0]] = append(out[f[0]], DevAccount{Name: f[1], Roles: roles, Password: f[3]})
+	}
+	return out, nil
 }
