@@ -211,6 +211,9 @@ func newVerifier(cfg Config, kind string) (*policy.Verifier, error) {
 // Agency returns this gateway's agency id.
 func (g *Gateway) Agency() string { return g.self }
 
+// Kind returns this gateway's agency kind, as the directory in force says.
+func (g *Gateway) Kind() string { return g.state().self.Kind }
+
 // Verifier returns the token verifier.
 func (g *Gateway) Verifier() *policy.Verifier { return g.verifier }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rujukan/rujukan/agency-gateway/openapi"
+	"github.com/rujukan/rujukan/agency-gateway/staff"
 	"github.com/rujukan/rujukan/cli"
 )
 
@@ -21,7 +22,7 @@ import (
 func MustDev(t testing.TB) (*cli.DevStack, string) {
 	t.Helper()
 	data := t.TempDir()
-	st, err := cli.StartDev(context.Background(), cli.DevConfig{Data: data, RandPorts: true, Logger: quietLogger(t)})
+	st, err := cli.StartDev(context.Background(), cli.DevConfig{Data: data, RandPorts: true, Logger: quietLogger(t), Argon: testArgon})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,3 +165,7 @@ func callType(t testing.TB, method, url, token, body, ctype string) response {
 	json.Unmarshal(raw, &r.JSON)
 	return r
 }
+
+// testArgon makes the dev accounts' password hashes cheap: the tests start
+// many networks, and the cost of a hash is not what they test.
+var testArgon = staff.Params{Time: 1, Memory: 8 << 10, Threads: 1}

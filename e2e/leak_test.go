@@ -37,7 +37,7 @@ func (b *syncBuffer) String() string {
 func TestNoPersonalDataLeaks(t *testing.T) {
 	var logs syncBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st, err := cli.StartDev(context.Background(), cli.DevConfig{Data: t.TempDir(), RandPorts: true, Logger: logger})
+	st, err := cli.StartDev(context.Background(), cli.DevConfig{Data: t.TempDir(), RandPorts: true, Logger: logger, Argon: testArgon})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,8 @@ func TestWebBrowser(t *testing.T) {
 	bin := chromium(t)
 	wn := mustWebNet(t)
 	users := []struct{ name, agency, user string }{
-		{"iomCW", "iom", "cw"}, {"shelterCW", "shelter", "cw"}, {"policeInv", "police", "inv"},
-		{"shelterCR", "shelter", "cr"}, {"iomOp", "iom", "op"},
+		{"iomCW", "iom", "caseworker"}, {"shelterCW", "shelter", "caseworker"}, {"policeInv", "police", "investigator"},
+		{"shelterCR", "shelter", "consent-recorder"}, {"iomOp", "iom", "operator"},
 	}
 	b := map[string]context.Context{}
 	for _, u := range users {
@@ -35,7 +35,7 @@ func TestWebBrowser(t *testing.T) {
 			chromedp.Navigate(base+"/ui/login?lang=en"),
 			chromedp.WaitVisible(chromedp.CSS("#name")),
 			chromedp.SendKeys(chromedp.CSS("#name"), u.user),
-			chromedp.SendKeys(chromedp.CSS("#password"), u.user+"-password"),
+			chromedp.SendKeys(chromedp.CSS("#password"), wn.passwords[u.agency][u.user]),
 			chromedp.Submit(chromedp.CSS("#name")),
 			chromedp.WaitVisible(chromedp.CSS("nav.main")))
 		b[u.name] = ctx

@@ -2,98 +2,33 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/rujukan/rujukan/agency-gateway/staff"
-	"github.com/rujukan/rujukan/agency-gateway/web"
-	"github.com/rujukan/rujukan/policy"
 )
 
-// webAuth is a stand-in for the gateway's staff accounts: fixed users,
-// each signing in with the password "<name>-password".
-type webAuth struct {
-	agency, kind string
-	users        map[string][]staff.Role
-	mu           sync.Mutex
-	sessions     map[string]*staff.Session
-}
-
-func token() string {
-	b := make([]byte, 24)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func (a *webAuth) Login(name, password, code, addr string) (*staff.Session, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	roles, ok := a.users[name]
-	if !ok || password != name+"-password" {
-		return nil, staff.ErrBadLogin
-	}
-	now := time.Now()
-	s := &staff.Session{ID: token(), CSRF: token(), User: name, Roles: roles, Created: now, Seen: now,
-		Principal: policy.Principal{Agency: a.agency, Subject: name, Scopes: staff.ScopesFor(roles, a.kind)}}
-	a.sessions[s.ID] = s
-	return s, nil
-}
-
-func (a *webAuth) Session(id string) (*staff.Session, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if s, ok := a.sessions[id]; ok {
-		return s, nil
-	}
-	return nil, staff.ErrNoSession
-}
-
-func (a *webAuth) Logout(id string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.sessions, id)
-	return nil
-}
-
-// webNet is the dev network with each agency's web app served.
+// webNet is the dev network, each gateway serving its web app at /ui/,
+// with the accounts `rujukan dev` makes.
 type webNet struct {
-	urls map[string]string
+	urls      map[string]string
+	passwords map[string]map[string]string // agency -> account -> password
 }
-
-var devKinds = map[string]string{"iom": policy.KindIOM, "dinsos": policy.KindDinsos, "police": policy.KindPolice, "shelter": policy.KindShelter}
 
 func mustWebNet(t *testing.T) *webNet {
 	t.Helper()
 	st, _ := MustDev(t)
-	loc, err := time.LoadLocation("Asia/Makassar")
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := map[string][]staff.Role{
-		"cw":  {staff.RoleCaseworker},
-		"cr":  {staff.RoleConsentRecorder},
-		"inv": {staff.RoleInvestigator},
-		"op":  {staff.RoleOperator},
-	}
-	wn := &webNet{urls: map[string]string{}}
+	wn := &webNet{urls: map[string]string{}, passwords: map[string]map[string]string{}}
 	for id, g := range st.Gateways {
-		auth := &webAuth{agency: id, kind: devKinds[id], users: users, sessions: map[string]*staff.Session{}}
-		h, err := web.New(g.Gateway, auth, web.Config{Location: loc, Logger: quietLogger(t)})
-		if err != nil {
-			t.Fatal(err)
+		wn.urls[id] = g.URL
+		wn.passwords[id] = map[string]string{}
+		for _, a := range st.Accounts[id] {
+			wn.passwords[id][a.Name] = a.Password
 		}
-		srv := httptest.NewServer(h)
-		t.Cleanup(srv.Close)
-		wn.urls[id] = srv.URL
 	}
 	return wn
 }

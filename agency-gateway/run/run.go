@@ -17,6 +17,8 @@ import (
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/agency-gateway/httpapi"
+	"github.com/rujukan/rujukan/agency-gateway/staff"
+	"github.com/rujukan/rujukan/agency-gateway/web"
 	"github.com/rujukan/rujukan/broker/client"
 )
 
@@ -94,13 +96,20 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		scheme = "https"
 	}
+	handler, err := handler(gw, cfg, log)
+	if err != nil {
+		ln.Close()
+		gw.Close()
+		nc.Close()
+		return nil, err
+	}
 	gw.Start()
 	r := &Running{
 		Gateway: gw,
 		URL:     scheme + "://" + ln.Addr().String(),
 		bus:     nc,
 		srv: &http.Server{
-			Handler:           httpapi.New(gw, cfg.HTTP.MaxBody, log.With("agency", cfg.Agency)),
+			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
@@ -127,6 +136,35 @@ func (r *Running) Close(ctx context.Context) error {
 		r.bus.Close()
 	})
 	return r.closeErr
+}
+
+// handler serves the API, and the staff web app under /ui/ (the bare
+// / and /ui go there too).
+func handler(gw *gateway.Gateway, cfg gateway.Config, log *slog.Logger) (http.Handler, error) {
+	var totp []staff.Role
+	for _, r := range cfg.Web.TOTPRoles {
+		if !staff.ValidRole(staff.Role(r)) {
+			return nil, fmt.Errorf("%w: field web.totp_roles: %q is not a role (caseworker, consent-recorder, investigator, operator)", gateway.ErrConfig, r)
+		}
+		totp = append(totp, staff.Role(r))
+	}
+	loc, err := cfg.Web.Location()
+	if err != nil {
+		return nil, fmt.Errorf("%w: field web.time_zone: %v", gateway.ErrConfig, err)
+	}
+	accounts := staff.New(gw.DB(), cfg.Agency, gw.Kind(), staff.Options{TOTPRoles: totp})
+	ui, err := web.New(gw, accounts, web.Config{Location: loc, SecureCookies: cfg.HTTP.TLSCert != "",
+		Logger: log.With("agency", cfg.Agency, "component", "web")})
+	if err != nil {
+		return nil, err
+	}
+	api := httpapi.New(gw, cfg.HTTP.MaxBody, log.With("agency", cfg.Agency))
+	mux := http.NewServeMux()
+	mux.Handle("/ui/", ui)
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusSeeOther))
+	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusSeeOther))
+	mux.Handle("/", api)
+	return mux, nil
 }
 
 // natsBus adapts the broker client to gateway.Bus.

@@ -23,7 +23,6 @@ import (
 	"github.com/rujukan/rujukan/agency-gateway/membus"
 	"github.com/rujukan/rujukan/agency-gateway/staff"
 	"github.com/rujukan/rujukan/broker"
-	"github.com/rujukan/rujukan/cli"
 	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
 )
@@ -74,7 +73,7 @@ func mustNetwork(t testing.TB) *network {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
-		cfg := cli.DevGatewayConfig(data, id, "nats://127.0.0.1:1")
+		cfg := gatewayConfig(data, id)
 		keys, err := gateway.LoadKeys(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -271,4 +270,19 @@ var gatewayOutbox = gateway.ListQuery{Box: "outbox"}
 // anyPrincipal is a caseworker of the fake's agency.
 func (a *fakeAuth) anyPrincipal() policy.Principal {
 	return policy.Principal{Agency: a.agency, Subject: "test", Scopes: staff.ScopesFor([]staff.Role{staff.RoleCaseworker}, a.kind)}
+}
+
+// gatewayConfig is the config of agency id's gateway in the layout of the
+// dev network (the cli package builds the same; it imports this one).
+func gatewayConfig(data, id string) gateway.Config {
+	cfg := gateway.DefaultConfig()
+	cfg.Agency = id
+	cfg.Keys = filepath.Join(data, "agencies", id)
+	cfg.Directory = filepath.Join(data, "network.json")
+	cfg.Authority = "@" + filepath.Join(data, "authority", "authority.pub")
+	cfg.Broker.URL = "nats://127.0.0.1:1"
+	cfg.Broker.NKeySeed = filepath.Join(cfg.Keys, crypto.NATSSeedFile)
+	cfg.Issuers = []gateway.IssuerConfig{{Issuer: policy.DevIssuer(id), JWKS: filepath.Join(cfg.Keys, crypto.JWKSFile)}}
+	cfg.Data = filepath.Join(data, "gateways", id)
+	return cfg
 }
