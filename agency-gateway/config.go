@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	// The time zones travel in the binary: the container image has no
+	// zoneinfo of its own.
+	_ "time/tzdata"
 
 	"github.com/rujukan/rujukan/crypto"
 	"go.yaml.in/yaml/v3"
