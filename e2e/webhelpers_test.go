@@ -89,17 +89,18 @@ func value[T any](t *testing.T, ctx context.Context, what string, a chromedp.Act
 	return v
 }
 
-// shoot saves screenshots of the page at phone and desktop sizes, and
-// checks the phone layout does not scroll sideways.
+// shoot saves screenshots of the page at phone (360 px, the narrowest the
+// app is made for) and desktop sizes, and checks the phone layout does not
+// scroll sideways.
 func shoot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	dir := filepath.Join("artifacts", "web")
 	os.MkdirAll(dir, 0o755)
-	for _, sz := range []struct{ w, h int64 }{{390, 844}, {1280, 800}} {
+	for _, sz := range []struct{ w, h int64 }{{360, 740}, {1280, 800}} {
 		brun(t, ctx, "viewport "+name, chromedp.EmulateViewport(sz.w, sz.h), chromedp.Sleep(150*time.Millisecond))
 		width := value(t, ctx, "scrollWidth", chromedp.Evaluate[int64](`document.documentElement.scrollWidth`))
-		if sz.w == 390 && width > 390 {
-			t.Errorf("%s: scrollWidth %d > 390 at 390 px", name, width)
+		if sz.w == 360 && width > 360 {
+			t.Errorf("%s: scrollWidth %d > 360 at 360 px", name, width)
 		}
 		png := value(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
 		file := filepath.Join(dir, name+"-"+itoa(sz.w)+".png")

@@ -2,14 +2,17 @@ package web
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/agency-gateway/body"
+	"github.com/rujukan/rujukan/agency-gateway/staff"
 	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/policy"
 )
@@ -36,6 +39,8 @@ type listPage struct {
 	// Kind and Status are the operator's filters.
 	Kind, Status string
 	Statuses     []string
+	// Facts are what the referrals listed say in their bodies, by id.
+	Facts map[string]bodyFacts
 }
 
 func box(r *http.Request, def string) string {
@@ -52,7 +57,72 @@ func (s *server) referrals(c *ctx) {
 		s.fail(c, err)
 		return
 	}
-	s.render(c, http.StatusOK, "referrals", "nav."+b, listPage{Box: b, Items: page.Items, Next: page.NextCursor})
+	s.render(c, http.StatusOK, "referrals", "nav."+b, listPage{Box: b, Items: page.Items, Next: page.NextCursor,
+		Facts: s.facts.of(s, c.sess, page.Items)})
+}
+
+// bodyFacts is what a list shows of a referral's body: the priority (a
+// received record keeps none outside the body) and the risk.
+type bodyFacts struct{ Priority, Risk string }
+
+// factsCache remembers the facts of the referrals listed: a body never
+// changes, so each is opened once, not on every view of the list.
+type factsCache struct {
+	mu sync.Mutex
+	m  map[string]bodyFacts
+}
+
+// maxFacts bounds the cache; when full it starts again.
+const maxFacts = 100000
+
+// of returns the facts of each referral in items, by id, when the user
+// may read the referrals.
+func (fc *factsCache) of(s *server, sess *staff.Session, items []gateway.Item) map[string]bodyFacts {
+	if !hasScope(sess, policy.ScopeReferralRead) {
+		return nil
+	}
+	out := make(map[string]bodyFacts, len(items))
+	var missing []string
+	fc.mu.Lock()
+	for _, it := range items {
+		if f, ok := fc.m[it.ID]; ok {
+			out[it.ID] = f
+		} else {
+			missing = append(missing, it.ID)
+		}
+	}
+	fc.mu.Unlock()
+	if len(missing) == 0 {
+		return out
+	}
+	found := make(map[string]bodyFacts, len(missing))
+	for _, id := range missing {
+		it, err := s.gw.Item(sess.Principal, policy.ActionReferralRead, id)
+		if err != nil {
+			s.log.Warn("referral body for the list", "id", id, "err", err)
+			continue
+		}
+		var f bodyFacts
+		json.Unmarshal(it.Referral, &struct {
+			Priority *string `json:"priority"`
+			Risk     *string `json:"risk"`
+		}{&f.Priority, &f.Risk})
+		if !slices.Contains(priorities, f.Priority) {
+			f.Priority = ""
+		}
+		if !slices.Contains(risks, f.Risk) {
+			f.Risk = ""
+		}
+		found[id] = f
+		out[id] = f
+	}
+	fc.mu.Lock()
+	if fc.m == nil || len(fc.m)+len(found) > maxFacts {
+		fc.m = make(map[string]bodyFacts, len(found))
+	}
+	maps.Copy(fc.m, found)
+	fc.mu.Unlock()
+	return out
 }
 
 type referralForm struct {

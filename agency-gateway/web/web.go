@@ -67,6 +67,7 @@ type server struct {
 	mux   *http.ServeMux
 	pages map[string]*template.Template
 	cat   *catalog
+	facts factsCache
 }
 
 // New returns the web app of gw, serving every path under /ui/.

@@ -29,6 +29,20 @@ func TestReferralFlow(t *testing.T) {
 	eventually(t, "the referral arriving", func() bool {
 		return strings.Contains(scw.get("/ui/referrals?box=inbox").Body, id)
 	})
+	// The lists show the priority and the risk from the body (a received
+	// record keeps no priority outside it), translated.
+	inbox := scw.get("/ui/referrals?box=inbox").Body
+	if !strings.Contains(inbox, `<span class="prio-urgent">Urgent</span> · <span class="risk-high">Risk: High</span>`) {
+		t.Errorf("inbox without priority and risk:\n%s", inbox)
+	}
+	scw.lang = "id"
+	if inbox := scw.get("/ui/referrals?box=inbox").Body; !strings.Contains(inbox, `Mendesak</span> · <span class="risk-high">Risiko: Tinggi`) {
+		t.Errorf("inbox in Bahasa Indonesia without priority and risk:\n%s", inbox)
+	}
+	scw.lang = ""
+	if outbox := cw.get("/ui/referrals?box=outbox").Body; !strings.Contains(outbox, `Urgent</span> · <span class="risk-high">Risk: High`) {
+		t.Errorf("outbox without priority and risk:\n%s", outbox)
+	}
 	p := scw.get("/ui/referrals/" + id)
 	if p.Code != 200 {
 		t.Fatalf("open: %d\n%s", p.Code, p.Body)
