@@ -86,7 +86,7 @@ func (referralKind) Check(g *Gateway, in *Incoming) error {
 	if err != nil {
 		return refusePolicy(err)
 	}
-	in.Value = dec
+	in.Value = receivedReferral{ref: r, consent: dec}
 	in.Receipt, err = g.receipt(in.Sender, in.Header.ID, in.Hash, crypto.EventDelivered, "", in.Now)
 	return err
 }
@@ -95,11 +95,18 @@ func (referralKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	h := in.Header
 	c := Change{Create: true, To: policy.RefDelivered, Role: policy.RoleSystem, By: g.self, At: in.Now,
 		Action: ActReferralReceive, Actor: peerActor(h.From), Detail: map[string]string{"envelope_sha256": in.Hash}}
-	if dec := in.Value.(policy.ConsentDecision); dec.Override {
+	rr := in.Value.(receivedReferral)
+	if rr.consent.Override {
 		c.Reason = "consent-override"
-		c.Detail["waived"] = dec.Waived
+		c.Detail["waived"] = rr.consent.Waived
 	}
-	return g.store(tx, in, newInboxRecord(in, ""), c)
+	return g.store(tx, in, newInboxRecord(in, rr.ref.Priority), c)
+}
+
+// receivedReferral is what Check found in a referral envelope.
+type receivedReferral struct {
+	ref     *body.Referral
+	consent policy.ConsentDecision
 }
 
 // newInboxRecord is the record of a referral or request received, with

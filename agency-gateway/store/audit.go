@@ -178,22 +178,22 @@ func (t *Tx) VerifyAuditFrom(pub ed25519.PublicKey, from AuditReport) (AuditRepo
 		seq++
 		var e AuditEvent
 		if err := json.Unmarshal(v, &e); err != nil {
-			return AuditReport{}, fmt.Errorf("%w: event %d is not valid JSON", ErrAuditBroken, seq)
+			return AuditReport{Events: seq - 1}, fmt.Errorf("%w: event %d is not valid JSON", ErrAuditBroken, seq)
 		}
 		if len(k) != 8 || binary.BigEndian.Uint64(k) != seq || e.Seq != seq {
-			return AuditReport{}, fmt.Errorf("%w: event %d is missing or out of place", ErrAuditBroken, seq)
+			return AuditReport{Events: seq - 1}, fmt.Errorf("%w: event %d is missing or out of place", ErrAuditBroken, seq)
 		}
 		if e.Prev != prev {
-			return AuditReport{}, fmt.Errorf("%w: event %d does not link to event %d", ErrAuditBroken, seq, seq-1)
+			return AuditReport{Events: seq - 1}, fmt.Errorf("%w: event %d does not link to event %d", ErrAuditBroken, seq, seq-1)
 		}
 		h, err := eventHash(e)
 		if err != nil || h != e.Hash {
-			return AuditReport{}, fmt.Errorf("%w: event %d was altered", ErrAuditBroken, seq)
+			return AuditReport{Events: seq - 1}, fmt.Errorf("%w: event %d was altered", ErrAuditBroken, seq)
 		}
 		prev = h
 	}
 	if seq != head.Seq || prev != head.Hash {
-		return AuditReport{}, fmt.Errorf("%w: chain ends at event %d but the signed head is event %d", ErrAuditBroken, seq, head.Seq)
+		return AuditReport{Events: seq}, fmt.Errorf("%w: chain ends at event %d but the signed head is event %d", ErrAuditBroken, seq, head.Seq)
 	}
 	return AuditReport{Events: seq, HeadHash: prev}, nil
 }
