@@ -2,11 +2,16 @@ package gateway
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/rujukan/rujukan/agency-gateway/store"
+	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Audit actions: one constant per action the gateway records. API
@@ -41,12 +46,69 @@ type AuditPage struct {
 	Next uint64 `json:"next"`
 }
 
-// AuditVerification is the result of checking the whole audit chain.
+// AuditVerification is the result of checking the whole audit log against
+// its signed checkpoint.
 type AuditVerification struct {
-	OK       bool   `json:"ok"`
-	Events   uint64 `json:"events"`
+	OK     bool   `json:"ok"`
+	Events uint64 `json:"events"`
+	// HeadHash is the tree's root hash (base64), as in the checkpoint.
 	HeadHash string `json:"head_hash,omitempty"`
-	Error    string `json:"error,omitempty"`
+	// Checkpoint is the signed checkpoint note that was verified.
+	Checkpoint string `json:"checkpoint,omitempty"`
+	// Error names the first bad event and what is wrong with it.
+	Error string `json:"error,omitempty"`
+}
+
+// AuditCheckpoint is the log's signed checkpoint: a C2SP tlog-checkpoint
+// signed note, and the size and root it states (for convenience: verify
+// the note).
+type AuditCheckpoint struct {
+	Checkpoint string `json:"checkpoint"`
+	Size       uint64 `json:"size"`
+	Root       string `json:"root"`
+}
+
+// AuditInclusionProof proves that one event is in the tree of Size events
+// (tlog.CheckRecord, record index Seq-1).
+type AuditInclusionProof struct {
+	Seq  uint64 `json:"seq"`
+	Size uint64 `json:"size"`
+	// Event is the event; Record is its stored bytes (base64), the leaf.
+	Event    json.RawMessage `json:"event"`
+	Record   string          `json:"record"`
+	LeafHash string          `json:"leaf_hash"`
+	Proof    []string        `json:"proof"`
+	// Root is the root hash of the tree of Size events.
+	Root string `json:"root"`
+}
+
+// AuditConsistencyProof proves that the tree of From events is a prefix of
+// the tree of To events (tlog.CheckTree).
+type AuditConsistencyProof struct {
+	From     uint64   `json:"from"`
+	To       uint64   `json:"to"`
+	FromRoot string   `json:"from_root"`
+	ToRoot   string   `json:"to_root"`
+	Proof    []string `json:"proof"`
+}
+
+func b64(h tlog.Hash) string { return base64.StdEncoding.EncodeToString(h[:]) }
+
+func b64s(hs []tlog.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = b64(h)
+	}
+	return out
+}
+
+// auditVerifier returns the verifier of this gateway's checkpoints.
+func (g *Gateway) auditVerifier() (note.Verifiers, error) {
+	v, err := crypto.AuditNoteVerifier(g.self, g.keys.SigningKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, err
+	}
+	return note.VerifierList(v), nil
 }
 
 // Audit returns audit events with seq > after.
@@ -76,18 +138,22 @@ func (g *Gateway) Audit(p policy.Principal, after uint64, limit int) (AuditPage,
 	return page, err
 }
 
-// VerifyAudit checks the whole audit chain and its signed head.
+// VerifyAudit checks the whole audit log against its signed checkpoint.
 func (g *Gateway) VerifyAudit(p policy.Principal) (AuditVerification, error) {
 	if err := policy.Decide(p, policy.ActionAuditVerify, policy.Resource{}); err != nil {
 		return AuditVerification{}, g.denied(p, policy.ActionAuditVerify, "", err)
 	}
-	// The whole chain is walked once; then only what was appended since,
+	known, err := g.auditVerifier()
+	if err != nil {
+		return AuditVerification{}, err
+	}
+	// The whole log is walked once; then only what was appended since,
 	// as nothing else can write the file while this gateway holds it.
 	g.auditMu.Lock()
 	defer g.auditMu.Unlock()
 	var r store.AuditReport
-	err := g.db.View(func(tx *store.Tx) (err error) {
-		r, err = tx.VerifyAuditFrom(g.keys.SigningKey.Public().(ed25519.PublicKey), g.auditChecked)
+	err = g.db.View(func(tx *store.Tx) (err error) {
+		r, err = tx.VerifyAuditFrom(known, g.auditChecked)
 		return err
 	})
 	if errors.Is(err, store.ErrAuditBroken) {
@@ -97,5 +163,109 @@ func (g *Gateway) VerifyAudit(p policy.Principal) (AuditVerification, error) {
 		return AuditVerification{}, err
 	}
 	g.auditChecked = r
-	return AuditVerification{OK: true, Events: r.Events, HeadHash: r.HeadHash}, nil
+	return AuditVerification{OK: true, Events: r.Events, HeadHash: r.Root, Checkpoint: r.Checkpoint}, nil
+}
+
+// AuditCheckpoint returns the log's signed checkpoint (ErrNotFound before
+// the first event).
+func (g *Gateway) AuditCheckpoint(p policy.Principal) (AuditCheckpoint, error) {
+	if err := policy.Decide(p, policy.ActionAuditVerify, policy.Resource{}); err != nil {
+		return AuditCheckpoint{}, g.denied(p, policy.ActionAuditVerify, "", err)
+	}
+	var out AuditCheckpoint
+	err := g.db.View(func(tx *store.Tx) error {
+		cp, err := tx.AuditCheckpoint()
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: the audit log has no checkpoint yet", ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		out = AuditCheckpoint{Checkpoint: string(cp.Note), Size: cp.Size, Root: b64(cp.Root)}
+		return nil
+	})
+	return out, err
+}
+
+// AuditInclusion proves that event seq is in the tree of size events; size
+// 0 means the checkpoint's.
+func (g *Gateway) AuditInclusion(p policy.Principal, seq, size uint64) (AuditInclusionProof, error) {
+	if err := policy.Decide(p, policy.ActionAuditVerify, policy.Resource{}); err != nil {
+		return AuditInclusionProof{}, g.denied(p, policy.ActionAuditVerify, "", err)
+	}
+	var out AuditInclusionProof
+	err := g.db.View(func(tx *store.Tx) error {
+		cp, err := tx.AuditCheckpoint()
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if seq < 1 || seq > cp.Size {
+			return fmt.Errorf("%w: audit event %d", ErrNotFound, seq)
+		}
+		if size == 0 {
+			size = cp.Size
+		}
+		if size < seq || size > cp.Size {
+			return fmt.Errorf("%w: size must be %d..%d", ErrBadRequest, seq, cp.Size)
+		}
+		raw, err := tx.AuditRecord(seq)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: audit event %d", ErrNotFound, seq)
+		}
+		if err != nil {
+			return err
+		}
+		proof, err := tx.AuditInclusion(seq, size)
+		if err != nil {
+			return err
+		}
+		root, err := tx.AuditTreeHash(size)
+		if err != nil {
+			return err
+		}
+		event := json.RawMessage(raw)
+		if !json.Valid(raw) {
+			event = nil
+		}
+		out = AuditInclusionProof{Seq: seq, Size: size, Event: event, Record: base64.StdEncoding.EncodeToString(raw),
+			LeafHash: b64(tlog.RecordHash(raw)), Proof: b64s(proof), Root: b64(root)}
+		return nil
+	})
+	return out, err
+}
+
+// AuditConsistency proves that the tree of from events is a prefix of the
+// tree of to events; to 0 means the checkpoint's size.
+func (g *Gateway) AuditConsistency(p policy.Principal, from, to uint64) (AuditConsistencyProof, error) {
+	if err := policy.Decide(p, policy.ActionAuditVerify, policy.Resource{}); err != nil {
+		return AuditConsistencyProof{}, g.denied(p, policy.ActionAuditVerify, "", err)
+	}
+	var out AuditConsistencyProof
+	err := g.db.View(func(tx *store.Tx) error {
+		cp, err := tx.AuditCheckpoint()
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if to == 0 {
+			to = cp.Size
+		}
+		if from < 1 || from > to || to > cp.Size {
+			return fmt.Errorf("%w: need 1 <= from <= to <= %d (the checkpoint's size)", ErrBadRequest, cp.Size)
+		}
+		proof, err := tx.AuditConsistency(from, to)
+		if err != nil {
+			return err
+		}
+		fr, err := tx.AuditTreeHash(from)
+		if err != nil {
+			return err
+		}
+		tr, err := tx.AuditTreeHash(to)
+		if err != nil {
+			return err
+		}
+		out = AuditConsistencyProof{From: from, To: to, FromRoot: b64(fr), ToRoot: b64(tr), Proof: b64s(proof)}
+		return nil
+	})
+	return out, err
 }

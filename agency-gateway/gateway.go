@@ -147,7 +147,11 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create data directory: %w", err)
 	}
-	if g.db, err = store.Open(filepath.Join(cfg.Data, "gateway.db"), keys.SigningKey); err != nil {
+	auditSigner, err := crypto.NewAuditNoteSigner(cfg.Agency, keys.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	if g.db, err = store.Open(filepath.Join(cfg.Data, "gateway.db"), auditSigner); err != nil {
 		return nil, err
 	}
 	// A directory older than one already accepted would bring revoked keys

@@ -10,12 +10,13 @@ import (
 	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/crypto"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func init() {
 	register(Command{
 		Name:    "audit",
-		Summary: "verify a gateway's hash-chained audit log (audit verify)",
+		Summary: "verify a gateway's Merkle audit log against its signed checkpoint (audit verify)",
 		Run:     runAudit,
 	})
 }
@@ -67,7 +68,7 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "audit log of %s verifies: %d events, head %s\n", c.Agency, rep.Events, rep.HeadHash)
+	fmt.Fprintf(env.Stdout, "audit log of %s verifies: %d events, checkpoint:\n%s", c.Agency, rep.Events, rep.Checkpoint)
 	return nil
 }
 
@@ -100,8 +101,10 @@ func DevAuditConfig(data, agency string) (AuditVerifyConfig, error) {
 	return AuditVerifyConfig{DB: db, Agency: agency, Directory: gc.Directory, Authority: gc.Authority}, nil
 }
 
-// AuditVerify checks every event of a gateway's audit chain and its signed
-// head against the agency's signing keys in the directory.
+// AuditVerify checks every event of a gateway's audit log, as stored, by
+// recomputing its Merkle tree, and the signed checkpoint against the
+// agency's signing keys in the directory. The error names the first bad
+// sequence number and what is wrong.
 func AuditVerify(c AuditVerifyConfig) (store.AuditReport, error) {
 	if c.DB == "" || c.Agency == "" || c.Directory == "" || c.Authority == "" {
 		return store.AuditReport{}, errors.New("audit verify: --db, --agency, --directory and --authority are required (or --config, or --data with --agency)")
@@ -118,7 +121,7 @@ func AuditVerify(c AuditVerifyConfig) (store.AuditReport, error) {
 	if !ok {
 		return store.AuditReport{}, fmt.Errorf("audit verify: agency %q is not in the directory", c.Agency)
 	}
-	db, err := store.OpenReadOnly(c.DB, nil)
+	db, err := store.OpenReadOnly(c.DB)
 	if errors.Is(err, store.ErrLocked) {
 		return store.AuditReport{}, fmt.Errorf("audit verify: the gateway of %s is running (%w: %s); stop it first, or ask it: GET /v1/audit/verify", c.Agency, store.ErrLocked, c.DB)
 	}
@@ -126,9 +129,10 @@ func AuditVerify(c AuditVerifyConfig) (store.AuditReport, error) {
 		return store.AuditReport{}, fmt.Errorf("audit verify: %w", err)
 	}
 	defer db.Close()
-	// The head is signed with the agency's signing key; after a rotation
-	// an older key may have signed it, so each key of the agency is tried.
-	var last error
+	// The checkpoint is signed with the agency's signing key; after a
+	// rotation an older key may have signed it, so each key of the agency
+	// is known to the verifier.
+	var known []note.Verifier
 	for _, k := range a.Keys {
 		if k.Use != crypto.UseSign {
 			continue
@@ -137,14 +141,18 @@ func AuditVerify(c AuditVerifyConfig) (store.AuditReport, error) {
 		if err != nil {
 			continue
 		}
-		rep, err := db.VerifyAuditWith(pub)
-		if err == nil {
-			return rep, nil
+		v, err := crypto.AuditNoteVerifier(c.Agency, pub)
+		if err != nil {
+			continue
 		}
-		last = err
+		known = append(known, v)
 	}
-	if last == nil {
-		last = errors.New("the agency has no signing key in the directory")
+	if len(known) == 0 {
+		return store.AuditReport{}, fmt.Errorf("audit verify: %s: the agency has no signing key in the directory", c.DB)
 	}
-	return store.AuditReport{}, fmt.Errorf("audit verify: %s: %w", c.DB, last)
+	rep, err := db.VerifyAuditWith(note.VerifierList(known...))
+	if err != nil {
+		return rep, fmt.Errorf("audit verify: %s: %w", c.DB, err)
+	}
+	return rep, nil
 }

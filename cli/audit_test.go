@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -30,7 +31,7 @@ func mustDevAuditData(t *testing.T, agency string, n int) string {
 	if err := os.MkdirAll(gc.Data, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), key)
+	db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), mustAuditSigner(t, gc.Agency, key))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestAuditVerifyDataFolder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), key)
+		db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), mustAuditSigner(t, gc.Agency, key))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,4 +120,14 @@ func TestAuditVerifyDataFolder(t *testing.T) {
 			t.Fatalf("error %q is not one line saying the gateway runs", msg)
 		}
 	})
+}
+
+// mustAuditSigner returns the audit checkpoint signer of agency.
+func mustAuditSigner(t testing.TB, agency string, key ed25519.PrivateKey) *crypto.AuditNoteSigner {
+	t.Helper()
+	s, err := crypto.NewAuditNoteSigner(agency, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -392,7 +392,11 @@ func ensureDevAccounts(data string, a DevAgency, want []DevAccount, argon staff.
 	if err := os.MkdirAll(gc.Data, 0o700); err != nil {
 		return fmt.Errorf("dev: accounts of %s: %w", a.ID, err)
 	}
-	db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), key)
+	signer, err := crypto.NewAuditNoteSigner(a.ID, key)
+	if err != nil {
+		return fmt.Errorf("dev: accounts of %s: %w", a.ID, err)
+	}
+	db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), signer)
 	if err != nil {
 		return fmt.Errorf("dev: accounts of %s: %w", a.ID, err)
 	}

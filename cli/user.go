@@ -110,7 +110,11 @@ func OpenAccounts(c UserConfig) (*staff.Accounts, *store.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(c.DB), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("user: %w", err)
 	}
-	db, err := store.Open(c.DB, key)
+	signer, err := crypto.NewAuditNoteSigner(c.Agency, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("user: %w", err)
+	}
+	db, err := store.Open(c.DB, signer)
 	if errors.Is(err, store.ErrLocked) {
 		return nil, nil, fmt.Errorf("user: the gateway of %s is running and holds its store %s (%w); stop it first", c.Agency, c.DB, store.ErrLocked)
 	}

@@ -166,7 +166,7 @@ func TestUserCommandErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), key)
+	db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), mustAuditSigner(t, gc.Agency, key))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestUserCommandConfig(t *testing.T) {
 	}
 	// Audit events of the changes name the command line as the actor.
 	key, _ := crypto.LoadEd25519PrivateKey(filepath.Join(gc.Keys, crypto.SigningKeyFile))
-	db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), key)
+	db, err := store.Open(filepath.Join(gc.Data, gatewayDBFile), mustAuditSigner(t, gc.Agency, key))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,9 @@ func New(gw *gateway.Gateway, maxBody int64, log *slog.Logger) *Server {
 	s.route("GET /v1/statement-requests/{id}/receipts", policy.ActionStatementRequestRead, s.receipts(policy.ActionStatementRequestRead, gw.StatementRequestReceipts))
 	s.route("GET /v1/audit", policy.ActionAuditList, s.audit)
 	s.route("GET /v1/audit/verify", policy.ActionAuditVerify, s.verifyAudit)
+	s.route("GET /v1/audit/checkpoint", policy.ActionAuditVerify, s.auditCheckpoint)
+	s.route("GET /v1/audit/{seq}/proof", policy.ActionAuditVerify, s.auditInclusion)
+	s.route("GET /v1/audit/consistency", policy.ActionAuditVerify, s.auditConsistency)
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -263,6 +266,71 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, p policy.Pr
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+	cp, err := s.gw.AuditCheckpoint(p)
+	if err != nil {
+		s.writeError(w, r, policy.ActionAuditVerify, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, cp)
+}
+
+// treeSize parses an optional tree size or sequence number parameter: 0
+// when absent.
+func treeSize(v, name string) (uint64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 63)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%w: %s must be a number from 1", gateway.ErrBadRequest, name)
+	}
+	return n, nil
+}
+
+func (s *Server) auditInclusion(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+	seq, err := treeSize(r.PathValue("seq"), "seq")
+	if err == nil && seq == 0 {
+		err = fmt.Errorf("%w: seq must be a number from 1", gateway.ErrBadRequest)
+	}
+	var size uint64
+	if err == nil {
+		size, err = treeSize(r.URL.Query().Get("size"), "size")
+	}
+	if err != nil {
+		s.writeError(w, r, policy.ActionAuditVerify, err)
+		return
+	}
+	proof, err := s.gw.AuditInclusion(p, seq, size)
+	if err != nil {
+		s.writeError(w, r, policy.ActionAuditVerify, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proof)
+}
+
+func (s *Server) auditConsistency(w http.ResponseWriter, r *http.Request, p policy.Principal) {
+	q := r.URL.Query()
+	from, err := treeSize(q.Get("from"), "from")
+	if err == nil && from == 0 {
+		err = fmt.Errorf("%w: from is required", gateway.ErrBadRequest)
+	}
+	var to uint64
+	if err == nil {
+		to, err = treeSize(q.Get("to"), "to")
+	}
+	if err != nil {
+		s.writeError(w, r, policy.ActionAuditVerify, err)
+		return
+	}
+	proof, err := s.gw.AuditConsistency(p, from, to)
+	if err != nil {
+		s.writeError(w, r, policy.ActionAuditVerify, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proof)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -16,6 +16,7 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"github.com/rujukan/rujukan/agency-gateway/store"
+	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
 )
 
@@ -53,7 +54,11 @@ func openStore(t *testing.T) (*store.DB, string) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "gateway.db")
-	db, err := store.Open(path, priv)
+	signer, err := crypto.NewAuditNoteSigner("test", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(path, signer)
 	if err != nil {
 		t.Fatal(err)
 	}

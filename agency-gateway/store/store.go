@@ -1,7 +1,7 @@
 // Package store keeps one agency gateway's state in a single bbolt file:
 // referral records and their timelines, envelopes exactly as sent or
 // received, the outbox queue, received receipts, the dedup set of envelope
-// ids, and the hash-chained audit log.
+// ids, and the audit log (a Merkle tree with a signed checkpoint).
 //
 // Every change is made inside one bbolt read-write transaction (Update), so
 // a record, its envelope, its queue entry and its audit event are committed
@@ -17,7 +17,6 @@ package store
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -64,11 +63,14 @@ var (
 	bucketLinks     = []byte("links")
 	bucketDue       = []byte("due")
 	bucketWaiting   = []byte("waiting")
-	allBuckets      = [][]byte{bucketRecords, bucketEnvelopes, bucketQueue, bucketReceipts, bucketSeen,
+	// bucketAuditHashes holds the audit tree's stored hashes
+	// (tlog.StoredHashes), keyed by stored hash index.
+	bucketAuditHashes = []byte("audit-hashes")
+	allBuckets        = [][]byte{bucketRecords, bucketEnvelopes, bucketQueue, bucketReceipts, bucketSeen,
 		bucketAudit, bucketMeta, bucketIdxInbox, bucketIdxOutbox, bucketPending, bucketQueueIdx,
-		bucketLinks, bucketDue, bucketWaiting}
-	keyAuditHead = []byte("audit-head")
-	keyDirectory = []byte("directory-version")
+		bucketLinks, bucketDue, bucketWaiting, bucketAuditHashes}
+	keyAuditCheckpoint = []byte("audit-checkpoint")
+	keyDirectory       = []byte("directory-version")
 )
 
 // Event is one entry of a record's timeline. Entries are kept in the order
@@ -134,8 +136,7 @@ type QueueItem struct {
 // DB is an open gateway database.
 type DB struct {
 	db     *bolt.DB
-	signer ed25519.PrivateKey
-	verify ed25519.PublicKey
+	signer Signer // nil when opened read-only
 	now    func() time.Time
 
 	// Group commit: Batch calls queue here; one committer runs them
@@ -151,8 +152,11 @@ type call struct {
 }
 
 // Open opens or creates the database at path. The signer signs the audit
-// head once in every transaction that added audit events.
-func Open(path string, signer ed25519.PrivateKey) (*DB, error) {
+// checkpoint once in every transaction that added audit events.
+func Open(path string, signer Signer) (*DB, error) {
+	if signer == nil {
+		return nil, errors.New("store: no checkpoint signer")
+	}
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -172,13 +176,13 @@ func Open(path string, signer ed25519.PrivateKey) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("failed to create buckets in %s: %w", path, err)
 	}
-	return &DB{db: bdb, signer: signer, verify: signer.Public().(ed25519.PublicKey), now: time.Now}, nil
+	return &DB{db: bdb, signer: signer, now: time.Now}, nil
 }
 
-// OpenReadOnly opens an existing database for reading only, for auditors:
-// pub is the gateway's signing public key, which verifies the audit head.
-// It waits up to two seconds for a running gateway to let go of the file.
-func OpenReadOnly(path string, pub ed25519.PublicKey) (*DB, error) {
+// OpenReadOnly opens an existing database for reading only, for auditors,
+// who verify its audit log with VerifyAuditWith. It waits up to two seconds
+// for a running gateway to let go of the file.
+func OpenReadOnly(path string) (*DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("failed to open database: %w", err)
 	}
@@ -189,7 +193,7 @@ func OpenReadOnly(path string, pub ed25519.PublicKey) (*DB, error) {
 		}
 		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
 	}
-	return &DB{db: bdb, verify: pub, now: time.Now}, nil
+	return &DB{db: bdb, now: time.Now}, nil
 }
 
 // Close closes the database.
@@ -210,10 +214,12 @@ func (d *DB) Check() error {
 type Tx struct {
 	tx *bolt.Tx
 	db *DB
-	// head is the audit head as this transaction leaves it; dirty when
-	// events were added and the head needs signing before commit.
-	head  *AuditHead
-	dirty bool
+	// size is the audit tree size as this transaction leaves it (read
+	// from the checkpoint when sizeLoaded); dirty when events were added
+	// and the checkpoint needs signing before commit.
+	size       int64
+	sizeLoaded bool
+	dirty      bool
 }
 
 // Update runs fn in one read-write transaction, committed with fsync when fn
@@ -224,7 +230,7 @@ func (d *DB) Update(fn func(*Tx) error) error {
 		if err := safely(fn, t); err != nil {
 			return err
 		}
-		return t.signHead()
+		return t.signCheckpoint()
 	})
 }
 
@@ -271,7 +277,7 @@ func (d *DB) commitGroups() {
 					return err
 				}
 			}
-			return t.signHead()
+			return t.signCheckpoint()
 		})
 		switch {
 		case err == nil:

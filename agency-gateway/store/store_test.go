@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rujukan/rujukan/crypto"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // MustOpen opens a database in a temporary directory and checks its
@@ -21,7 +25,11 @@ func MustOpen(t testing.TB) *DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(filepath.Join(t.TempDir(), "gateway.db"), priv)
+	signer, err := crypto.NewAuditNoteSigner("test", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(filepath.Join(t.TempDir(), "gateway.db"), signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,18 +218,28 @@ func TestAuditTamper(t *testing.T) {
 		tamper func(tx *bolt.Tx) error
 	}{
 		{"edit outcome", edit(2, func(e *AuditEvent) { e.Outcome = "denied" })},
-		{"edit and rehash", edit(2, func(e *AuditEvent) { e.Actor = "someone-else"; e.Hash, _ = eventHash(*e) })},
+		{"edit and rehash", func(tx *bolt.Tx) error {
+			if err := edit(2, func(e *AuditEvent) { e.Actor = "someone-else" })(tx); err != nil {
+				return err
+			}
+			raw := tx.Bucket(bucketAudit).Get(seqKey(2))
+			h := tlog.RecordHash(raw)
+			return tx.Bucket(bucketAuditHashes).Put(hashKey(tlog.StoredHashIndex(0, 1)), h[:])
+		}},
+		{"same values, other bytes", func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketAudit)
+			return b.Put(seqKey(2), bytes.Replace(b.Get(seqKey(2)), []byte(`"actor":`), []byte(`"actor" :`), 1))
+		}},
+		{"delete first", func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Delete(seqKey(1)) }},
+		{"delete tree hash", func(tx *bolt.Tx) error { return tx.Bucket(bucketAuditHashes).Delete(hashKey(2)) }},
 		{"delete middle", func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Delete(seqKey(3)) }},
 		{"delete last", func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Delete(seqKey(5)) }},
-		{"delete head", func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyAuditHead) }},
+		{"delete checkpoint", func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyAuditCheckpoint) }},
+		{"event zero", func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Put(seqKey(0), []byte(`{"seq":0,}`)) }},
 		{"garbage event", func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Put(seqKey(1), []byte("{")) }},
 		{"append unsigned", func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketAudit)
-			var last AuditEvent
-			json.Unmarshal(b.Get(seqKey(5)), &last)
-			e := AuditEvent{Seq: 6, Actor: "x", Action: "y", Outcome: "ok", Prev: last.Hash}
-			e.Hash, _ = eventHash(e)
-			raw, _ := json.Marshal(e)
+			raw, _ := json.Marshal(AuditEvent{Seq: 6, Actor: "x", Action: "y", Outcome: "ok"})
 			return b.Put(seqKey(6), raw)
 		}},
 	}
@@ -376,20 +394,29 @@ func TestAuditVerifyFrom(t *testing.T) {
 	}
 	appendEvents(t, db, 3)
 	var r AuditReport
-	err = db.View(func(tx *Tx) (err error) { r, err = tx.VerifyAuditFrom(db.verify, first); return err })
+	err = db.View(func(tx *Tx) (err error) {
+		r, err = tx.VerifyAuditFrom(note.VerifierList(db.signer.Verifier()), first)
+		return err
+	})
 	if err != nil || r.Events != 8 {
 		t.Fatalf("from 5: %+v, %v", r, err)
 	}
 	if err := db.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Delete(seqKey(7)) }); err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *Tx) (err error) { _, err = tx.VerifyAuditFrom(db.verify, first); return err })
+	err = db.View(func(tx *Tx) (err error) {
+		_, err = tx.VerifyAuditFrom(note.VerifierList(db.signer.Verifier()), first)
+		return err
+	})
 	if !errors.Is(err, ErrAuditBroken) {
 		t.Fatalf("a deleted event after the prefix: %v", err)
 	}
 	bad := first
-	bad.HeadHash = "00"
-	err = db.View(func(tx *Tx) (err error) { _, err = tx.VerifyAuditFrom(db.verify, bad); return err })
+	bad.Root = "AAAA"
+	err = db.View(func(tx *Tx) (err error) {
+		_, err = tx.VerifyAuditFrom(note.VerifierList(db.signer.Verifier()), bad)
+		return err
+	})
 	if !errors.Is(err, ErrAuditBroken) {
 		t.Fatalf("a prefix that does not end where it did: %v", err)
 	}
