@@ -13,7 +13,7 @@ import (
 type Keys struct {
 	// Signer signs envelopes and receipts.
 	Signer *crypto.Signer
-	// SigningKey signs the audit head.
+	// SigningKey signs envelopes, receipts and the audit checkpoints.
 	SigningKey ed25519.PrivateKey
 	// Identity opens envelopes sealed to this agency.
 	Identity *crypto.Identity
