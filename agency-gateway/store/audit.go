@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	bolt "go.etcd.io/bbolt"
 	"strconv"
 	"strings"
 	"time"
@@ -394,4 +395,61 @@ func (d *DB) VerifyAuditWith(known note.Verifiers) (r AuditReport, err error) {
 		return err
 	})
 	return r, err
+}
+
+// keyAuditHead is where a log of the earlier format (a hash chain with a
+// signed head) kept its head.
+var keyAuditHead = []byte("audit-head")
+
+// ActAuditUpgrade records that a log of the earlier format became a
+// Merkle tree.
+const ActAuditUpgrade Action = "audit.upgrade"
+
+// upgradeAudit turns a log of the earlier format into a Merkle tree over
+// the events as they are stored, signs its first checkpoint and records
+// the upgrade as an event naming the old head, so an auditor can still
+// compare it with a copy of the old log. It does nothing to a log that has
+// a checkpoint.
+func (d *DB) upgradeAudit() error {
+	return d.db.Update(func(btx *bolt.Tx) error {
+		t := &Tx{tx: btx, db: d}
+		meta := t.b(bucketMeta)
+		head := meta.Get(keyAuditHead)
+		if head == nil {
+			return nil
+		}
+		var old struct {
+			Seq  uint64 `json:"seq"`
+			Hash string `json:"hash"`
+		}
+		json.Unmarshal(head, &old)
+		if meta.Get(keyAuditCheckpoint) == nil {
+			hb := t.b(bucketAuditHashes)
+			var n int64
+			c := t.b(bucketAudit).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				hs, err := tlog.StoredHashes(n, v, t.hashReader())
+				if err != nil {
+					return err
+				}
+				base := tlog.StoredHashIndex(0, n)
+				for i, h := range hs {
+					if err := hb.Put(hashKey(base+int64(i)), bytes.Clone(h[:])); err != nil {
+						return err
+					}
+				}
+				n++
+			}
+			t.size, t.sizeLoaded = n, true
+			err := t.Audit(AuditEvent{Actor: "store", Action: ActAuditUpgrade, Outcome: "merkle-tree",
+				Detail: map[string]string{"previous_events": fmt.Sprint(old.Seq), "previous_head": old.Hash}})
+			if err != nil {
+				return err
+			}
+			if err := t.signCheckpoint(); err != nil {
+				return err
+			}
+		}
+		return meta.Delete(keyAuditHead)
+	})
 }

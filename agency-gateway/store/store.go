@@ -176,7 +176,12 @@ func Open(path string, signer Signer) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("failed to create buckets in %s: %w", path, err)
 	}
-	return &DB{db: bdb, signer: signer, now: time.Now}, nil
+	d := &DB{db: bdb, signer: signer, now: time.Now}
+	if err := d.upgradeAudit(); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("failed to upgrade the audit log of %s: %w", path, err)
+	}
+	return d, nil
 }
 
 // OpenReadOnly opens an existing database for reading only, for auditors,

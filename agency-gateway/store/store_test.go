@@ -421,3 +421,52 @@ func TestAuditVerifyFrom(t *testing.T) {
 		t.Fatalf("a prefix that does not end where it did: %v", err)
 	}
 }
+
+// TestAuditUpgrade: a log of the earlier format (a hash chain with a signed
+// head) becomes a Merkle tree over its stored events when the store opens,
+// with an event that names the old head; then it verifies and grows.
+func TestAuditUpgrade(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	signer, err := crypto.NewAuditNoteSigner("test", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "gateway.db")
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		ev, _ := tx.CreateBucketIfNotExists(bucketAudit)
+		meta, _ := tx.CreateBucketIfNotExists(bucketMeta)
+		for i := uint64(1); i <= 3; i++ {
+			raw := fmt.Sprintf(`{"seq":%d,"at":"2026-11-30T10:00:00Z","actor":"iom/x","action":"referral.send","outcome":"queued","prev":"p%d","hash":"h%d"}`, i, i, i)
+			if err := ev.Put(seqKey(i), []byte(raw)); err != nil {
+				return err
+			}
+		}
+		return meta.Put(keyAuditHead, []byte(`{"seq":3,"hash":"h3","signature":"00"}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdb.Close()
+	db, err := Open(path, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	appendEvents(t, db, 2)
+	r, err := db.VerifyAuditWith(note.VerifierList(signer.Verifier()))
+	if err != nil || r.Events != 6 {
+		t.Fatalf("after the upgrade: %+v, %v", r, err)
+	}
+	evs := func() []AuditEvent {
+		var out []AuditEvent
+		db.View(func(tx *Tx) (err error) { out, err = tx.AuditEvents(0, 10); return err })
+		return out
+	}()
+	if up := evs[3]; up.Action != ActAuditUpgrade || up.Detail["previous_head"] != "h3" || up.Detail["previous_events"] != "3" {
+		t.Fatalf("upgrade event %+v", up)
+	}
+}
