@@ -91,8 +91,9 @@ type Accounts struct {
 	dummyOnce sync.Once
 	dummy     string
 
-	mu    sync.Mutex
-	addrs map[string]*addrWindow
+	mu       sync.Mutex
+	addrs    map[string]*addrWindow
+	inFlight map[string]bool // "n:"+name and "a:"+addr of sign-ins being checked
 }
 
 type addrWindow struct {
@@ -334,7 +335,9 @@ func (a *Accounts) EnrollTOTP(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = a.change(name, ActAccountTOTP, "enrolled", false, func(acc *store.StaffAccount) {
+	// A new second factor (say, for a lost phone) ends the sessions made
+	// with the old one.
+	err = a.change(name, ActAccountTOTP, "enrolled", true, func(acc *store.StaffAccount) {
 		acc.TOTPSecret, acc.TOTPStep = key.Secret(), 0
 	})
 	if err != nil {

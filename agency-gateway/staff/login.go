@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -45,6 +46,7 @@ const sessionIDLen = 43
 // (the lockout itself is), so a flood cannot fill the log.
 func (a *Accounts) Login(name, password, code, addr string) (*Session, error) {
 	now := a.now()
+	addr = addrKey(addr)
 	if a.addrLocked(addr, now) {
 		return nil, ErrLocked
 	}
@@ -53,6 +55,14 @@ func (a *Accounts) Login(name, password, code, addr string) (*Session, error) {
 	}
 	name = strings.ToLower(strings.TrimSpace(name))
 	code = strings.ReplaceAll(code, " ", "")
+	// One sign-in at a time per account and per address, and a bounded
+	// number in all: a burst of guesses is refused, not queued, so every
+	// guess that is checked is counted before the next one is.
+	release, ok := a.enter(name, addr)
+	if !ok {
+		return nil, ErrBusy
+	}
+	defer release()
 
 	var acc *store.StaffAccount
 	if ValidName(name) {
@@ -200,6 +210,40 @@ func addrDetail(addr string) map[string]string {
 	return map[string]string{"addr": addr}
 }
 
+// maxInFlight bounds the sign-ins being checked at once in this process.
+const maxInFlight = 8
+
+// enter admits a sign-in attempt for name from addr, unless one is being
+// checked for either already or too many are in flight.
+func (a *Accounts) enter(name, addr string) (func(), bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.inFlight == nil {
+		a.inFlight = map[string]bool{}
+	}
+	kn, ka := "n:"+name, "a:"+addr
+	if a.inFlight[kn] || a.inFlight[ka] || len(a.inFlight) >= 2*maxInFlight {
+		return nil, false
+	}
+	a.inFlight[kn], a.inFlight[ka] = true, true
+	return func() {
+		a.mu.Lock()
+		delete(a.inFlight, kn)
+		delete(a.inFlight, ka)
+		a.mu.Unlock()
+	}, true
+}
+
+// addrKey is the key an address is limited by: an IPv4 address, or the
+// /64 network of an IPv6 one (a host is given a whole /64).
+func addrKey(addr string) string {
+	ip := net.ParseIP(addr)
+	if ip == nil || ip.To4() != nil {
+		return addr
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
 // addrLocked reports whether addr is locked out now.
 func (a *Accounts) addrLocked(addr string, now time.Time) bool {
 	a.mu.Lock()
@@ -310,7 +354,14 @@ func (a *Accounts) session(id string, acc *store.StaffAccount, s *store.StaffSes
 // session, one idle for longer than IdleTimeout or older than MaxAge, and
 // one whose account is disabled or gone. It records the time the session
 // was seen, writing it at most once a minute.
-func (a *Accounts) Session(id string) (*Session, error) {
+func (a *Accounts) Session(id string) (*Session, error) { return a.lookup(id, true) }
+
+// Peek is Session without counting as use: for requests the user did not
+// make (a page's live-update stream), which must not keep an idle session
+// alive.
+func (a *Accounts) Peek(id string) (*Session, error) { return a.lookup(id, false) }
+
+func (a *Accounts) lookup(id string, use bool) (*Session, error) {
 	if len(id) != sessionIDLen {
 		return nil, ErrNoSession
 	}
@@ -339,7 +390,7 @@ func (a *Accounts) Session(id string) (*Session, error) {
 		}
 		return nil, ErrNoSession
 	}
-	if now.Sub(s.Seen) >= seenEvery {
+	if use && now.Sub(s.Seen) >= seenEvery {
 		err := a.db.Batch(func(tx *store.Tx) error {
 			cur, err := tx.StaffSession(key)
 			if err != nil {

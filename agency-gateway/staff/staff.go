@@ -101,6 +101,9 @@ var (
 	// ErrNeedCode is returned when the password is right and a second
 	// factor is required but was not given.
 	ErrNeedCode = errors.New("a one-time code is required")
+	// ErrBusy is returned when a sign-in for the same account or from the
+	// same address is being checked, or too many are: try again shortly.
+	ErrBusy = errors.New("sign-in busy; try again shortly")
 	// ErrNoSession is returned for an unknown, ended or expired session.
 	ErrNoSession = errors.New("no such session")
 	// ErrExists is returned when adding an account whose name is taken.

@@ -79,7 +79,7 @@ func (s *server) events(c *ctx) {
 	c.w.WriteHeader(http.StatusOK)
 	last := ""
 	send := func() bool {
-		if _, err := s.auth.Session(c.sess.ID); err != nil {
+		if _, err := s.auth.Peek(c.sess.ID); err != nil {
 			return false
 		}
 		v := s.version(c.sess)
@@ -98,9 +98,12 @@ func (s *server) events(c *ctx) {
 	if !send() {
 		return
 	}
-	beat := time.NewTicker(25 * time.Second)
-	defer beat.Stop()
-	for {
+	// Every 2 s the session is looked at (without counting as use), so the
+	// stream ends soon after the session does; every 24 s a comment keeps
+	// proxies from closing an idle stream.
+	check := time.NewTicker(2 * time.Second)
+	defer check.Stop()
+	for tick := 1; ; tick++ {
 		select {
 		case <-c.r.Context().Done():
 			return
@@ -108,11 +111,16 @@ func (s *server) events(c *ctx) {
 			if !send() {
 				return
 			}
-		case <-beat.C:
-			if _, err := fmt.Fprint(c.w, ": keep-alive\n\n"); err != nil {
-				return
+		case <-check.C:
+			if _, err := s.auth.Peek(c.sess.ID); err != nil {
+				return // signed out, disabled or idle: the stream ends with the session
 			}
-			fl.Flush()
+			if tick%12 == 0 {
+				if _, err := fmt.Fprint(c.w, ": keep-alive\n\n"); err != nil {
+					return
+				}
+				fl.Flush()
+			}
 		}
 	}
 }

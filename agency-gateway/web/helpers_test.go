@@ -129,6 +129,8 @@ func (a *fakeAuth) Session(id string) (*staff.Session, error) {
 	return s, nil
 }
 
+func (a *fakeAuth) Peek(id string) (*staff.Session, error) { return a.Session(id) }
+
 func (a *fakeAuth) Logout(id string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()

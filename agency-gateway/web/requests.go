@@ -41,7 +41,9 @@ func (s *server) showRequestForm(c *ctx, code int, f *form) {
 func (s *server) requestForm(c *ctx) {
 	q := c.r.URL.Query()
 	v := url.Values{"purpose": {"investigation"}, "due": {localInput(time.Now().Add(7*24*time.Hour), s.cfg.Location)}}
-	for _, k := range []string{"to", "pseudonym", "referral_id"} {
+	// A pseudonym never comes from the URL: URLs end up in logs and
+	// browser history.
+	for _, k := range []string{"to", "referral_id"} {
 		if q.Get(k) != "" {
 			v.Set(k, q.Get(k))
 		}

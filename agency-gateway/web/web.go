@@ -34,7 +34,11 @@ var assets embed.FS
 // Auth signs staff in and out and looks up their sessions.
 type Auth interface {
 	Login(name, password, code, addr string) (*staff.Session, error)
+	// Session returns a session and counts the request as use.
 	Session(id string) (*staff.Session, error)
+	// Peek returns a session without counting as use (the live-update
+	// stream, which the user did not ask for, must not keep it alive).
+	Peek(id string) (*staff.Session, error)
 	Logout(id string) error
 }
 
@@ -128,7 +132,7 @@ func New(gw *gateway.Gateway, auth Auth, cfg Config) (http.Handler, error) {
 	s.route("GET /ui/audit", op, s.audit)
 	s.mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		c := s.newCtx(w, r)
-		if sess, err := s.session(r); err == nil {
+		if sess, err := s.session(r, true); err == nil {
 			c.sess = sess
 		}
 		s.errorPage(c, http.StatusNotFound, "error.notfound", "")
@@ -188,7 +192,7 @@ func (s *server) route(pattern string, roles []staff.Role, h func(*ctx)) {
 			s.errorPage(c, http.StatusForbidden, "error.csrf", "")
 			return
 		}
-		sess, err := s.session(r)
+		sess, err := s.session(r, r.URL.Path != "/ui/events")
 		if err != nil {
 			if post || r.URL.Path == "/ui/events" {
 				s.errorPage(c, http.StatusForbidden, "error.session", "")
@@ -218,12 +222,16 @@ func (s *server) route(pattern string, roles []staff.Role, h func(*ctx)) {
 	})
 }
 
-func (s *server) session(r *http.Request) (*staff.Session, error) {
+func (s *server) session(r *http.Request, use bool) (*staff.Session, error) {
 	ck, err := r.Cookie(sessionCookie)
 	if err != nil || ck.Value == "" {
 		return nil, staff.ErrNoSession
 	}
-	sess, err := s.auth.Session(ck.Value)
+	get := s.auth.Session
+	if !use {
+		get = s.auth.Peek
+	}
+	sess, err := get(ck.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +313,7 @@ func (s *server) home(c *ctx) {
 }
 
 func (s *server) loginPage(c *ctx) {
-	if sess, err := s.session(c.r); err == nil {
+	if sess, err := s.session(c.r, true); err == nil {
 		http.Redirect(c.w, c.r, mainPage(sess), http.StatusSeeOther)
 		return
 	}
@@ -335,7 +343,7 @@ func (s *server) login(c *ctx) {
 	if err != nil {
 		key, code := "login.error.bad", http.StatusUnauthorized
 		switch {
-		case errors.Is(err, staff.ErrLocked):
+		case errors.Is(err, staff.ErrLocked), errors.Is(err, staff.ErrBusy):
 			key, code = "login.error.locked", http.StatusTooManyRequests
 		case errors.Is(err, staff.ErrNeedCode):
 			key = "login.error.needcode"
@@ -346,6 +354,9 @@ func (s *server) login(c *ctx) {
 		}
 		s.renderLogin(c, code, key, name)
 		return
+	}
+	if old, err := r.Cookie(sessionCookie); err == nil && old.Value != "" {
+		s.auth.Logout(old.Value) // signing in again ends the session before
 	}
 	http.SetCookie(c.w, s.cookie(loginCookie, "", -1))
 	http.SetCookie(c.w, s.cookie(sessionCookie, sess.ID, int(staff.MaxAge/time.Second)))
