@@ -23,10 +23,10 @@ func blockHashing() (release func()) {
 	}
 }
 
-// Guesses in flight when an account locks are still checked, and for an
-// account that needs a code the right password is answered ErrNeedCode:
-// an attacker sending many guesses at once learns the password though the
-// account locked after ten.
+// Guesses sent at once for one account are not all checked: they are
+// checked one at a time, so the account locks after ten and the right
+// password, sent in the same burst, is never confirmed (not even as "a
+// code is needed").
 func TestBurstOfGuessesIsCounted(t *testing.T) {
 	f := newFixture(t, "shelter", policy.KindShelter, RoleOperator)
 	f.add(t, "op", RoleOperator)
@@ -50,9 +50,9 @@ func TestBurstOfGuessesIsCounted(t *testing.T) {
 	}
 }
 
-// Sign-ins from one address that arrive together all pass the address
-// check before any failure is counted: the AddrFailures limit does not
-// bound the passwords one address gets checked (nor the argon2 work).
+// Sign-ins from one address that arrive together are checked one at a
+// time, the rest refused: AddrFailures bounds the passwords one address
+// gets checked, and the argon2 work.
 func TestBurstFromOneAddressIsRefused(t *testing.T) {
 	f := newFixture(t, "shelter", policy.KindShelter)
 	f.add(t, "cw", RoleCaseworker)
@@ -79,8 +79,8 @@ func TestBurstFromOneAddressIsRefused(t *testing.T) {
 	}
 }
 
-// A new second factor (enrolled because the old phone was lost) leaves
-// the sessions signed in with the old one running.
+// A new second factor (enrolled because the old phone was lost) ends the
+// sessions signed in with the old one.
 func TestNewSecondFactorEndsSessions(t *testing.T) {
 	f := newFixture(t, "shelter", policy.KindShelter)
 	f.add(t, "cw", RoleCaseworker)
