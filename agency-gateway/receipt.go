@@ -137,7 +137,7 @@ func applyReceipt(g *Gateway, tx *store.Tx, rec *store.Record, in *Incoming, r c
 // itself.
 var gatewayReasons = []string{ReasonBodyInvalid, ReasonBodyMismatch, ReasonIDCollision, ReasonKindUnsupported,
 	ReasonReceiptInvalid, ReasonReceiptMismatch, ReasonReplay, ReasonSenderMismatch, ReasonUndelivered,
-	ReasonWaitedTooLong, ReasonTooManyWaiting}
+	ReasonWaitedTooLong, ReasonTooManyWaiting, ReasonCheckpointInvalid, ReasonCosignatureInvalid, ReasonFork, ReasonRollback}
 
 // knownReason reports whether a reason code is one any gateway may send.
 func knownReason(code string) bool {
