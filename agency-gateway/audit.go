@@ -39,6 +39,7 @@ const (
 	ActDirectoryReload      store.Action = "directory.reload"
 	ActWitnessFork          store.Action = "witness.fork"
 	ActWitnessRollback      store.Action = "witness.rollback"
+	ActCheckpointRefused    store.Action = "checkpoint.refused"
 )
 
 // AuditPage is one page of audit events, oldest first.

@@ -52,6 +52,15 @@ func (receiptKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	// A witness refusing a checkpoint this gateway sent it (witness.go):
+	// its reason (fork, rollback) is recorded.
+	if to, hash, ok := g.sentCheckpoint(r.EnvelopeID); ok && to == in.Sender.ID && hash == r.HashHex() {
+		if r.Event != crypto.EventRejected {
+			return nil
+		}
+		return tx.Audit(store.AuditEvent{At: in.Now, Actor: peerActor(in.Sender.ID), Action: ActCheckpointRefused,
+			Object: r.EnvelopeID, Outcome: "refused", Reason: r.Reason, Detail: map[string]string{"receipt_envelope": in.Header.ID}})
+	}
 	// A receipt for a status or statement envelope this gateway sent.
 	ref := tx.Link(r.EnvelopeID)
 	if ref == "" {

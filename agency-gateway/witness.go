@@ -40,6 +40,22 @@ type witnessState struct {
 	mu       sync.Mutex
 	sent     map[string]uint64
 	needFrom map[string]uint64
+	// envelopes are the checkpoint envelopes sent since the start (id ->
+	// witness and envelope hash), so a witness's rejected receipt for one
+	// is told from a receipt for an unknown envelope.
+	envelopes map[string][2]string
+}
+
+// maxCheckpointEnvelopes bounds witnessState.envelopes.
+const maxCheckpointEnvelopes = 4096
+
+// sentCheckpoint returns the witness and hash of checkpoint envelope id,
+// if this gateway sent it since it started.
+func (g *Gateway) sentCheckpoint(id string) (to, hash string, ok bool) {
+	g.witness.mu.Lock()
+	defer g.witness.mu.Unlock()
+	v, ok := g.witness.envelopes[id]
+	return v[0], v[1], ok
 }
 
 // checkpointBody is the body of a checkpoint envelope.
@@ -115,6 +131,9 @@ func (g *Gateway) sendCheckpoints() error {
 	if g.witness.sent == nil {
 		g.witness.sent, g.witness.needFrom = map[string]uint64{}, map[string]uint64{}
 	}
+	if g.witness.envelopes == nil || len(g.witness.envelopes) > maxCheckpointEnvelopes {
+		g.witness.envelopes = map[string][2]string{}
+	}
 	var out []*sealed
 	var size uint64
 	err := g.db.View(func(tx *store.Tx) error {
@@ -177,6 +196,7 @@ func (g *Gateway) sendCheckpoints() error {
 	}
 	for _, s := range out {
 		g.witness.sent[s.h.To] = size
+		g.witness.envelopes[s.h.ID] = [2]string{s.h.To, s.hash}
 		delete(g.witness.needFrom, s.h.To)
 		g.metricsEnvelope("out", kindCheckpoint, "accepted")
 	}

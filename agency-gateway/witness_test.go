@@ -345,6 +345,11 @@ func TestWitnessRollback(t *testing.T) {
 			t.Errorf("%s: view of iom %+v", w, v)
 		}
 	}
+	// iom records that the witnesses refused its checkpoint.
+	e := c.waitAudit("iom", func(e store.AuditEvent) bool { return e.Action == gateway.ActCheckpointRefused })
+	if e.Reason != gateway.ReasonRollback {
+		t.Errorf("iom: %+v", e)
+	}
 	if d := time.Since(start); d > testWitnessInterval+2*time.Second {
 		t.Errorf("the rollback was reported after %v", d)
 	}
