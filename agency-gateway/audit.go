@@ -37,6 +37,9 @@ const (
 	ActDeadline             store.Action = "record.deadline"
 	ActDue                  store.Action = "statement-request.expire"
 	ActDirectoryReload      store.Action = "directory.reload"
+	ActWitnessFork          store.Action = "witness.fork"
+	ActWitnessRollback      store.Action = "witness.rollback"
+	ActCheckpointRefused    store.Action = "checkpoint.refused"
 )
 
 // AuditPage is one page of audit events, oldest first.
@@ -66,6 +69,9 @@ type AuditCheckpoint struct {
 	Checkpoint string `json:"checkpoint"`
 	Size       uint64 `json:"size"`
 	Root       string `json:"root"`
+	// Cosignatures are the latest cosignature of each witness (of this
+	// checkpoint or an earlier one: see their size).
+	Cosignatures []WitnessCosignature `json:"cosignatures"`
 }
 
 // AuditInclusionProof proves that one event is in the tree of Size events
@@ -182,7 +188,8 @@ func (g *Gateway) AuditCheckpoint(p policy.Principal) (AuditCheckpoint, error) {
 			return err
 		}
 		out = AuditCheckpoint{Checkpoint: string(cp.Note), Size: cp.Size, Root: b64(cp.Root)}
-		return nil
+		out.Cosignatures, err = cosignatures(tx)
+		return err
 	})
 	return out, err
 }

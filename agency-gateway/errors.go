@@ -55,6 +55,12 @@ const (
 	ReasonReplay          = "replay"
 	ReasonSenderMismatch  = "sender-mismatch"
 	ReasonUndelivered     = "undelivered-by-deadline"
+	// Witnessing: a checkpoint or cosignature that does not verify, and a
+	// checkpoint that does not extend the last one this witness holds.
+	ReasonCheckpointInvalid  = "checkpoint-invalid"
+	ReasonCosignatureInvalid = "cosignature-invalid"
+	ReasonFork               = "fork"
+	ReasonRollback           = "rollback"
 )
 
 // permanent marks an incoming envelope that can never be accepted: it is

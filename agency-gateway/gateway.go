@@ -59,6 +59,7 @@ type Gateway struct {
 	onOutcome func(id, outcome string)
 	kinds     map[string]Kind
 	waitRetry time.Duration
+	witness   witnessState
 
 	opener   *crypto.Opener
 	inflight sync.Map // queue seq -> publishing now
@@ -96,6 +97,9 @@ type Options struct {
 	// WaitRetry is how often waiting envelopes are tried again (default
 	// 10 s); an envelope is refused after 12 tries.
 	WaitRetry time.Duration
+	// WitnessInterval is how often the gateway sends its audit checkpoint
+	// to the other agencies to witness, when its log grew (default 30 s).
+	WitnessInterval time.Duration
 }
 
 // New opens the gateway's store and loads the directory and the token
@@ -120,6 +124,9 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 	}
 	if g.waitRetry = opt.WaitRetry; g.waitRetry <= 0 {
 		g.waitRetry = waitRetry
+	}
+	if g.witness.interval = opt.WitnessInterval; g.witness.interval <= 0 {
+		g.witness.interval = witnessInterval
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
@@ -233,6 +240,7 @@ func (g *Gateway) Start() {
 	g.loop(ctx, g.receiveLoop)
 	g.loop(ctx, g.timerLoop)
 	g.loop(ctx, g.waitingLoop)
+	g.loop(ctx, g.witnessLoop)
 }
 
 func (g *Gateway) loop(ctx context.Context, fn func(context.Context)) {

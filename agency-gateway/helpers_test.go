@@ -55,6 +55,10 @@ type core struct {
 	gws   map[string]*gateway.Gateway
 	kinds map[string]string
 	keys  map[string]gateway.Keys
+	// opts are the options every gateway starts with (Logger, Now and
+	// WaitRetry are set by start).
+	opts    gateway.Options
+	stopped map[*gateway.Gateway]bool
 }
 
 // mustCore builds a signed directory of the given agencies (the four dev
@@ -62,11 +66,17 @@ type core struct {
 // agency on an in-memory bus.
 func mustCore(t testing.TB, agencies ...agency) *core {
 	t.Helper()
+	return mustCoreOpts(t, gateway.Options{}, agencies...)
+}
+
+// mustCoreOpts is mustCore with options for every gateway.
+func mustCoreOpts(t testing.TB, opts gateway.Options, agencies ...agency) *core {
+	t.Helper()
 	if len(agencies) == 0 {
 		agencies = defaultAgencies
 	}
 	c := &core{t: t, net: membus.New(), data: t.TempDir(), clock: &clock{}, gws: map[string]*gateway.Gateway{},
-		kinds: map[string]string{}, keys: map[string]gateway.Keys{}}
+		kinds: map[string]string{}, keys: map[string]gateway.Keys{}, opts: opts, stopped: map[*gateway.Gateway]bool{}}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -117,18 +127,32 @@ func (c *core) start(id string) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	gw, err := gateway.New(cfg, keys, c.net.Bus(id), gateway.Options{Logger: quiet, Now: c.clock.Now,
-		WaitRetry: 50 * time.Millisecond})
+	opts := c.opts
+	opts.Logger, opts.Now, opts.WaitRetry = quiet, c.clock.Now, 50*time.Millisecond
+	gw, err := gateway.New(cfg, keys, c.net.Bus(id), opts)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	gw.Start()
 	c.gws[id], c.keys[id] = gw, keys
 	c.t.Cleanup(func() {
+		if c.stopped[gw] {
+			return
+		}
 		if err := gw.Close(); err != nil {
 			c.t.Errorf("close %s: %v", id, err)
 		}
 	})
+}
+
+// stop closes agency id's gateway (start starts it again).
+func (c *core) stop(id string) {
+	c.t.Helper()
+	gw := c.gws[id]
+	c.stopped[gw] = true
+	if err := gw.Close(); err != nil {
+		c.t.Fatalf("close %s: %v", id, err)
+	}
 }
 
 // staff is a member of staff of agency id with every scope the agency's

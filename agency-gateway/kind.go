@@ -40,6 +40,8 @@ const (
 	kindStatementRequest = crypto.KindStatementRequest
 	kindStatement        = crypto.KindStatement
 	kindConsent          = "consent"
+	kindCheckpoint       = crypto.KindCheckpoint
+	kindCosignature      = crypto.KindCosignature
 )
 
 // registry lists every kind: adding one is its file and one line here.
@@ -52,6 +54,8 @@ func registry() map[string]Kind {
 		statementRequestKind{},
 		consentKind{},
 		statementKind{},
+		checkpointKind{},
+		cosignatureKind{},
 	} {
 		m[k.Name()] = k
 	}

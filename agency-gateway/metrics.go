@@ -24,6 +24,7 @@ type Metrics struct {
 	refused         *prometheus.CounterVec
 	waiting         *prometheus.CounterVec
 	publishFailures prometheus.Counter
+	witnessAlarms   *prometheus.CounterVec
 	agency          string
 }
 
@@ -68,11 +69,14 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		waiting: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rujukan_envelopes_waiting_total", Help: "Incoming envelopes set aside to wait for another one, by agency and sender.",
 		}, []string{"agency", "sender"}),
+		witnessAlarms: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rujukan_witness_alarms_total", Help: "Checkpoints of another agency's audit log that did not extend the last one seen (a fork or a rollback), by agency and log.",
+		}, []string{"agency", "log"}),
 		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rujukan_publish_failures_total", Help: "Failed publish attempts (retried).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.refused, m.waiting, m.publishFailures)
+	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.refused, m.waiting, m.publishFailures, m.witnessAlarms)
 	return m
 }
 

@@ -52,7 +52,7 @@ func (g *Gateway) publish(ctx context.Context, it store.QueueItem) error {
 		if err := tx.Dequeue(it.Seq); err != nil {
 			return err
 		}
-		if it.Kind == kindReceipt {
+		if it.Kind == kindReceipt || it.Kind == kindCheckpoint || it.Kind == kindCosignature {
 			return tx.DeleteEnvelope(it.ID)
 		}
 		if it.Ref != it.ID {

@@ -52,6 +52,15 @@ func (receiptKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	// A witness refusing a checkpoint this gateway sent it (witness.go):
+	// its reason (fork, rollback) is recorded.
+	if to, hash, ok := g.sentCheckpoint(r.EnvelopeID); ok && to == in.Sender.ID && hash == r.HashHex() {
+		if r.Event != crypto.EventRejected {
+			return nil
+		}
+		return tx.Audit(store.AuditEvent{At: in.Now, Actor: peerActor(in.Sender.ID), Action: ActCheckpointRefused,
+			Object: r.EnvelopeID, Outcome: "refused", Reason: r.Reason, Detail: map[string]string{"receipt_envelope": in.Header.ID}})
+	}
 	// A receipt for a status or statement envelope this gateway sent.
 	ref := tx.Link(r.EnvelopeID)
 	if ref == "" {
@@ -137,7 +146,7 @@ func applyReceipt(g *Gateway, tx *store.Tx, rec *store.Record, in *Incoming, r c
 // itself.
 var gatewayReasons = []string{ReasonBodyInvalid, ReasonBodyMismatch, ReasonIDCollision, ReasonKindUnsupported,
 	ReasonReceiptInvalid, ReasonReceiptMismatch, ReasonReplay, ReasonSenderMismatch, ReasonUndelivered,
-	ReasonWaitedTooLong, ReasonTooManyWaiting}
+	ReasonWaitedTooLong, ReasonTooManyWaiting, ReasonCheckpointInvalid, ReasonCosignatureInvalid, ReasonFork, ReasonRollback}
 
 // knownReason reports whether a reason code is one any gateway may send.
 func knownReason(code string) bool {

@@ -23,12 +23,16 @@ const (
 	KindReceipt          = "receipt"
 	KindStatementRequest = "statement-request"
 	KindStatement        = "statement"
+	// KindCheckpoint carries a gateway's signed audit checkpoint to a
+	// witness; KindCosignature the witness's cosignature back.
+	KindCheckpoint  = "checkpoint"
+	KindCosignature = "cosignature"
 )
 
 // ValidKind reports whether k is one of the envelope kinds above.
 func ValidKind(k string) bool {
 	switch k {
-	case KindReferral, KindStatus, KindReceipt, KindStatementRequest, KindStatement:
+	case KindReferral, KindStatus, KindReceipt, KindStatementRequest, KindStatement, KindCheckpoint, KindCosignature:
 		return true
 	}
 	return false

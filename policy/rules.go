@@ -19,10 +19,14 @@ const (
 	MsgStatement        = "statement"
 	MsgStatus           = "status"
 	MsgReceipt          = "receipt"
+	// MsgCheckpoint and MsgCosignature: audit log checkpoints sent to the
+	// other gateways to witness, and their cosignatures.
+	MsgCheckpoint  = "checkpoint"
+	MsgCosignature = "cosignature"
 )
 
 // MessageKinds lists every message kind.
-var MessageKinds = []string{MsgReferral, MsgStatementRequest, MsgStatement, MsgStatus, MsgReceipt}
+var MessageKinds = []string{MsgReferral, MsgStatementRequest, MsgStatement, MsgStatus, MsgReceipt, MsgCheckpoint, MsgCosignature}
 
 // Conditions a rule may require, beyond the kinds of the two agencies.
 const (
@@ -103,7 +107,9 @@ var allKinds = []string{KindIOM, KindDinsos, KindPolice, KindShelter}
 //   - statement: iom, dinsos or shelter to police, only answering an open
 //     request from that police agency;
 //   - status and receipt: between any kinds, only to the counterpart of an
-//     existing referral or request.
+//     existing referral or request;
+//   - checkpoint and cosignature (the gateways witnessing each other's
+//     audit logs): between any kinds.
 func DefaultRules() *Rules {
 	holders := []string{KindIOM, KindDinsos, KindShelter}
 	return &Rules{
@@ -114,6 +120,8 @@ func DefaultRules() *Rules {
 			{Kind: MsgStatement, From: slices.Clone(holders), To: []string{KindPolice}, Requires: []string{CondOpenRequest}},
 			{Kind: MsgStatus, From: []string{AnyKind}, To: []string{AnyKind}, Requires: []string{CondCounterpart}},
 			{Kind: MsgReceipt, From: []string{AnyKind}, To: []string{AnyKind}, Requires: []string{CondCounterpart}},
+			{Kind: MsgCheckpoint, From: []string{AnyKind}, To: []string{AnyKind}},
+			{Kind: MsgCosignature, From: []string{AnyKind}, To: []string{AnyKind}},
 		},
 		Pseudonym:   DefaultPseudonymPattern,
 		pseudonymRE: defaultPseudonymRE,

@@ -55,6 +55,7 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/v1/audit/checkpoint"},
 		{"GET", "/v1/audit/consistency"},
 		{"GET", "/v1/audit/verify"},
+		{"GET", "/v1/audit/witnesses"},
 		{"GET", "/v1/audit/{seq}/proof"},
 		{"GET", "/v1/openapi.json"},
 		{"GET", "/v1/referrals"},
