@@ -70,7 +70,12 @@ func brun(t *testing.T, ctx context.Context, what string, actions ...chromedp.Ac
 	t.Helper()
 	c, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := chromedp.Do(c, actions...); err != nil {
+	err := chromedp.Do(c, actions...)
+	if pageReloaded(err) {
+		// The page's live-update script reloaded it under the action.
+		err = chromedp.Do(c, actions...)
+	}
+	if err != nil {
 		loc, _ := chromedp.Run(ctx, chromedp.Location())
 		body, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText.slice(0, 3000) : ""`))
 		t.Fatalf("%s: %v\nat %s\n%s", what, err, loc, body)
@@ -83,10 +88,20 @@ func value[T any](t *testing.T, ctx context.Context, what string, a chromedp.Act
 	c, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	v, err := chromedp.Run(c, a)
+	for i := 0; i < 3 && pageReloaded(err); i++ {
+		time.Sleep(200 * time.Millisecond)
+		v, err = chromedp.Run(c, a)
+	}
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 	return v
+}
+
+// pageReloaded tells an action that failed because the page went away
+// under it (a reload by the live-update script) from a real failure.
+func pageReloaded(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "Cannot find context with specified id")
 }
 
 // shoot saves screenshots of the page at phone (360 px, the narrowest the
