@@ -56,6 +56,7 @@ func New(gw *gateway.Gateway, maxBody int64, log *slog.Logger) *Server {
 	s.route("GET /v1/audit/checkpoint", policy.ActionAuditVerify, s.auditCheckpoint)
 	s.route("GET /v1/audit/{seq}/proof", policy.ActionAuditVerify, s.auditInclusion)
 	s.route("GET /v1/audit/consistency", policy.ActionAuditVerify, s.auditConsistency)
+	s.route("GET /v1/audit/export", policy.ActionAuditList, s.auditExport)
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
