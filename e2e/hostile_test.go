@@ -343,9 +343,11 @@ func TestRefusalAttribution(t *testing.T) {
 	if e["actor"] != "peer:dinsos" || detail(e, "claimed_from") != "shelter" || e["reason"] != "sender-mismatch" {
 		t.Errorf("audit of the forwarded envelope: %v", e)
 	}
-	if m := metrics(t, n.metricsURL("iom")); !strings.Contains(m, `reason="sender-mismatch",sender="dinsos"`) {
-		t.Errorf("the refusal is not counted under dinsos")
-	}
+	// The counter follows the audit event's commit.
+	eventually(t, "the refusal being counted under dinsos", 5*time.Second, func() (bool, string) {
+		m := metrics(t, n.metricsURL("iom"))
+		return strings.Contains(m, `reason="sender-mismatch",sender="dinsos"`), "not counted under dinsos"
+	})
 	if in := listAll(t, n.url("iom"), n.tokens["iom"], "inbox"); len(in) != 0 {
 		t.Errorf("iom stored the referral: %v", in)
 	}

@@ -67,7 +67,12 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 	opts := []client.Option{client.OnStatus(func(up bool) {
 		if up {
 			log.Info("connected to the broker", "agency", cfg.Agency)
-			go func() { gwReady.Wait(); gw.Poke() }()
+			go func() {
+				gwReady.Wait()
+				if gw != nil { // nil when gateway.New failed
+					gw.Poke()
+				}
+			}()
 		} else {
 			log.Warn("disconnected from the broker", "agency", cfg.Agency)
 		}
