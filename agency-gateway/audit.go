@@ -1,16 +1,13 @@
 package gateway
 
 import (
-	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/rujukan/rujukan/agency-gateway/store"
-	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -108,15 +105,6 @@ func b64s(hs []tlog.Hash) []string {
 	return out
 }
 
-// auditVerifier returns the verifier of this gateway's checkpoints.
-func (g *Gateway) auditVerifier() (note.Verifiers, error) {
-	v, err := crypto.AuditNoteVerifier(g.self, g.keys.SigningKey.Public().(ed25519.PublicKey))
-	if err != nil {
-		return nil, err
-	}
-	return note.VerifierList(v), nil
-}
-
 // Audit returns audit events with seq > after.
 func (g *Gateway) Audit(p policy.Principal, after uint64, limit int) (AuditPage, error) {
 	if err := policy.Decide(p, policy.ActionAuditList, policy.Resource{}); err != nil {
@@ -163,12 +151,14 @@ func (g *Gateway) VerifyAudit(p policy.Principal) (AuditVerification, error) {
 		return err
 	})
 	if errors.Is(err, store.ErrAuditBroken) {
+		g.setAuditBroken(err.Error())
 		return AuditVerification{OK: false, Events: r.Events, Error: err.Error()}, nil
 	}
 	if err != nil {
 		return AuditVerification{}, err
 	}
 	g.auditChecked = r
+	g.setAuditBroken("")
 	return AuditVerification{OK: true, Events: r.Events, HeadHash: r.Root, Checkpoint: r.Checkpoint}, nil
 }
 

@@ -52,6 +52,29 @@ type Config struct {
 	ClockSkew time.Duration `yaml:"clock_skew"`
 	// Web configures the staff web app.
 	Web WebConfig `yaml:"web"`
+	// Metrics configures the Prometheus listener.
+	Metrics MetricsConfig `yaml:"metrics"`
+	// Audit configures how the gateway treats its audit log.
+	Audit AuditConfig `yaml:"audit"`
+}
+
+// MetricsConfig is the Prometheus listener, separate from the API: the
+// metrics count traffic per agency, which is not for whoever reaches the
+// API. Keep it on a loopback address (or one only the monitoring network
+// reaches).
+type MetricsConfig struct {
+	// Listen is host:port serving GET /metrics only; empty serves no
+	// metrics.
+	Listen string `yaml:"listen"`
+}
+
+// AuditConfig configures the audit log.
+type AuditConfig struct {
+	// AcceptBreak lets a gateway whose audit log does not verify start
+	// anyway: the break is recorded as an audit event, and /readyz and
+	// GET /v1/audit/verify report it while it lasts. Without it such a
+	// gateway refuses to start.
+	AcceptBreak bool `yaml:"accept_break"`
 }
 
 // WebConfig configures the web app staff sign in to.
@@ -182,6 +205,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"RUJUKAN_HTTP_TLS_CERT":    &c.HTTP.TLSCert,
 		"RUJUKAN_HTTP_TLS_KEY":     &c.HTTP.TLSKey,
 		"RUJUKAN_DATA":             &c.Data,
+		"RUJUKAN_METRICS_LISTEN":   &c.Metrics.Listen,
 	}
 	for name, p := range str {
 		if v := getenv(name); v != "" {
@@ -207,6 +231,13 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			return fmt.Errorf("%w: RUJUKAN_HTTP_MAX_BODY: %q is not a number", ErrConfig, v)
 		}
 		c.HTTP.MaxBody = n
+	}
+	if v := getenv("RUJUKAN_AUDIT_ACCEPT_BREAK"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%w: RUJUKAN_AUDIT_ACCEPT_BREAK: %q is not true or false", ErrConfig, v)
+		}
+		c.Audit.AcceptBreak = b
 	}
 	if v := getenv("RUJUKAN_ISSUERS"); v != "" {
 		c.Issuers = nil
@@ -253,6 +284,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.Web.Location(); err != nil {
 		return bad("web.time_zone", "%q is not WIB, WITA, WIT or a known time zone", c.Web.TimeZone)
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			return bad("metrics.listen", "%q is not host:port", c.Metrics.Listen)
+		}
 	}
 	if c.HTTP.MaxBody < 1024 || c.HTTP.MaxBody > 1<<20 {
 		return bad("http.max_body", "%d is outside 1024..1048576", c.HTTP.MaxBody)

@@ -70,6 +70,7 @@ type Gateway struct {
 	recheck      chan struct{}
 	auditMu      sync.Mutex
 	auditChecked store.AuditReport // the prefix of the log verified so far
+	auditBroken  atomic.Pointer[string]
 	watchMu      sync.Mutex
 	watchers     map[chan struct{}]struct{}
 	wg           sync.WaitGroup
@@ -159,6 +160,10 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 		return nil, err
 	}
 	if g.db, err = store.Open(filepath.Join(cfg.Data, "gateway.db"), auditSigner); err != nil {
+		return nil, err
+	}
+	if err := g.checkAuditAtStart(); err != nil {
+		g.db.Close()
 		return nil, err
 	}
 	// A directory older than one already accepted would bring revoked keys
@@ -251,13 +256,16 @@ func (g *Gateway) loop(ctx context.Context, fn func(context.Context)) {
 	}()
 }
 
-// Ready returns "" when the broker is connected and the database open, and
-// otherwise a reason code: not-started, broker-disconnected or
-// database-unavailable.
+// Ready returns "" when the broker is connected, the database open and the
+// audit log verified, and otherwise a reason code: not-started,
+// audit-broken (the gateway started on a broken log, audit.accept_break),
+// broker-disconnected or database-unavailable.
 func (g *Gateway) Ready() string {
 	switch {
 	case !g.ready.Load():
 		return "not-started"
+	case g.AuditBroken() != "":
+		return ReasonAuditBroken
 	case !g.bus.Connected():
 		return "broker-disconnected"
 	}

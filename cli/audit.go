@@ -2,10 +2,15 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/agency-gateway/store"
@@ -32,8 +37,9 @@ type AuditVerifyConfig struct {
 }
 
 func runAudit(ctx context.Context, env Env, args []string) error {
+	const usage = "audit: usage: rujukan audit verify (--config gateway.yaml | --data DIR --agency ID | --db FILE --agency ID --directory FILE --authority KEY) [--export FILE | --url URL --token T]"
 	if len(args) == 0 || args[0] != "verify" {
-		return errors.New("audit: usage: rujukan audit verify (--config gateway.yaml | --data DIR --agency ID | --db FILE --agency ID --directory FILE --authority KEY)")
+		return errors.New(usage)
 	}
 	fs := newFlagSet(env, "audit verify")
 	var c AuditVerifyConfig
@@ -43,9 +49,21 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&c.Agency, "agency", "", "agency id of the gateway (with --data: which gateway)")
 	fs.StringVar(&c.Directory, "directory", "", "signed network directory file")
 	fs.StringVar(&c.Authority, "authority", "", "network authority public key: base64, or @file")
+	export := fs.String("export", "", "verify an audit export file (GET /v1/audit/export) instead of a database")
+	url := fs.String("url", "", "ask a running gateway at this base URL instead of reading its database")
+	token := fs.String("token", "", "with --url: a bearer token with audit:read")
 	if err := parseFlags(fs, args[1:], false); err != nil {
 		return err
 	}
+	switch {
+	case *export != "" && *url != "":
+		return errors.New("audit verify: give --export or --url, not both")
+	case (*export != "" || *url != "") && c.DB != "":
+		return errors.New("audit verify: --db is for a stopped gateway's database; --export and --url need no database")
+	case *url == "" && *token != "":
+		return errors.New("audit verify: --token goes with --url")
+	}
+	needDB := *export == "" && *url == ""
 	switch {
 	case *config != "" && *data != "":
 		return errors.New("audit verify: give --config or --data, not both")
@@ -60,15 +78,30 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 			return errors.New("audit verify: --data takes --db, --directory and --authority from the data folder; give only --agency")
 		}
 		var err error
-		if c, err = DevAuditConfig(*data, c.Agency); err != nil {
+		if c, err = devAuditConfig(*data, c.Agency, needDB); err != nil {
 			return err
 		}
 	}
-	rep, err := AuditVerify(c)
-	if err != nil {
-		return err
+	switch {
+	case *export != "":
+		rep, err := AuditVerifyExport(c, *export)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "audit export of %s verifies: %d events in the checkpoint's tree of %d, checkpoint:\n%s", c.Agency, rep.Events, rep.Size, rep.Checkpoint)
+	case *url != "":
+		rep, err := AuditVerifyURL(ctx, c, *url, *token)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "audit log of %s verifies (gateway at %s): %d events, checkpoint:\n%s", c.Agency, *url, rep.Events, rep.Checkpoint)
+	default:
+		rep, err := AuditVerify(c)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "audit log of %s verifies: %d events, checkpoint:\n%s", c.Agency, rep.Events, rep.Checkpoint)
 	}
-	fmt.Fprintf(env.Stdout, "audit log of %s verifies: %d events, checkpoint:\n%s", c.Agency, rep.Events, rep.Checkpoint)
 	return nil
 }
 
@@ -81,6 +114,12 @@ const gatewayDBFile = "gateway.db"
 // DATA/network.json and the authority key DATA/authority/authority.pub.
 // It refuses an agency that has no keys or no gateway database there.
 func DevAuditConfig(data, agency string) (AuditVerifyConfig, error) {
+	return devAuditConfig(data, agency, true)
+}
+
+// devAuditConfig is DevAuditConfig; without needDB it leaves the database
+// out (to verify an export or a running gateway).
+func devAuditConfig(data, agency string, needDB bool) (AuditVerifyConfig, error) {
 	if agency == "" {
 		return AuditVerifyConfig{}, errors.New("audit verify: --data needs --agency")
 	}
@@ -95,6 +134,9 @@ func DevAuditConfig(data, agency string) (AuditVerifyConfig, error) {
 		return AuditVerifyConfig{}, fmt.Errorf("audit verify: unknown agency %q: %s has no agencies/%s", agency, data, agency)
 	}
 	db := filepath.Join(gc.Data, gatewayDBFile)
+	if !needDB {
+		return AuditVerifyConfig{Agency: agency, Directory: gc.Directory, Authority: gc.Authority}, nil
+	}
 	if _, err := os.Stat(db); err != nil {
 		return AuditVerifyConfig{}, fmt.Errorf("audit verify: agency %s has no gateway database %s (has its gateway run?)", agency, db)
 	}
@@ -109,29 +151,44 @@ func AuditVerify(c AuditVerifyConfig) (store.AuditReport, error) {
 	if c.DB == "" || c.Agency == "" || c.Directory == "" || c.Authority == "" {
 		return store.AuditReport{}, errors.New("audit verify: --db, --agency, --directory and --authority are required (or --config, or --data with --agency)")
 	}
-	auth, err := crypto.ParseAuthorityKey(c.Authority)
+	known, err := agencyCheckpointKeys(c)
 	if err != nil {
-		return store.AuditReport{}, fmt.Errorf("audit verify: --authority: %w", err)
-	}
-	dir, err := crypto.LoadDirectory(c.Directory, auth)
-	if err != nil {
-		return store.AuditReport{}, fmt.Errorf("audit verify: %w", err)
-	}
-	a, ok := dir.Agency(c.Agency)
-	if !ok {
-		return store.AuditReport{}, fmt.Errorf("audit verify: agency %q is not in the directory", c.Agency)
+		return store.AuditReport{}, err
 	}
 	db, err := store.OpenReadOnly(c.DB)
 	if errors.Is(err, store.ErrLocked) {
-		return store.AuditReport{}, fmt.Errorf("audit verify: the gateway of %s is running (%w: %s); stop it first, or ask it: GET /v1/audit/verify", c.Agency, store.ErrLocked, c.DB)
+		return store.AuditReport{}, fmt.Errorf("audit verify: the gateway of %s is running (%w: %s); stop it first, or ask it: --url URL --token T", c.Agency, store.ErrLocked, c.DB)
 	}
 	if err != nil {
 		return store.AuditReport{}, fmt.Errorf("audit verify: %w", err)
 	}
 	defer db.Close()
-	// The checkpoint is signed with the agency's signing key; after a
-	// rotation an older key may have signed it, so each key of the agency
-	// is known to the verifier.
+	rep, err := db.VerifyAuditWith(known)
+	if err != nil {
+		return rep, fmt.Errorf("audit verify: %s: %w", c.DB, err)
+	}
+	return rep, nil
+}
+
+// agencyCheckpointKeys returns the verifiers of the agency's checkpoints:
+// its signing keys in the signed directory. After a rotation an older key
+// may have signed a checkpoint, so each signing key of the agency is known.
+func agencyCheckpointKeys(c AuditVerifyConfig) (note.Verifiers, error) {
+	if c.Agency == "" || c.Directory == "" || c.Authority == "" {
+		return nil, errors.New("audit verify: --agency, --directory and --authority are required (or --config, or --data with --agency)")
+	}
+	auth, err := crypto.ParseAuthorityKey(c.Authority)
+	if err != nil {
+		return nil, fmt.Errorf("audit verify: --authority: %w", err)
+	}
+	dir, err := crypto.LoadDirectory(c.Directory, auth)
+	if err != nil {
+		return nil, fmt.Errorf("audit verify: %w", err)
+	}
+	a, ok := dir.Agency(c.Agency)
+	if !ok {
+		return nil, fmt.Errorf("audit verify: agency %q is not in the directory", c.Agency)
+	}
 	var known []note.Verifier
 	for _, k := range a.Keys {
 		if k.Use != crypto.UseSign {
@@ -148,11 +205,98 @@ func AuditVerify(c AuditVerifyConfig) (store.AuditReport, error) {
 		known = append(known, v)
 	}
 	if len(known) == 0 {
-		return store.AuditReport{}, fmt.Errorf("audit verify: %s: the agency has no signing key in the directory", c.DB)
+		return nil, fmt.Errorf("audit verify: agency %s has no signing key in the directory", c.Agency)
 	}
-	rep, err := db.VerifyAuditWith(note.VerifierList(known...))
+	return note.VerifierList(known...), nil
+}
+
+// AuditVerifyExport checks an audit export (GET /v1/audit/export): the
+// checkpoint's signature with the agency's keys in the directory and every
+// event's inclusion in its tree. The error names the first bad sequence
+// number.
+func AuditVerifyExport(c AuditVerifyConfig, file string) (store.ExportReport, error) {
+	known, err := agencyCheckpointKeys(c)
 	if err != nil {
-		return rep, fmt.Errorf("audit verify: %s: %w", c.DB, err)
+		return store.ExportReport{}, err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return store.ExportReport{}, fmt.Errorf("audit verify: %w", err)
+	}
+	defer f.Close()
+	rep, err := store.VerifyExport(f, known)
+	if err != nil {
+		return rep, fmt.Errorf("audit verify: %s: %w", file, err)
 	}
 	return rep, nil
+}
+
+// AuditVerifyURL asks a running gateway to verify its log (GET
+// /v1/audit/verify) and for its checkpoint (GET /v1/audit/checkpoint), and
+// checks both checkpoints' signatures here with the agency's keys in the
+// directory: a gateway cannot vouch for itself with a key of its own.
+func AuditVerifyURL(ctx context.Context, c AuditVerifyConfig, base, token string) (store.AuditReport, error) {
+	known, err := agencyCheckpointKeys(c)
+	if err != nil {
+		return store.AuditReport{}, err
+	}
+	if token == "" {
+		return store.AuditReport{}, errors.New("audit verify: --url needs --token (a token with audit:read)")
+	}
+	base = strings.TrimSuffix(base, "/")
+	var v gateway.AuditVerification
+	if err := getAuditJSON(ctx, base+"/v1/audit/verify", token, &v); err != nil {
+		return store.AuditReport{}, err
+	}
+	if !v.OK {
+		return store.AuditReport{Events: v.Events}, fmt.Errorf("audit verify: %s: %w: %s", base, store.ErrAuditBroken, strings.TrimPrefix(v.Error, store.ErrAuditBroken.Error()+": "))
+	}
+	var cp gateway.AuditCheckpoint
+	if err := getAuditJSON(ctx, base+"/v1/audit/checkpoint", token, &cp); err != nil {
+		return store.AuditReport{}, err
+	}
+	verified, err := store.OpenCheckpoint([]byte(v.Checkpoint), known)
+	if err != nil {
+		return store.AuditReport{}, fmt.Errorf("audit verify: %s: %w: the checkpoint the gateway verified is not signed by the agency's key: %v", base, store.ErrAuditBroken, err)
+	}
+	latest, err := store.OpenCheckpoint([]byte(cp.Checkpoint), known)
+	if err != nil {
+		return store.AuditReport{}, fmt.Errorf("audit verify: %s: %w: the checkpoint is not signed by the agency's key: %v", base, store.ErrAuditBroken, err)
+	}
+	if verified.Size != v.Events || latest.Size < verified.Size {
+		return store.AuditReport{}, fmt.Errorf("audit verify: %s: %w: the gateway verified %d events against a checkpoint of %d, and now serves a checkpoint of %d", base, store.ErrAuditBroken, v.Events, verified.Size, latest.Size)
+	}
+	return store.AuditReport{Events: latest.Size, Root: cp.Root, Checkpoint: cp.Checkpoint}, nil
+}
+
+// getAuditJSON GETs one audit resource of a gateway.
+func getAuditJSON(ctx context.Context, url, token string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != http.StatusOK {
+		var p struct {
+			Detail, Title string
+		}
+		json.Unmarshal(body, &p)
+		msg := p.Detail
+		if msg == "" {
+			msg = p.Title
+		}
+		return fmt.Errorf("audit verify: GET %s: %s: %s", url, resp.Status, msg)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("audit verify: GET %s: %w", url, err)
+	}
+	return nil
 }

@@ -97,8 +97,8 @@ func runDev(ctx context.Context, env Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "Rujukan dev network is up. Data: %s\nBroker: %s\n\n", cfg.Data, st.Broker.ClientURL())
 	for _, id := range st.order {
-		fmt.Fprintf(env.Stdout, "%-8s %s\n  token (%s): %s\n\n", id, st.Gateways[id].URL,
-			filepath.Join(cfg.Data, "tokens", id+".jwt"), st.Tokens[id])
+		fmt.Fprintf(env.Stdout, "%-8s %s\n  metrics: %s/metrics\n  token (%s): %s\n\n", id, st.Gateways[id].URL,
+			st.Gateways[id].MetricsURL, filepath.Join(cfg.Data, "tokens", id+".jwt"), st.Tokens[id])
 	}
 	fmt.Fprintf(env.Stdout, "Web app accounts (also in %s):\n", filepath.Join(cfg.Data, devAccountsFile))
 	for _, id := range st.order {
@@ -211,6 +211,12 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevStack, error) {
 			port = 0
 		}
 		gc.HTTP.Listen = net.JoinHostPort(cfg.Host, strconv.Itoa(port))
+		// Metrics on their own port, 1000 above the API's (9081..9084).
+		mport := port + devMetricsOffset
+		if cfg.RandPorts {
+			mport = 0
+		}
+		gc.Metrics.Listen = net.JoinHostPort(cfg.Host, strconv.Itoa(mport))
 		opt := gateway.Options{Logger: cfg.Logger.With("component", "gateway")}
 		if cfg.OnOutcome != nil {
 			agency := a.ID
@@ -236,6 +242,10 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevStack, error) {
 	}
 	return st, nil
 }
+
+// devMetricsOffset puts a dev gateway's metrics listener 1000 ports above
+// its API.
+const devMetricsOffset = 1000
 
 // DevGatewayConfig is the gateway config of one dev agency.
 func DevGatewayConfig(data, id, brokerURL string) gateway.Config {

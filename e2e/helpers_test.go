@@ -34,6 +34,22 @@ func MustDev(t testing.TB) (*cli.DevStack, string) {
 	return st, data
 }
 
+// metrics reads GET /metrics from a gateway's metrics listener (not the
+// API, so not in the API description).
+func metrics(t testing.TB, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Errorf("metrics: %d %s", resp.StatusCode, raw)
+	}
+	return string(raw)
+}
+
 // response is an HTTP answer with its body decoded as JSON.
 type response struct {
 	Status int

@@ -233,8 +233,7 @@ func TestWaitingFloodDoesNotBlockInbox(t *testing.T) {
 		t.Errorf("audit of a refused waiting envelope: %v", e)
 	}
 	eventually(t, "the refusals being counted", 20*time.Second, func() (bool, string) {
-		m := call(t, "GET", iom.url+"/metrics", "", nil)
-		for _, line := range strings.Split(string(m.Raw), "\n") {
+		for _, line := range strings.Split(metrics(t, n.metricsURL("iom")), "\n") {
 			if strings.HasPrefix(line, "rujukan_envelopes_refused_total{") && strings.Contains(line, `sender="shelter"`) &&
 				strings.Contains(line, `reason="too-many-waiting"`) {
 				return true, line
@@ -344,10 +343,11 @@ func TestRefusalAttribution(t *testing.T) {
 	if e["actor"] != "peer:dinsos" || detail(e, "claimed_from") != "shelter" || e["reason"] != "sender-mismatch" {
 		t.Errorf("audit of the forwarded envelope: %v", e)
 	}
-	m := call(t, "GET", n.url("iom")+"/metrics", "", nil)
-	if !strings.Contains(string(m.Raw), `reason="sender-mismatch",sender="dinsos"`) {
-		t.Errorf("the refusal is not counted under dinsos")
-	}
+	// The counter follows the audit event's commit.
+	eventually(t, "the refusal being counted under dinsos", 5*time.Second, func() (bool, string) {
+		m := metrics(t, n.metricsURL("iom"))
+		return strings.Contains(m, `reason="sender-mismatch",sender="dinsos"`), "not counted under dinsos"
+	})
 	if in := listAll(t, n.url("iom"), n.tokens["iom"], "inbox"); len(in) != 0 {
 		t.Errorf("iom stored the referral: %v", in)
 	}

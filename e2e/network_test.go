@@ -31,6 +31,7 @@ type network struct {
 	brokerPort int
 	broker     *broker.Server
 	ports      map[string]int
+	mports     map[string]int // metrics listeners
 	inproc     map[string]*run.Running
 	procs      map[string]*exec.Cmd
 	tokens     map[string]string
@@ -38,13 +39,14 @@ type network struct {
 
 func newNetwork(t testing.TB) *network {
 	t.Helper()
-	n := &network{t: t, data: t.TempDir(), brokerPort: freePort(t), ports: map[string]int{},
+	n := &network{t: t, data: t.TempDir(), brokerPort: freePort(t), ports: map[string]int{}, mports: map[string]int{},
 		inproc: map[string]*run.Running{}, procs: map[string]*exec.Cmd{}, tokens: map[string]string{}}
 	if err := cli.InitDevNetwork(n.data); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range cli.DevAgencies {
 		n.ports[a.ID] = freePort(t)
+		n.mports[a.ID] = freePort(t)
 		tok, err := cli.MintDevToken(cli.TokenConfig{Data: n.data, Agency: a.ID, Subject: "tester-" + a.ID, TTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
@@ -105,7 +107,13 @@ func (n *network) stopBroker() {
 func (n *network) config(id string) gateway.Config {
 	gc := cli.DevGatewayConfig(n.data, id, n.brokerURL())
 	gc.HTTP.Listen = "127.0.0.1:" + strconv.Itoa(n.ports[id])
+	gc.Metrics.Listen = "127.0.0.1:" + strconv.Itoa(n.mports[id])
 	return gc
+}
+
+// metricsURL is the base URL of a gateway's metrics listener.
+func (n *network) metricsURL(id string) string {
+	return "http://127.0.0.1:" + strconv.Itoa(n.mports[id])
 }
 
 // startGateway runs a gateway in this process.

@@ -152,8 +152,8 @@ func TestUnauthenticatedNotAudited(t *testing.T) {
 	if after.Audit != before.Audit {
 		t.Errorf("unauthenticated requests added %d audit events", after.Audit-before.Audit)
 	}
-	m := call(t, "GET", base+"/metrics", "", nil)
-	if !strings.Contains(string(m.Raw), `rujukan_auth_failures_total{agency="iom",reason="token-missing"} 50`) {
+	m := metrics(t, st.Gateways["iom"].MetricsURL)
+	if !strings.Contains(m, `rujukan_auth_failures_total{agency="iom",reason="token-missing"} 50`) {
 		t.Errorf("auth failures not counted")
 	}
 	// A caller with a valid token who is refused is still audited.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/run"
 	"github.com/rujukan/rujukan/cli"
 	bolt "go.etcd.io/bbolt"
 )
@@ -253,7 +255,20 @@ func TestWebOperator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.startGateway("iom")
+	// The gateway refuses to start on the edited log, naming the event,
+	// unless its operator accepts the break.
+	cfg := n.config("iom")
+	if r, err := run.Start(context.Background(), cfg, gateway.Options{Logger: quietLogger(t)}); err == nil || !strings.Contains(err.Error(), "event 2 was altered") {
+		if r != nil {
+			r.Close(context.Background())
+		}
+		t.Fatalf("start on the edited log: %v, want a refusal naming event 2", err)
+	}
+	cfg.Audit.AcceptBreak = true
+	n.startGatewayWith("iom", cfg, gateway.Options{})
+	if r := call(t, "GET", iom+"/readyz", "", nil); r.Status != 503 || r.str("reason") != "audit-broken" {
+		t.Errorf("readyz after an accepted break: %d %s", r.Status, r.Raw)
+	}
 
 	op2 := newBrowser(t, bin)
 	if msg := submitLogin(t, op2, iom, "en", "operator", pw["iom"]["operator"]); msg != "" {

@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/agency-gateway/openapi"
 	"github.com/rujukan/rujukan/agency-gateway/problem"
@@ -58,6 +57,7 @@ func New(gw *gateway.Gateway, maxBody int64, log *slog.Logger) *Server {
 	s.route("GET /v1/audit/{seq}/proof", policy.ActionAuditVerify, s.auditInclusion)
 	s.route("GET /v1/audit/consistency", policy.ActionAuditVerify, s.auditConsistency)
 	s.witnessRoutes()
+	s.route("GET /v1/audit/export", policy.ActionAuditList, s.auditExport)
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -68,7 +68,6 @@ func New(gw *gateway.Gateway, maxBody int64, log *slog.Logger) *Server {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	s.handle("GET /metrics", promhttp.HandlerFor(gw.Metrics().Registry, promhttp.HandlerOpts{}).ServeHTTP)
 	s.handle("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openapi.JSON)

@@ -49,11 +49,11 @@ func problemBody(code string, status int, extra string) string {
 func TestRoutes(t *testing.T) {
 	want := []Route{
 		{"GET", "/healthz"},
-		{"GET", "/metrics"},
 		{"GET", "/readyz"},
 		{"GET", "/v1/audit"},
 		{"GET", "/v1/audit/checkpoint"},
 		{"GET", "/v1/audit/consistency"},
+		{"GET", "/v1/audit/export"},
 		{"GET", "/v1/audit/verify"},
 		{"GET", "/v1/audit/witnesses"},
 		{"GET", "/v1/audit/{seq}/proof"},
@@ -104,8 +104,8 @@ func TestCheck(t *testing.T) {
 		{"healthz", "GET", "/healthz", 200, ctJSON, `{"status":"ok"}`, nil},
 		{"readyz", "GET", "/readyz", 200, ctJSON, `{"status":"ready","checks":{"broker":"ok","db":"ok"}}`, nil},
 		{"readyz down", "GET", "/readyz", 503, ctProblem, problemBody("unavailable", 503, `,"reason":"broker-disconnected"`), nil},
-		{"metrics", "GET", "/metrics", 200, "text/plain; version=0.0.4; charset=utf-8",
-			"# TYPE rujukan_http_requests_total counter\nrujukan_http_requests_total{code=\"200\"} 3\n", nil},
+		{"export", "GET", "/v1/audit/export?since=2026-11-20T00:00:00Z", 200, "application/x-ndjson",
+			"{\"seq\":1,\"record\":\"e30=\"}\n{\"checkpoint\":\"x\",\"proofs\":[]}\n", nil},
 		{"openapi", "GET", "/v1/openapi.json", 200, ctJSON, string(JSON), nil},
 		{"invalid body", "POST", "/v1/referrals", 400, ctProblem, problemBody("invalid-body", 400,
 			`,"detail":"2 errors","errors":[{"field":"/to","code":"required","message":"is required"},
@@ -159,7 +159,7 @@ func TestCheck(t *testing.T) {
 		{"error as plain JSON", "POST", "/v1/referrals", 400, ctJSON, problemBody("invalid-body", 400, ""), ErrContentType},
 		{"success as problem", "POST", "/v1/referrals", 202, ctProblem, `{"id":"x","status":"sent"}`, ErrContentType},
 		{"no content type", "GET", "/healthz", 200, "", `{"status":"ok"}`, ErrContentType},
-		{"metrics as JSON", "GET", "/metrics", 200, ctJSON, `{}`, ErrContentType},
+		{"export as JSON", "GET", "/v1/audit/export", 200, ctJSON, `{}`, ErrContentType},
 		{"404 as text", "GET", "/v2/x", 404, "text/plain; charset=utf-8", "404 page not found\n", ErrContentType},
 
 		// Bodies.
@@ -196,7 +196,7 @@ func TestCheck(t *testing.T) {
 		{"field error without pointer", "POST", "/v1/referrals", 400, ctProblem,
 			problemBody("invalid-body", 400, `,"errors":[{"code":"required","message":"x"}]`), ErrBody},
 		{"404 outside the document, bad body", "GET", "/v2/x", 404, ctProblem, `{"status":404}`, ErrBody},
-		{"metrics not UTF-8", "GET", "/metrics", 200, "text/plain", "\xff", ErrBody},
+		{"export not UTF-8", "GET", "/v1/audit/export", 200, "application/x-ndjson", "\xff", ErrBody},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

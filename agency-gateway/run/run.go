@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/agency-gateway/httpapi"
 	"github.com/rujukan/rujukan/agency-gateway/staff"
@@ -26,10 +27,15 @@ import (
 type Running struct {
 	Gateway *gateway.Gateway
 	// URL is the API's base URL (http://host:port).
-	URL  string
-	bus  *client.Client
-	srv  *http.Server
-	done chan error
+	URL string
+	// MetricsURL is the metrics listener's base URL (http://host:port;
+	// GET /metrics), empty when cfg.Metrics.Listen is.
+	MetricsURL string
+	bus        *client.Client
+	srv        *http.Server
+	done       chan error
+	metrics    *http.Server
+	mdone      chan error
 
 	closeOnce sync.Once
 	closeErr  error
@@ -37,7 +43,8 @@ type Running struct {
 
 // Start loads the keys, connects to the broker (retrying in the
 // background when it is down), starts the gateway and serves its API on
-// cfg.HTTP.Listen (a port of 0 picks a free one).
+// cfg.HTTP.Listen (a port of 0 picks a free one), and its metrics on
+// cfg.Metrics.Listen when that is set.
 func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Running, error) {
 	log := opt.Logger
 	if log == nil {
@@ -60,7 +67,12 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 	opts := []client.Option{client.OnStatus(func(up bool) {
 		if up {
 			log.Info("connected to the broker", "agency", cfg.Agency)
-			go func() { gwReady.Wait(); gw.Poke() }()
+			go func() {
+				gwReady.Wait()
+				if gw != nil { // nil when gateway.New failed
+					gw.Poke()
+				}
+			}()
 		} else {
 			log.Warn("disconnected from the broker", "agency", cfg.Agency)
 		}
@@ -103,6 +115,15 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 		nc.Close()
 		return nil, err
 	}
+	var mln net.Listener
+	if cfg.Metrics.Listen != "" {
+		if mln, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			ln.Close()
+			gw.Close()
+			nc.Close()
+			return nil, fmt.Errorf("failed to listen on %s (metrics.listen): %w", cfg.Metrics.Listen, err)
+		}
+	}
 	gw.Start()
 	r := &Running{
 		Gateway: gw,
@@ -120,6 +141,15 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 		done: make(chan error, 1),
 	}
 	go func() { r.done <- r.srv.Serve(ln) }()
+	if mln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(gw.Metrics().Registry, promhttp.HandlerOpts{}))
+		r.MetricsURL = "http://" + mln.Addr().String()
+		r.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		r.mdone = make(chan error, 1)
+		go func() { r.mdone <- r.metrics.Serve(mln) }()
+	}
 	return r, nil
 }
 
@@ -131,6 +161,10 @@ func (r *Running) Close(ctx context.Context) error {
 		err := r.srv.Shutdown(ctx)
 		if serr := <-r.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 			err = serr
+		}
+		if r.metrics != nil {
+			r.metrics.Shutdown(ctx)
+			<-r.mdone
 		}
 		r.closeErr = errors.Join(err, r.Gateway.Close())
 		r.bus.Close()

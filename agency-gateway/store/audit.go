@@ -167,6 +167,12 @@ func (t *Tx) Audit(e AuditEvent) error {
 	if err != nil {
 		return err
 	}
+	// Never write over an event: a log whose events run past its
+	// checkpoint (or that lost its checkpoint) does not verify, and its
+	// events are the evidence of that.
+	if t.b(bucketAudit).Get(seqKey(e.Seq)) != nil {
+		return fmt.Errorf("%w: event %d is stored but not covered by the signed checkpoint; refusing to write over it", ErrAuditBroken, e.Seq)
+	}
 	if err := t.b(bucketAudit).Put(seqKey(e.Seq), raw); err != nil {
 		return err
 	}
