@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/policy"
@@ -105,28 +106,50 @@ func b64s(hs []tlog.Hash) []string {
 	return out
 }
 
-// Audit returns audit events with seq > after.
-func (g *Gateway) Audit(p policy.Principal, after uint64, limit int) (AuditPage, error) {
+// AuditQuery selects audit events: those with seq > After, up to Limit
+// (default 100, at most 1000), whose action, actor and object are the
+// given ones (empty: any) and whose time is in [Since, Until) (zero: no
+// bound).
+type AuditQuery struct {
+	After                 uint64
+	Limit                 int
+	Action, Actor, Object string
+	Since, Until          time.Time
+}
+
+func (q AuditQuery) match(e store.AuditEvent) bool {
+	return (q.Action == "" || string(e.Action) == q.Action) && (q.Actor == "" || e.Actor == q.Actor) &&
+		(q.Object == "" || e.Object == q.Object) &&
+		(q.Since.IsZero() || !e.At.Before(q.Since)) && (q.Until.IsZero() || e.At.Before(q.Until))
+}
+
+// Audit returns the audit events q selects. One page examines at most
+// 20*limit+1000 events, so a filter that matches little returns a short
+// (even empty) page with Next set to go on from where it stopped.
+func (g *Gateway) Audit(p policy.Principal, q AuditQuery) (AuditPage, error) {
 	if err := policy.Decide(p, policy.ActionAuditList, policy.Resource{}); err != nil {
 		return AuditPage{}, g.denied(p, policy.ActionAuditList, "", err)
 	}
-	if limit == 0 {
-		limit = 100
+	if q.Limit == 0 {
+		q.Limit = 100
 	}
-	if limit < 1 || limit > 1000 {
+	if q.Limit < 1 || q.Limit > 1000 {
 		return AuditPage{}, fmt.Errorf("%w: limit must be 1..1000", ErrBadRequest)
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
+		return AuditPage{}, fmt.Errorf("%w: since must be before until", ErrBadRequest)
+	}
+	match := q.match
+	if q.Action == "" && q.Actor == "" && q.Object == "" && q.Since.IsZero() && q.Until.IsZero() {
+		match = nil
 	}
 	page := AuditPage{Events: []store.AuditEvent{}}
 	err := g.db.View(func(tx *store.Tx) error {
-		evs, err := tx.AuditEvents(after, limit+1)
+		evs, next, err := tx.AuditFind(q.After, q.Limit, 20*q.Limit+1000, match)
 		if err != nil {
 			return err
 		}
-		if len(evs) > limit {
-			evs = evs[:limit]
-			page.Next = evs[limit-1].Seq
-		}
-		page.Events = append(page.Events, evs...)
+		page.Events, page.Next = append(page.Events, evs...), next
 		return nil
 	})
 	return page, err

@@ -55,7 +55,7 @@ func realGatewayLog(t *testing.T) string {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		page, err := gws["iom"].Audit(policy.Principal{Agency: "iom", Subject: "auditor", Scopes: []string{policy.ScopeAuditRead}}, 0, 1000)
+		page, err := gws["iom"].Audit(policy.Principal{Agency: "iom", Subject: "auditor", Scopes: []string{policy.ScopeAuditRead}}, gateway.AuditQuery{Limit: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rujukan/rujukan/agency-gateway/httpapi"
 	"github.com/rujukan/rujukan/agency-gateway/openapi"
@@ -55,6 +57,31 @@ func TestOperationalEndpoints(t *testing.T) {
 	a := call(t, "GET", base+"/v1/audit?limit=5", tok, nil)
 	if a.Status != 200 {
 		t.Errorf("audit: %d %s", a.Status, a.Raw)
+	}
+	// Filters: the first event's action and actor, within the last day.
+	if evs, _ := a.JSON["events"].([]any); len(evs) > 0 {
+		e0, _ := evs[0].(map[string]any)
+		action, _ := e0["action"].(string)
+		actor, _ := e0["actor"].(string)
+		q := url.Values{"action": {action}, "actor": {actor}, "since": {time.Now().Add(-24 * time.Hour).UTC().Format(time.RFC3339)},
+			"until": {time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}, "limit": {"50"}}
+		f := call(t, "GET", base+"/v1/audit?"+q.Encode(), tok, nil)
+		fevs, _ := f.JSON["events"].([]any)
+		if f.Status != 200 || len(fevs) == 0 {
+			t.Errorf("filtered audit: %d %s", f.Status, f.Raw)
+		}
+		for _, x := range fevs {
+			if e, _ := x.(map[string]any); e["action"] != action || e["actor"] != actor {
+				t.Errorf("filtered audit: %v", e)
+			}
+		}
+	} else {
+		t.Errorf("audit: no events: %s", a.Raw)
+	}
+	for _, bad := range []string{"since=yesterday", "until=2026-13-01T00:00:00Z", "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z"} {
+		if r := call(t, "GET", base+"/v1/audit?"+bad, tok, nil); r.Status != 400 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/problem+json") {
+			t.Errorf("audit?%s: %d %s %s", bad, r.Status, r.Header.Get("Content-Type"), r.Raw)
+		}
 	}
 	v := call(t, "GET", base+"/v1/audit/verify", tok, nil)
 	if v.Status != 200 || v.JSON["ok"] != true {

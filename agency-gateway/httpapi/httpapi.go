@@ -236,22 +236,33 @@ func (s *Server) receipts(action policy.Action, fn func(policy.Principal, string
 }
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request, p policy.Principal) {
-	var after uint64
-	var limit int
+	q := r.URL.Query()
+	aq := gateway.AuditQuery{Action: q.Get("action"), Actor: q.Get("actor"), Object: q.Get("object")}
 	var err error
-	if v := r.URL.Query().Get("after"); v != "" {
-		if after, err = strconv.ParseUint(v, 10, 64); err != nil || after == math.MaxUint64 {
+	if v := q.Get("after"); v != "" {
+		if aq.After, err = strconv.ParseUint(v, 10, 64); err != nil || aq.After == math.MaxUint64 {
 			s.writeError(w, r, policy.ActionAuditList, fmt.Errorf("%w: after is not a sequence number", gateway.ErrBadRequest))
 			return
 		}
 	}
-	if v := r.URL.Query().Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil {
+	if v := q.Get("limit"); v != "" {
+		if aq.Limit, err = strconv.Atoi(v); err != nil {
 			s.writeError(w, r, policy.ActionAuditList, fmt.Errorf("%w: limit is not a number", gateway.ErrBadRequest))
 			return
 		}
 	}
-	page, err := s.gw.Audit(p, after, limit)
+	for _, f := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &aq.Since}, {"until", &aq.Until}} {
+		if v := q.Get(f.name); v != "" {
+			if *f.t, err = time.Parse(time.RFC3339, v); err != nil {
+				s.writeError(w, r, policy.ActionAuditList, fmt.Errorf("%w: %s is not an RFC 3339 time", gateway.ErrBadRequest, f.name))
+				return
+			}
+		}
+	}
+	page, err := s.gw.Audit(p, aq)
 	if err != nil {
 		s.writeError(w, r, policy.ActionAuditList, err)
 		return

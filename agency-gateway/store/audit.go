@@ -227,6 +227,31 @@ func (t *Tx) AuditEvents(after uint64, limit int) ([]AuditEvent, error) {
 	return out, nil
 }
 
+// AuditFind returns up to limit events with Seq > after that match,
+// oldest first, examining at most budget events. next is the seq to
+// continue after (the last event examined) when events remain past the
+// page or the budget ran out, 0 when the log was read to its end.
+func (t *Tx) AuditFind(after uint64, limit, budget int, match func(AuditEvent) bool) (out []AuditEvent, next uint64, err error) {
+	c := t.b(bucketAudit).Cursor()
+	var last uint64
+	examined := 0
+	for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {
+		if len(out) == limit || examined == budget {
+			return out, last, nil
+		}
+		examined++
+		var e AuditEvent
+		if err := json.Unmarshal(v, &e); err != nil {
+			return nil, 0, fmt.Errorf("%w: event %x is not valid JSON", ErrAuditBroken, k)
+		}
+		last = e.Seq
+		if match == nil || match(e) {
+			out = append(out, e)
+		}
+	}
+	return out, 0, nil
+}
+
 // AuditCheckpoint returns the stored checkpoint as the gateway signed it
 // (ErrNotFound before the first event).
 func (t *Tx) AuditCheckpoint() (Checkpoint, error) { return t.storedCheckpoint() }

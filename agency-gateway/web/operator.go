@@ -91,7 +91,7 @@ func (s *server) audit(c *ctx) {
 		s.fail(c, err)
 		return
 	}
-	page, err := s.gw.Audit(c.sess.Principal, after, 50)
+	page, err := s.gw.Audit(c.sess.Principal, gateway.AuditQuery{After: after, Limit: 50})
 	if err != nil {
 		s.fail(c, err)
 		return
