@@ -329,3 +329,31 @@ func (g *Gateway) Witnesses(p policy.Principal) ([]WitnessedLog, error) {
 	})
 	return out, err
 }
+
+// CheckCosignature checks one of this log's cosignatures (as
+// AuditCheckpoint serves them) against the text of this log's checkpoint
+// of its size and the witness's signing keys in the directory (audit:read).
+func (g *Gateway) CheckCosignature(p policy.Principal, cs WitnessCosignature) error {
+	if err := policy.Decide(p, policy.ActionAuditVerify, policy.Resource{}); err != nil {
+		return g.denied(p, policy.ActionAuditVerify, "", err)
+	}
+	w, ok := g.state().dir.Agency(cs.Witness)
+	if !ok {
+		return fmt.Errorf("cosignature: %s is not in the directory", cs.Witness)
+	}
+	sig, err := base64.StdEncoding.DecodeString(cs.Signature)
+	if err != nil {
+		return fmt.Errorf("cosignature: %w", err)
+	}
+	var root tlog.Hash
+	err = g.db.View(func(tx *store.Tx) (err error) {
+		root, err = tx.AuditTreeHash(cs.Size)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	text := fmt.Sprintf("%s\n%d\n%s\n", crypto.AuditOrigin(g.self), cs.Size, b64(root))
+	_, err = crypto.VerifyCosignature(w, []byte(text), sig)
+	return err
+}

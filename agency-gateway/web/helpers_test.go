@@ -33,13 +33,23 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 type network struct {
 	gws   map[string]*gateway.Gateway
 	kinds map[string]string
+	keys  map[string]gateway.Keys
+	bus   *membus.Network
+	data  string
 }
 
 func mustNetwork(t testing.TB) *network {
 	t.Helper()
+	return mustNetworkOpts(t, gateway.Options{})
+}
+
+// mustNetworkOpts is mustNetwork with options for every gateway (the
+// logger and the retry wait are set here).
+func mustNetworkOpts(t testing.TB, opts gateway.Options) *network {
+	t.Helper()
 	data := t.TempDir()
-	n := &network{gws: map[string]*gateway.Gateway{}, kinds: map[string]string{}}
 	bus := membus.New()
+	n := &network{gws: map[string]*gateway.Gateway{}, kinds: map[string]string{}, keys: map[string]gateway.Keys{}, bus: bus, data: data}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +88,9 @@ func mustNetwork(t testing.TB) *network {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gw, err := gateway.New(cfg, keys, bus.Bus(id), gateway.Options{Logger: quiet, WaitRetry: 50 * time.Millisecond})
+		n.keys[id] = keys
+		opts.Logger, opts.WaitRetry = quiet, 50*time.Millisecond
+		gw, err := gateway.New(cfg, keys, bus.Bus(id), opts)
 		if err != nil {
 			t.Fatal(err)
 		}

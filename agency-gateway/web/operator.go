@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -74,6 +75,18 @@ type auditView struct {
 	Page   gateway.AuditPage
 	Verify gateway.AuditVerification
 	After  uint64
+	// Checkpoint is nil before the first event.
+	Checkpoint   *gateway.AuditCheckpoint
+	Cosignatures []cosignatureView
+	Witnessed    []gateway.WitnessedLog
+	// Alarm is set when this gateway, as a witness, saw a fork or a
+	// rollback of another agency's log.
+	Alarm bool
+}
+
+type cosignatureView struct {
+	gateway.WitnessCosignature
+	Verified bool
 }
 
 func (s *server) audit(c *ctx) {
@@ -96,7 +109,28 @@ func (s *server) audit(c *ctx) {
 		s.fail(c, err)
 		return
 	}
-	s.render(c, http.StatusOK, "audit", "nav.audit", auditView{Page: page, Verify: ver, After: after})
+	v := auditView{Page: page, Verify: ver, After: after}
+	cp, err := s.gw.AuditCheckpoint(c.sess.Principal)
+	switch {
+	case err == nil:
+		v.Checkpoint = &cp
+		for _, cs := range cp.Cosignatures {
+			v.Cosignatures = append(v.Cosignatures, cosignatureView{cs, s.gw.CheckCosignature(c.sess.Principal, cs) == nil})
+		}
+	case !errors.Is(err, gateway.ErrNotFound):
+		s.fail(c, err)
+		return
+	}
+	if v.Witnessed, err = s.gw.Witnesses(c.sess.Principal); err != nil {
+		s.fail(c, err)
+		return
+	}
+	for _, w := range v.Witnessed {
+		if w.Alarm != "" {
+			v.Alarm = true
+		}
+	}
+	s.render(c, http.StatusOK, "audit", "nav.audit", v)
 }
 
 func contains(list []string, v string) bool {
