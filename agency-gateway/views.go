@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/rujukan/rujukan/agency-gateway/body"
@@ -150,5 +149,3 @@ func (g *Gateway) receipts(p policy.Principal, a policy.Action, id string) ([]Re
 	}
 	return out, nil
 }
-
-var _ = json.RawMessage{}

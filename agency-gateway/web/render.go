@@ -138,5 +138,3 @@ func nav(sess *staff.Session, r *http.Request) []navItem {
 	}
 	return out
 }
-
-var _ = fmt.Sprint

@@ -12,7 +12,6 @@ import (
 	"embed"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -407,5 +406,3 @@ func (s *server) errorPage(c *ctx, code int, key, reason string) {
 func hasScope(sess *staff.Session, scope string) bool {
 	return slices.Contains(sess.Principal.Scopes, scope)
 }
-
-var _ = fmt.Sprint
