@@ -38,6 +38,15 @@ const (
 	ActWitnessFork          store.Action = "witness.fork"
 	ActWitnessRollback      store.Action = "witness.rollback"
 	ActCheckpointRefused    store.Action = "checkpoint.refused"
+
+	// Reads policy allowed (Gateway.allowed).
+	ActReferralList             store.Action = "referral.list"
+	ActReferralReceipts         store.Action = "referral.receipts"
+	ActStatementRequestList     store.Action = "statement-request.list"
+	ActStatementRequestReceipts store.Action = "statement-request.receipts"
+	ActAuditList                store.Action = "audit.list"
+	ActAuditExport              store.Action = "audit.export"
+	ActAuditProof               store.Action = "audit.proof"
 )
 
 // AuditPage is one page of audit events, oldest first.
@@ -139,6 +148,16 @@ func (g *Gateway) Audit(p policy.Principal, q AuditQuery) (AuditPage, error) {
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
 		return AuditPage{}, fmt.Errorf("%w: since must be before until", ErrBadRequest)
 	}
+	detail := map[string]string{"action": q.Action, "actor": q.Actor, "object": q.Object}
+	if !q.Since.IsZero() {
+		detail["since"] = q.Since.UTC().Format(time.RFC3339)
+	}
+	if !q.Until.IsZero() {
+		detail["until"] = q.Until.UTC().Format(time.RFC3339)
+	}
+	if err := g.allowed(p, ActAuditList, "", detail); err != nil {
+		return AuditPage{}, err
+	}
 	match := q.match
 	if q.Action == "" && q.Actor == "" && q.Object == "" && q.Since.IsZero() && q.Until.IsZero() {
 		match = nil
@@ -214,6 +233,7 @@ func (g *Gateway) AuditInclusion(p policy.Principal, seq, size uint64) (AuditInc
 		return AuditInclusionProof{}, g.denied(p, policy.ActionAuditVerify, "", err)
 	}
 	var out AuditInclusionProof
+	var proven uint64
 	err := g.db.View(func(tx *store.Tx) error {
 		cp, err := tx.AuditCheckpoint()
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -228,6 +248,7 @@ func (g *Gateway) AuditInclusion(p policy.Principal, seq, size uint64) (AuditInc
 		if size < seq || size > cp.Size {
 			return fmt.Errorf("%w: size must be %d..%d", ErrBadRequest, seq, cp.Size)
 		}
+		proven = size
 		raw, err := tx.AuditRecord(seq)
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("%w: audit event %d", ErrNotFound, seq)
@@ -251,7 +272,14 @@ func (g *Gateway) AuditInclusion(p policy.Principal, seq, size uint64) (AuditInc
 			LeafHash: b64(tlog.RecordHash(raw)), Proof: b64s(proof), Root: b64(root)}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return AuditInclusionProof{}, err
+	}
+	// Recorded once the proof is made: the event is part of the answer.
+	if err := g.allowed(p, ActAuditProof, fmt.Sprint(seq), map[string]string{"size": fmt.Sprint(proven)}); err != nil {
+		return AuditInclusionProof{}, err
+	}
+	return out, nil
 }
 
 // AuditConsistency proves that the tree of from events is a prefix of the

@@ -56,7 +56,7 @@ func TestAuditProofsVerify(t *testing.T) {
 	}
 	root := unb64(t, cp.Root)
 	for seq := uint64(1); seq <= cp.Size; seq++ {
-		pr, err := gw.AuditInclusion(p, seq, 0)
+		pr, err := gw.AuditInclusion(p, seq, cp.Size)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +76,7 @@ func TestAuditProofsVerify(t *testing.T) {
 			t.Fatalf("proof answer: %v", err)
 		}
 	}
-	cons, err := gw.AuditConsistency(p, first.Size, 0)
+	cons, err := gw.AuditConsistency(p, first.Size, cp.Size)
 	if err != nil {
 		t.Fatal(err)
 	}

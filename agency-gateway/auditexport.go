@@ -36,6 +36,16 @@ func (g *Gateway) AuditExport(p policy.Principal, since, until time.Time, w io.W
 	if !since.IsZero() && !until.IsZero() && !since.Before(until) {
 		return fmt.Errorf("%w: since must be before until", ErrBadRequest)
 	}
+	detail := map[string]string{}
+	if !since.IsZero() {
+		detail["since"] = since.UTC().Format(time.RFC3339)
+	}
+	if !until.IsZero() {
+		detail["until"] = until.UTC().Format(time.RFC3339)
+	}
+	if err := g.allowed(p, ActAuditExport, "", detail); err != nil {
+		return err
+	}
 	var cp store.Checkpoint
 	err := g.db.View(func(tx *store.Tx) (err error) {
 		cp, err = tx.AuditCheckpoint()

@@ -101,6 +101,10 @@ type Options struct {
 	// WitnessInterval is how often the gateway sends its audit checkpoint
 	// to the other agencies to witness, when its log grew (default 30 s).
 	WitnessInterval time.Duration
+	// WitnessBurst sends the checkpoint before the interval is over once
+	// the log grew by this many events since it was last sent (default
+	// 256), so a burst of activity is witnessed within a second or so.
+	WitnessBurst int
 }
 
 // New opens the gateway's store and loads the directory and the token
@@ -128,6 +132,9 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 	}
 	if g.witness.interval = opt.WitnessInterval; g.witness.interval <= 0 {
 		g.witness.interval = witnessInterval
+	}
+	if g.witness.burst = uint64(max(opt.WitnessBurst, 0)); g.witness.burst == 0 {
+		g.witness.burst = witnessBurst
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)

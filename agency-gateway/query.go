@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rujukan/rujukan/agency-gateway/body"
@@ -99,15 +100,15 @@ type Page struct {
 
 // List returns referral metadata, newest first.
 func (g *Gateway) List(p policy.Principal, q ListQuery) (Page, error) {
-	return g.list(p, policy.ActionReferralList, kindReferral, q)
+	return g.list(p, policy.ActionReferralList, ActReferralList, kindReferral, q)
 }
 
 // ListStatementRequests returns statement request metadata, newest first.
 func (g *Gateway) ListStatementRequests(p policy.Principal, q ListQuery) (Page, error) {
-	return g.list(p, policy.ActionStatementRequestList, kindStatementRequest, q)
+	return g.list(p, policy.ActionStatementRequestList, ActStatementRequestList, kindStatementRequest, q)
 }
 
-func (g *Gateway) list(p policy.Principal, a policy.Action, kind string, q ListQuery) (Page, error) {
+func (g *Gateway) list(p policy.Principal, a policy.Action, act store.Action, kind string, q ListQuery) (Page, error) {
 	if _, err := g.authorize(p, a, ""); err != nil {
 		return Page{}, err
 	}
@@ -120,6 +121,12 @@ func (g *Gateway) list(p policy.Principal, a policy.Action, kind string, q ListQ
 	}
 	if q.Limit < 1 || q.Limit > 200 {
 		return Page{}, fmt.Errorf("%w: limit must be 1..200", ErrBadRequest)
+	}
+	if q.Status != "" && !machines[kind].Valid(q.Status) {
+		return Page{}, fmt.Errorf("%w: status must be one of %s", ErrBadRequest, strings.Join(machines[kind].States, ", "))
+	}
+	if err := g.allowed(p, act, "", map[string]string{"box": q.Box, "status": q.Status}); err != nil {
+		return Page{}, err
 	}
 	page := Page{Items: []Item{}}
 	err := g.db.View(func(tx *store.Tx) error {

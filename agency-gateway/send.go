@@ -268,6 +268,27 @@ func (g *Gateway) denied(p policy.Principal, a policy.Action, object string, err
 	return err
 }
 
+// allowed records a request policy allowed that reads records or audit
+// events: lists, receipts, the audit log's events, its export and
+// inclusion proofs (the record views and every change have events of
+// their own). Requests that read only the log's integrity data
+// (checkpoint, verification, consistency proofs, the witness views) are
+// not recorded, so that checking the log does not change it. Concurrent
+// calls share one commit. The request fails if its event cannot be
+// written: nothing is read unrecorded.
+func (g *Gateway) allowed(p policy.Principal, act store.Action, object string, detail map[string]string) error {
+	for k, v := range detail {
+		if v == "" {
+			delete(detail, k)
+		}
+	}
+	if len(detail) == 0 {
+		detail = nil
+	}
+	e := store.AuditEvent{At: g.now().UTC(), Actor: actorOf(g.self, p), Action: act, Object: object, Outcome: "allowed", Detail: detail}
+	return g.db.Batch(func(tx *store.Tx) error { return tx.Audit(e) })
+}
+
 // actorOf is how a member of staff is named in timelines and the audit
 // log: agency/subject.
 func actorOf(agency string, p policy.Principal) string {

@@ -111,18 +111,21 @@ type ReceiptView struct {
 // Receipts returns the signed receipts of a referral, each verified against
 // the directory.
 func (g *Gateway) Receipts(p policy.Principal, id string) ([]ReceiptView, error) {
-	return g.receipts(p, policy.ActionReferralReceipts, id)
+	return g.receipts(p, policy.ActionReferralReceipts, ActReferralReceipts, id)
 }
 
 // StatementRequestReceipts returns the signed receipts of a statement
 // request and of its statement.
 func (g *Gateway) StatementRequestReceipts(p policy.Principal, id string) ([]ReceiptView, error) {
-	return g.receipts(p, policy.ActionStatementRequestRead, id)
+	return g.receipts(p, policy.ActionStatementRequestRead, ActStatementRequestReceipts, id)
 }
 
-func (g *Gateway) receipts(p policy.Principal, a policy.Action, id string) ([]ReceiptView, error) {
+func (g *Gateway) receipts(p policy.Principal, a policy.Action, act store.Action, id string) ([]ReceiptView, error) {
 	rec, err := g.authorize(p, a, id)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.allowed(p, act, id, nil); err != nil {
 		return nil, err
 	}
 	var raw [][]byte

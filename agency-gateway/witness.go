@@ -16,7 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Cross-witnessing. Every interval a gateway sends its signed audit
+// Cross-witnessing. Every interval, and after a burst of events, a gateway sends its signed audit
 // checkpoint to each other active agency whose last copy is older, with a
 // consistency proof from the size that agency last cosigned (checkpoint
 // kind). The witness checks the checkpoint extends the last one it holds
@@ -27,8 +27,16 @@ import (
 // Checkpoints travel as envelopes through the outbox like receipts: no
 // record, no timeline, and each agency can only publish as itself.
 
-// witnessInterval is the default Options.WitnessInterval.
-const witnessInterval = 30 * time.Second
+// witnessInterval and witnessBurst are the defaults of
+// Options.WitnessInterval and Options.WitnessBurst.
+const (
+	witnessInterval = 30 * time.Second
+	witnessBurst    = 256
+)
+
+// witnessPoll is how often the witness loop looks at the log's size to
+// catch a burst: a read of the checkpoint, nothing more.
+const witnessPoll = time.Second
 
 // witnessState is what the publishing side keeps in memory: the size last
 // sent to each witness (so a log that did not grow is not sent again; after
@@ -37,6 +45,7 @@ const witnessInterval = 30 * time.Second
 // as far as this gateway knows).
 type witnessState struct {
 	interval time.Duration
+	burst    uint64
 	mu       sync.Mutex
 	sent     map[string]uint64
 	needFrom map[string]uint64
@@ -104,14 +113,21 @@ func noteText(msg []byte) []byte {
 	return msg[:i+1]
 }
 
-// witnessLoop sends the checkpoint to the witnesses at start and then
-// every interval.
+// witnessLoop sends the checkpoint to the witnesses at start, then every
+// interval, and as soon as the log grew by a burst of events since the
+// last round.
 func (g *Gateway) witnessLoop(ctx context.Context) {
-	t := time.NewTicker(g.witness.interval)
+	t := time.NewTicker(min(witnessPoll, g.witness.interval))
 	defer t.Stop()
+	var last time.Time
+	var lastSize uint64
 	for {
-		if err := g.sendCheckpoints(); err != nil && ctx.Err() == nil {
-			g.log.Warn("failed to send the audit checkpoint to the witnesses", "err", err)
+		size := g.auditSize()
+		if now := time.Now(); now.Sub(last) >= g.witness.interval || size >= lastSize+g.witness.burst {
+			if err := g.sendCheckpoints(); err != nil && ctx.Err() == nil {
+				g.log.Warn("failed to send the audit checkpoint to the witnesses", "err", err)
+			}
+			last, lastSize = now, size
 		}
 		select {
 		case <-ctx.Done():
@@ -119,6 +135,19 @@ func (g *Gateway) witnessLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// auditSize is the size of the log's signed checkpoint (0 before the
+// first event or on a read error).
+func (g *Gateway) auditSize() uint64 {
+	var size uint64
+	g.db.View(func(tx *store.Tx) error {
+		if cp, err := tx.AuditCheckpoint(); err == nil {
+			size = cp.Size
+		}
+		return nil
+	})
+	return size
 }
 
 // sendCheckpoints queues the current checkpoint to every other active

@@ -355,3 +355,50 @@ func TestWitnessRollback(t *testing.T) {
 	}
 	t.Logf("rollback from %d to %d events reported by the three witnesses after %v", size, old, time.Since(start))
 }
+
+// TestWitnessBurst: with an interval far longer than the test, a log that
+// grows by a burst of events is still sent to the witnesses, and cosigned,
+// soon after the burst; a log that grows by less waits for the interval.
+func TestWitnessBurst(t *testing.T) {
+	c := mustCoreOpts(t, gateway.Options{WitnessInterval: time.Hour, WitnessBurst: 20})
+	// The log is empty at start. Fewer events than a burst: not sent.
+	c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("shelter"))
+	small := c.checkpoint("iom").Size
+	if small >= 20 {
+		t.Fatalf("one referral made %d events", small)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if w, ok := c.witnessView("shelter", "iom"); ok {
+		t.Fatalf("shelter holds iom's log at %d events before a burst", w.Size)
+	}
+	// A burst: sent within a poll or two, and cosigned.
+	for range 10 {
+		if _, err := c.gws["iom"].List(c.staff("iom"), gateway.ListQuery{Box: "outbox"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 {
+		c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("dinsos"))
+	}
+	burst := c.checkpoint("iom").Size
+	if burst < small+20 {
+		t.Fatalf("the burst made only %d events", burst-small)
+	}
+	c.waitWitnessed("iom", burst)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := 0
+		for _, cs := range c.checkpoint("iom").Cosignatures {
+			if cs.Size >= burst {
+				n++
+			}
+		}
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d cosignatures of the burst's checkpoint, want 3", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
