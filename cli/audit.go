@@ -34,10 +34,19 @@ type AuditVerifyConfig struct {
 	Agency    string
 	Directory string
 	Authority string
+	// WitnessDBs are other gateways' databases (by name), read while
+	// their gateways are stopped: the log must extend the checkpoint of it
+	// each one holds. OptionalWitnesses skips one that cannot be read
+	// (its gateway running) with a note instead of failing.
+	WitnessDBs        map[string]string
+	OptionalWitnesses bool
+	// WitnessURL and WitnessToken ask a running witness gateway
+	// (GET /v1/audit/witnesses, audit:read there).
+	WitnessURL, WitnessToken string
 }
 
 func runAudit(ctx context.Context, env Env, args []string) error {
-	const usage = "audit: usage: rujukan audit verify (--config gateway.yaml | --data DIR --agency ID | --db FILE --agency ID --directory FILE --authority KEY) [--export FILE | --url URL --token T]"
+	const usage = "audit: usage: rujukan audit verify (--config gateway.yaml | --data DIR --agency ID | --db FILE --agency ID --directory FILE --authority KEY) [--export FILE | --url URL --token T] [--witness-db FILE]... [--witness-url URL --witness-token T]"
 	if len(args) == 0 || args[0] != "verify" {
 		return errors.New(usage)
 	}
@@ -52,6 +61,13 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 	export := fs.String("export", "", "verify an audit export file (GET /v1/audit/export) instead of a database")
 	url := fs.String("url", "", "ask a running gateway at this base URL instead of reading its database")
 	token := fs.String("token", "", "with --url: a bearer token with audit:read")
+	witnessDBs := map[string]string{}
+	fs.Func("witness-db", "another gateway's database, its gateway stopped: the log must extend the checkpoint of it that gateway witnessed (repeat for more; with --data, every other gateway of the folder is consulted)", func(v string) error {
+		witnessDBs[v] = v
+		return nil
+	})
+	witnessURL := fs.String("witness-url", "", "a running witness gateway: the log must extend the checkpoint of it that gateway witnessed")
+	witnessToken := fs.String("witness-token", "", "with --witness-url: a bearer token of that gateway with audit:read")
 	if err := parseFlags(fs, args[1:], false); err != nil {
 		return err
 	}
@@ -82,6 +98,21 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
+	if *export != "" && (len(witnessDBs) > 0 || *witnessURL != "") {
+		return errors.New("audit verify: an export is checked against its own checkpoint; witnesses are for --db, --data, --config and --url")
+	}
+	if *witnessToken != "" && *witnessURL == "" {
+		return errors.New("audit verify: --witness-token goes with --witness-url")
+	}
+	if len(witnessDBs) > 0 || c.WitnessDBs == nil {
+		c.WitnessDBs, c.OptionalWitnesses = witnessDBs, false
+	}
+	c.WitnessURL, c.WitnessToken = *witnessURL, *witnessToken
+	printWitnessed := func(lines []string) {
+		for _, l := range lines {
+			fmt.Fprintln(env.Stdout, l)
+		}
+	}
 	switch {
 	case *export != "":
 		rep, err := AuditVerifyExport(c, *export)
@@ -95,12 +126,14 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "audit log of %s verifies (gateway at %s): %d events, checkpoint:\n%s", c.Agency, *url, rep.Events, rep.Checkpoint)
+		printWitnessed(rep.Witnessed)
 	default:
 		rep, err := AuditVerify(c)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "audit log of %s verifies: %d events, checkpoint:\n%s", c.Agency, rep.Events, rep.Checkpoint)
+		printWitnessed(rep.Witnessed)
 	}
 	return nil
 }
@@ -140,34 +173,56 @@ func devAuditConfig(data, agency string, needDB bool) (AuditVerifyConfig, error)
 	if _, err := os.Stat(db); err != nil {
 		return AuditVerifyConfig{}, fmt.Errorf("audit verify: agency %s has no gateway database %s (has its gateway run?)", agency, db)
 	}
-	return AuditVerifyConfig{DB: db, Agency: agency, Directory: gc.Directory, Authority: gc.Authority}, nil
+	return AuditVerifyConfig{DB: db, Agency: agency, Directory: gc.Directory, Authority: gc.Authority,
+		WitnessDBs: witnessDBs(data, agency), OptionalWitnesses: true}, nil
 }
 
 // AuditVerify checks every event of a gateway's audit log, as stored, by
 // recomputing its Merkle tree, and the signed checkpoint against the
-// agency's signing keys in the directory. The error names the first bad
-// sequence number and what is wrong.
-func AuditVerify(c AuditVerifyConfig) (store.AuditReport, error) {
+// agency's signing keys in the directory; then that the log extends the
+// checkpoint of it each witness holds (a log rolled back to an older copy
+// verifies on its own). The error names the first bad sequence number and
+// what is wrong.
+func AuditVerify(c AuditVerifyConfig) (AuditResult, error) {
 	if c.DB == "" || c.Agency == "" || c.Directory == "" || c.Authority == "" {
-		return store.AuditReport{}, errors.New("audit verify: --db, --agency, --directory and --authority are required (or --config, or --data with --agency)")
+		return AuditResult{}, errors.New("audit verify: --db, --agency, --directory and --authority are required (or --config, or --data with --agency)")
 	}
 	known, err := agencyCheckpointKeys(c)
 	if err != nil {
-		return store.AuditReport{}, err
+		return AuditResult{}, err
+	}
+	hs, notes, err := held(context.Background(), c, known)
+	if err != nil {
+		return AuditResult{}, err
 	}
 	db, err := store.OpenReadOnly(c.DB)
 	if errors.Is(err, store.ErrLocked) {
-		return store.AuditReport{}, fmt.Errorf("audit verify: the gateway of %s is running (%w: %s); stop it first, or ask it: --url URL --token T", c.Agency, store.ErrLocked, c.DB)
+		return AuditResult{}, fmt.Errorf("audit verify: the gateway of %s is running (%w: %s); stop it first, or ask it: --url URL --token T", c.Agency, store.ErrLocked, c.DB)
 	}
 	if err != nil {
-		return store.AuditReport{}, fmt.Errorf("audit verify: %w", err)
+		return AuditResult{}, fmt.Errorf("audit verify: %w", err)
 	}
 	defer db.Close()
 	rep, err := db.VerifyAuditWith(known)
 	if err != nil {
-		return rep, fmt.Errorf("audit verify: %s: %w", c.DB, err)
+		return AuditResult{AuditReport: rep}, fmt.Errorf("audit verify: %s: %w", c.DB, err)
 	}
-	return rep, nil
+	if err := checkHeldDB(db, hs); err != nil {
+		return AuditResult{AuditReport: rep}, fmt.Errorf("audit verify: %s: %w", c.DB, err)
+	}
+	return AuditResult{AuditReport: rep, Witnessed: witnessLines(hs, notes)}, nil
+}
+
+func witnessLines(hs []heldCheckpoint, notes []string) []string {
+	var out []string
+	for _, h := range hs {
+		out = append(out, h.line())
+	}
+	out = append(out, notes...)
+	if len(hs) == 0 {
+		out = append(out, "no witness checkpoint was consulted: a rollback of the whole log to an older copy would not show (give --witness-db or --witness-url)")
+	}
+	return out
 }
 
 // agencyCheckpointKeys returns the verifiers of the agency's checkpoints:
@@ -234,39 +289,58 @@ func AuditVerifyExport(c AuditVerifyConfig, file string) (store.ExportReport, er
 // AuditVerifyURL asks a running gateway to verify its log (GET
 // /v1/audit/verify) and for its checkpoint (GET /v1/audit/checkpoint), and
 // checks both checkpoints' signatures here with the agency's keys in the
-// directory: a gateway cannot vouch for itself with a key of its own.
-func AuditVerifyURL(ctx context.Context, c AuditVerifyConfig, base, token string) (store.AuditReport, error) {
+// directory: a gateway cannot vouch for itself with a key of its own. Then
+// it checks, with consistency proofs from the gateway, that the log
+// extends the checkpoint of it each witness holds.
+func AuditVerifyURL(ctx context.Context, c AuditVerifyConfig, base, token string) (AuditResult, error) {
 	known, err := agencyCheckpointKeys(c)
 	if err != nil {
-		return store.AuditReport{}, err
+		return AuditResult{}, err
 	}
-	if token == "" {
-		return store.AuditReport{}, errors.New("audit verify: --url needs --token (a token with audit:read)")
+	hs, notes, err := held(ctx, c, known)
+	if err != nil {
+		return AuditResult{}, err
 	}
 	base = strings.TrimSuffix(base, "/")
+	rep, latest, err := auditVerifyURL(ctx, known, base, token)
+	if err != nil {
+		return AuditResult{AuditReport: rep}, err
+	}
+	if err := checkHeldURL(ctx, base, token, latest, hs); err != nil {
+		return AuditResult{AuditReport: rep}, err
+	}
+	return AuditResult{AuditReport: rep, Witnessed: witnessLines(hs, notes)}, nil
+}
+
+// auditVerifyURL asks the gateway to verify its log and checks what it
+// answers; it returns the latest checkpoint, opened.
+func auditVerifyURL(ctx context.Context, known note.Verifiers, base, token string) (store.AuditReport, store.Checkpoint, error) {
+	if token == "" {
+		return store.AuditReport{}, store.Checkpoint{}, errors.New("audit verify: --url needs --token (a token with audit:read)")
+	}
 	var v gateway.AuditVerification
 	if err := getAuditJSON(ctx, base+"/v1/audit/verify", token, &v); err != nil {
-		return store.AuditReport{}, err
+		return store.AuditReport{}, store.Checkpoint{}, err
 	}
 	if !v.OK {
-		return store.AuditReport{Events: v.Events}, fmt.Errorf("audit verify: %s: %w: %s", base, store.ErrAuditBroken, strings.TrimPrefix(v.Error, store.ErrAuditBroken.Error()+": "))
+		return store.AuditReport{Events: v.Events}, store.Checkpoint{}, fmt.Errorf("audit verify: %s: %w: %s", base, store.ErrAuditBroken, strings.TrimPrefix(v.Error, store.ErrAuditBroken.Error()+": "))
 	}
 	var cp gateway.AuditCheckpoint
 	if err := getAuditJSON(ctx, base+"/v1/audit/checkpoint", token, &cp); err != nil {
-		return store.AuditReport{}, err
+		return store.AuditReport{}, store.Checkpoint{}, err
 	}
 	verified, err := store.OpenCheckpoint([]byte(v.Checkpoint), known)
 	if err != nil {
-		return store.AuditReport{}, fmt.Errorf("audit verify: %s: %w: the checkpoint the gateway verified is not signed by the agency's key: %v", base, store.ErrAuditBroken, err)
+		return store.AuditReport{}, store.Checkpoint{}, fmt.Errorf("audit verify: %s: %w: the checkpoint the gateway verified is not signed by the agency's key: %v", base, store.ErrAuditBroken, err)
 	}
 	latest, err := store.OpenCheckpoint([]byte(cp.Checkpoint), known)
 	if err != nil {
-		return store.AuditReport{}, fmt.Errorf("audit verify: %s: %w: the checkpoint is not signed by the agency's key: %v", base, store.ErrAuditBroken, err)
+		return store.AuditReport{}, store.Checkpoint{}, fmt.Errorf("audit verify: %s: %w: the checkpoint is not signed by the agency's key: %v", base, store.ErrAuditBroken, err)
 	}
 	if verified.Size != v.Events || latest.Size < verified.Size {
-		return store.AuditReport{}, fmt.Errorf("audit verify: %s: %w: the gateway verified %d events against a checkpoint of %d, and now serves a checkpoint of %d", base, store.ErrAuditBroken, v.Events, verified.Size, latest.Size)
+		return store.AuditReport{}, store.Checkpoint{}, fmt.Errorf("audit verify: %s: %w: the gateway verified %d events against a checkpoint of %d, and now serves a checkpoint of %d", base, store.ErrAuditBroken, v.Events, verified.Size, latest.Size)
 	}
-	return store.AuditReport{Events: latest.Size, Root: cp.Root, Checkpoint: cp.Checkpoint}, nil
+	return store.AuditReport{Events: latest.Size, Root: cp.Root, Checkpoint: cp.Checkpoint}, store.Checkpoint{}, nil
 }
 
 // getAuditJSON GETs one audit resource of a gateway.

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,27 +33,8 @@ func realGatewayLog(t *testing.T) string {
 	if err := InitDevNetwork(data); err != nil {
 		t.Fatal(err)
 	}
-	net := membus.New()
-	gws := map[string]*gateway.Gateway{}
-	for _, id := range []string{"iom", "shelter"} {
-		cfg := DevGatewayConfig(data, id, "nats://127.0.0.1:1")
-		keys, err := gateway.LoadKeys(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		gw, err := gateway.New(cfg, keys, net.Bus(id), gateway.Options{WaitRetry: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		gw.Start()
-		gws[id] = gw
-	}
-	p := policy.Principal{Agency: "iom", Subject: "caseworker-1", Scopes: policy.ScopesForKind("ngo")}
-	for range 3 {
-		if _, err := gws["iom"].Send(context.Background(), p, gateway.Draft{Kind: "referral", Action: policy.ActionReferralSend, Body: benchBody}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gws := startDevGateways(t, data, membus.New(), gateway.Options{WaitRetry: 50 * time.Millisecond})
+	sendReferrals(t, gws["iom"], 3)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		page, err := gws["iom"].Audit(policy.Principal{Agency: "iom", Subject: "auditor", Scopes: []string{policy.ScopeAuditRead}}, gateway.AuditQuery{Limit: 1000})
@@ -79,6 +61,38 @@ func realGatewayLog(t *testing.T) string {
 		}
 	}
 	return data
+}
+
+// startDevGateways starts the iom and shelter gateways of a dev data
+// folder on net.
+func startDevGateways(t *testing.T, data string, net *membus.Network, opt gateway.Options) map[string]*gateway.Gateway {
+	t.Helper()
+	gws := map[string]*gateway.Gateway{}
+	for _, id := range []string{"iom", "shelter"} {
+		cfg := DevGatewayConfig(data, id, "nats://127.0.0.1:1")
+		keys, err := gateway.LoadKeys(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gw, err := gateway.New(cfg, keys, net.Bus(id), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gw.Start()
+		gws[id] = gw
+	}
+	return gws
+}
+
+// sendReferrals sends n referrals from iom to the shelter.
+func sendReferrals(t *testing.T, iom *gateway.Gateway, n int) {
+	t.Helper()
+	p := policy.Principal{Agency: "iom", Subject: "caseworker-1", Scopes: policy.ScopesForKind("ngo")}
+	for range n {
+		if _, err := iom.Send(context.Background(), p, gateway.Draft{Kind: "referral", Action: policy.ActionReferralSend, Body: benchBody}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // tamper opens the stopped gateway's file with bbolt, as someone with the
@@ -123,6 +137,20 @@ func TestAuditVerifyRealLog(t *testing.T) {
 	}
 	// The checkpoint printed opens with the key in the directory.
 	cp := out[strings.Index(out, "rujukan.id/iom/audit\n"):]
+	// The note ends with its last signature line; the lines about the
+	// witnesses follow.
+	text, sigs, _ := strings.Cut(cp, "\n\n")
+	var lines []string
+	for _, l := range strings.SplitAfter(sigs, "\n") {
+		if !strings.HasPrefix(l, "— ") {
+			break
+		}
+		lines = append(lines, l)
+	}
+	cp = text + "\n\n" + strings.Join(lines, "")
+	if !strings.Contains(out, "witness shelter holds no checkpoint of iom\n") {
+		t.Errorf("output %q does not say what the shelter holds", out)
+	}
 	a, err := crypto.ReadAgencyFile(filepath.Join(data, "agencies", "iom", "agency.json"))
 	if err != nil {
 		t.Skipf("no agency file to read the public key from: %v", err)
@@ -267,4 +295,96 @@ func TestAuditVerifyRebuiltTree(t *testing.T) {
 		return nil
 	})
 	verifyFails(t, data, "does not match the signed checkpoint")
+}
+
+// TestAuditVerifyRolledBackToOlderCopy: iom's whole file replaced by an
+// older copy of itself verifies on its own (every event, the tree and the
+// checkpoint are iom's), and is detected against the later checkpoint the
+// shelter witnessed: exit 1, naming the first missing sequence number and
+// the witness. Without a witness, audit verify says a rollback would not
+// show.
+func TestAuditVerifyRolledBackToOlderCopy(t *testing.T) {
+	data := t.TempDir()
+	if err := InitDevNetwork(data); err != nil {
+		t.Fatal(err)
+	}
+	net := membus.New()
+	auditor := policy.Principal{Agency: "shelter", Subject: "auditor", Scopes: []string{policy.ScopeAuditRead}}
+	// run sends n referrals and waits until the shelter holds iom's
+	// latest checkpoint; it returns that size.
+	run := func(n int) uint64 {
+		t.Helper()
+		gws := startDevGateways(t, data, net, gateway.Options{WaitRetry: 50 * time.Millisecond, WitnessInterval: 50 * time.Millisecond})
+		defer func() {
+			for _, gw := range gws {
+				if err := gw.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}()
+		sendReferrals(t, gws["iom"], n)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			cp, err := gws["iom"].AuditCheckpoint(policy.Principal{Agency: "iom", Subject: "auditor", Scopes: []string{policy.ScopeAuditRead}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws, err := gws["shelter"].Witnesses(auditor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range ws {
+				if w.Log == "iom" && w.Size == cp.Size && cp.Size > 0 {
+					time.Sleep(200 * time.Millisecond)
+					if again, _ := gws["iom"].AuditCheckpoint(policy.Principal{Agency: "iom", Subject: "auditor", Scopes: []string{policy.ScopeAuditRead}}); again.Size == cp.Size {
+						return cp.Size
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the shelter does not hold iom's checkpoint of %d events: %+v", cp.Size, ws)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	db := filepath.Join(data, "gateways", "iom", gatewayDBFile)
+	old := run(1)
+	copyFile(t, db, db+".old")
+	later := run(2)
+	if later <= old {
+		t.Fatalf("the log did not grow: %d then %d events", old, later)
+	}
+	out, _, err := runCLI(t, "audit", "verify", "--data", data, "--agency", "iom")
+	if err != nil {
+		t.Fatalf("before the rollback: %v", err)
+	}
+	if want := fmt.Sprintf("witness shelter holds the checkpoint of %d events: the log extends it\n", later); !strings.Contains(out, want) {
+		t.Fatalf("output %q does not say %q", out, want)
+	}
+
+	copyFile(t, db+".old", db)
+	// The older copy is a sound log of its own...
+	out, _, err = runCLI(t, "audit", "verify", "--db", db, "--agency", "iom", "--directory", filepath.Join(data, "network.json"),
+		"--authority", "@"+filepath.Join(data, "authority", "authority.pub"))
+	if err != nil || !strings.Contains(out, fmt.Sprintf("verifies: %d events", old)) || !strings.Contains(out, "a rollback of the whole log to an older copy would not show") {
+		t.Fatalf("the older copy without a witness: %v %q", err, out)
+	}
+	// ...that the witness shows to be rolled back.
+	verifyFails(t, data, fmt.Sprintf("at seq %d: the log ends at %d events, but shelter holds its signed checkpoint of %d events: rolled back", old+1, old, later))
+	_, _, err = runCLI(t, "audit", "verify", "--db", db, "--agency", "iom", "--directory", filepath.Join(data, "network.json"),
+		"--authority", "@"+filepath.Join(data, "authority", "authority.pub"), "--witness-db", filepath.Join(data, "gateways", "shelter", gatewayDBFile))
+	if !errors.Is(err, store.ErrAuditBroken) || !strings.Contains(err.Error(), "rolled back to an older copy") {
+		t.Fatalf("with --witness-db: %v", err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -66,8 +67,14 @@ func TestAuditVerifyDataFolder(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := AuditVerifyConfig{DB: filepath.Join(data, "gateways", "iom", "gateway.db"), Agency: "iom",
-			Directory: filepath.Join(data, "network.json"), Authority: "@" + filepath.Join(data, "authority", "authority.pub")}
-		if c != want {
+			Directory: filepath.Join(data, "network.json"), Authority: "@" + filepath.Join(data, "authority", "authority.pub"),
+			WitnessDBs: c.WitnessDBs, OptionalWitnesses: true}
+		for id, db := range c.WitnessDBs {
+			if id == "iom" || db != filepath.Join(data, "gateways", id, "gateway.db") {
+				t.Errorf("witness %s: %s", id, db)
+			}
+		}
+		if !reflect.DeepEqual(c, want) {
 			t.Fatalf("config %+v, want %+v", c, want)
 		}
 		if _, _, err := runCLI(t, "audit", "verify", "--db", c.DB, "--agency", c.Agency, "--directory", c.Directory, "--authority", c.Authority); err != nil {

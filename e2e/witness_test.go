@@ -6,9 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/cli"
 )
@@ -89,6 +91,10 @@ func copyDB(t *testing.T, from, to string) {
 func TestWitnessRollback(t *testing.T) {
 	const every = time.Second
 	n := newNetwork(t)
+	accts, err := cli.InitDevAccounts(n.data, testArgon)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n.startBroker()
 	opt := gateway.Options{WitnessInterval: every}
 	for _, a := range cli.DevAgencies {
@@ -143,4 +149,46 @@ func TestWitnessRollback(t *testing.T) {
 		t.Errorf("the rollback was reported after %v, the interval is %v", d, every)
 	}
 	t.Logf("iom rolled back from %d to %d events; reported by the three witnesses after %v", size, old, time.Since(start))
+
+	// The operator of a witness sees it in the web app: the red banner,
+	// and iom's log marked rolled back, in English and Bahasa Indonesia.
+	t.Run("browser", func(t *testing.T) {
+		bin := chromium(t)
+		var pw string
+		for _, a := range accts["dinsos"] {
+			if a.Name == "operator" {
+				pw = a.Password
+			}
+		}
+		op := newBrowser(t, bin)
+		if msg := submitLogin(t, op, n.url("dinsos"), "en", "operator", pw); msg != "" {
+			t.Fatalf("operator sign-in: %q", msg)
+		}
+		for _, lang := range []string{"en", "id"} {
+			brun(t, op, "audit page "+lang,
+				chromedp.Navigate(n.url("dinsos")+"/ui/audit?lang="+lang),
+				chromedp.WaitVisible(chromedp.CSS("tr.witnessed")))
+			banners := value(t, op, "banners", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll(".banner.broken")).map(b => b.textContent.trim())`))
+			want := map[string]string{"en": "A witness alarm", "id": "Alarm saksi"}[lang]
+			if len(banners) != 1 || !strings.Contains(banners[0], want) {
+				t.Errorf("%s: red banners %q, want one saying %q", lang, banners, want)
+			}
+			rows := value(t, op, "witnessed rows", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("tr.witnessed")).map(r => Array.from(r.cells).map(c => c.textContent.trim()).join("|"))`))
+			rolled := map[string]string{"en": "✗ Rollback", "id": "✗ Dikembalikan"}[lang]
+			found := false
+			for _, r := range rows {
+				cells := strings.Split(r, "|")
+				switch {
+				case cells[0] == "iom":
+					found = cells[3] == rolled
+				case strings.HasPrefix(cells[3], "✗"):
+					t.Errorf("%s: an alarm about %s: %q", lang, cells[0], r)
+				}
+			}
+			if !found {
+				t.Errorf("%s: witnessed logs %q, want iom marked %q", lang, rows, rolled)
+			}
+			shoot(t, op, "witness-rollback-"+lang)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -138,4 +139,30 @@ func (t *Tx) Cosignatures() ([]Cosigned, error) {
 		return nil
 	})
 	return out, err
+}
+
+// AuditExtends checks that this log holds the tree of cp, a checkpoint of
+// this log that a witness keeps (opened by the caller with the log's
+// keys): a log of fewer events was rolled back to an older copy or
+// truncated; one whose first cp.Size events hash to another root was
+// rewritten. Either is ErrAuditBroken, naming the first sequence number
+// that is not what the witness saw.
+func (t *Tx) AuditExtends(cp Checkpoint, witness string) error {
+	own, err := t.storedCheckpoint()
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if own.Size < cp.Size {
+		return fmt.Errorf("%w: at seq %d: the log ends at %d events, but %s holds its signed checkpoint of %d events: rolled back to an older copy or truncated",
+			ErrAuditBroken, own.Size+1, own.Size, witness, cp.Size)
+	}
+	root, err := t.AuditTreeHash(cp.Size)
+	if err != nil {
+		return err
+	}
+	if root != cp.Root {
+		return fmt.Errorf("%w: at seq %d or before: the first %d events do not hash to the root of the signed checkpoint %s holds: rewritten (a fork)",
+			ErrAuditBroken, cp.Size, cp.Size, witness)
+	}
+	return nil
 }
