@@ -99,12 +99,14 @@ func (s *server) audit(c *ctx) {
 		}
 		after = n
 	}
-	ver, err := s.gw.VerifyAudit(c.sess.Principal)
+	// The page's own audit.list event is written first, so the
+	// verification and the checkpoint below include it.
+	page, err := s.gw.Audit(c.sess.Principal, gateway.AuditQuery{After: after, Limit: 50})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	page, err := s.gw.Audit(c.sess.Principal, gateway.AuditQuery{After: after, Limit: 50})
+	ver, err := s.gw.VerifyAudit(c.sess.Principal)
 	if err != nil {
 		s.fail(c, err)
 		return
