@@ -340,7 +340,7 @@ func auditVerifyURL(ctx context.Context, known note.Verifiers, base, token strin
 	if verified.Size != v.Events || latest.Size < verified.Size {
 		return store.AuditReport{}, store.Checkpoint{}, fmt.Errorf("audit verify: %s: %w: the gateway verified %d events against a checkpoint of %d, and now serves a checkpoint of %d", base, store.ErrAuditBroken, v.Events, verified.Size, latest.Size)
 	}
-	return store.AuditReport{Events: latest.Size, Root: cp.Root, Checkpoint: cp.Checkpoint}, store.Checkpoint{}, nil
+	return store.AuditReport{Events: latest.Size, Root: cp.Root, Checkpoint: cp.Checkpoint}, latest, nil
 }
 
 // getAuditJSON GETs one audit resource of a gateway.

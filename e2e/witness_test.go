@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/cli"
 )
 
@@ -122,6 +125,14 @@ func TestWitnessRollback(t *testing.T) {
 		}
 	}
 
+	// Online, iom's log extends the checkpoint dinsos holds.
+	vc := cli.AuditVerifyConfig{Agency: "iom", Directory: filepath.Join(n.data, "network.json"),
+		Authority: "@" + filepath.Join(n.data, "authority", "authority.pub"), WitnessURL: n.url("dinsos"), WitnessToken: n.tokens["dinsos"]}
+	res, err := cli.AuditVerifyURL(context.Background(), vc, n.url("iom"), n.tokens["iom"])
+	if err != nil || len(res.Witnessed) != 1 || !strings.Contains(res.Witnessed[0], fmt.Sprintf("holds the checkpoint of %d events: the log extends it", size)) {
+		t.Fatalf("verify --url --witness-url before the rollback: %v %q", err, res.Witnessed)
+	}
+
 	n.stopGateway("iom")
 	copyDB(t, db+".old", db)
 	start := time.Now()
@@ -144,6 +155,11 @@ func TestWitnessRollback(t *testing.T) {
 		if !found {
 			t.Errorf("%s: no witness.rollback event about iom from %d to %d events", w, size, old)
 		}
+	}
+	// Online, against dinsos's checkpoint, the rolled-back log fails.
+	_, err = cli.AuditVerifyURL(context.Background(), vc, n.url("iom"), n.tokens["iom"])
+	if !errors.Is(err, store.ErrAuditBroken) || !strings.Contains(err.Error(), fmt.Sprintf("holds its signed checkpoint of %d events", size)) {
+		t.Errorf("verify --url --witness-url after the rollback: %v", err)
 	}
 	if d := time.Since(start); d > every+2*time.Second {
 		t.Errorf("the rollback was reported after %v, the interval is %v", d, every)
