@@ -210,7 +210,7 @@ func TestRogueRouteRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.name = cfg.ServerName
-	opts, err := b.options(b.dir, nil)
+	opts, err := b.options(b.dir, nil, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}

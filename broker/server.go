@@ -88,6 +88,7 @@ type Server struct {
 	ns     *server.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	store  int64 // the JetStream max store in force
 }
 
 // New checks cfg and the directory and returns a broker ready to Start.
@@ -106,6 +107,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("network directory refused: %w", err)
 	}
 	if err := checkAccepted(cfg.DataDir, cfg.Authority, d, cfg.Directory); err != nil {
+		return nil, err
+	}
+	if _, err := (&Server{cfg: cfg}).maxStore(d, 0); err != nil {
 		return nil, err
 	}
 	admin, err := nkeys.CreateUser()
@@ -214,7 +218,7 @@ func serverName(cfg *Config) (string, error) {
 // clusterUser is the route user name of the cluster nodes.
 const clusterUser = "rujukan-node"
 
-func (s *Server) options(d *crypto.Directory, bare map[string]bool) (*server.Options, error) {
+func (s *Server) options(d *crypto.Directory, bare map[string]bool, maxStore int64) (*server.Options, error) {
 	l, err := parseHostPort("listen address", s.cfg.Listen)
 	if err != nil {
 		return nil, err
@@ -230,6 +234,7 @@ func (s *Server) options(d *crypto.Directory, bare map[string]bool) (*server.Opt
 	o.JetStream = true
 	o.StoreDir = s.cfg.DataDir
 	o.SyncAlways = true
+	s.applyLimits(o, maxStore)
 	o.Debug = s.cfg.Debug
 	o.HTTPPort = 0
 	if s.tls != nil {
@@ -290,7 +295,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.InsecurePlaintext && s.tls == nil {
 		s.log.Warn("broker runs WITHOUT TLS (--insecure-plaintext): credentials and envelopes cross the network in the clear", "listen", s.cfg.Listen)
 	}
-	opts, err := s.options(s.dir, nil)
+	store, err := s.maxStore(s.dir, 0)
+	if err != nil {
+		return err
+	}
+	opts, err := s.options(s.dir, nil, store)
 	if err != nil {
 		return err
 	}
@@ -310,7 +319,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ns.WaitForShutdown()
 		return fmt.Errorf("%w: not ready for connections after %s", ErrStart, timeout)
 	}
-	s.ns = ns
+	s.ns, s.store = ns, store
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Nkey(s.adminPub, s.admin.Sign),
 		nats.Name("rujukan-broker-provisioning"), nats.MaxReconnects(-1))
 	if err != nil {
@@ -338,7 +347,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	ids := activeIDs(s.dir)
 	for {
-		err = s.provision(pctx, js, ids)
+		err = s.provision(pctx, js, s.dir, ids)
 		if err == nil {
 			break
 		}
@@ -357,7 +366,8 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("%w: failed to save the accepted directory: %v", ErrStart, err)
 	}
 	s.log.Info("broker ready", "url", ns.ClientURL(), "server", s.name, "directory_version", s.dir.Version,
-		"agencies", len(ids), "replicas", s.cfg.replicas(), "tls", s.tls != nil, "startup", time.Since(start).Round(time.Millisecond))
+		"agencies", len(ids), "replicas", s.cfg.replicas(), "tls", s.tls != nil, "max_store", store,
+		"inbox_limits", s.dir.NetworkLimits(), "startup", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -418,6 +428,10 @@ func (s *Server) reloadLocked(signed []byte) error {
 	if err := crypto.CheckReplace(s.dir, next); err != nil {
 		return fmt.Errorf("network directory refused: %w", err)
 	}
+	store, err := s.maxStore(next, s.store)
+	if err != nil {
+		return fmt.Errorf("network directory refused: %w", err)
+	}
 	was := map[string]bool{}
 	for _, id := range activeIDs(s.dir) {
 		was[id] = true
@@ -429,9 +443,22 @@ func (s *Server) reloadLocked(signed []byte) error {
 		}
 		delete(was, id)
 	}
+	// Room for the new or larger inboxes first: JetStream reserves each
+	// inbox's byte limit against the max store.
+	if store > s.store {
+		opts, err := s.options(s.dir, nil, store)
+		if err != nil {
+			return err
+		}
+		if err := s.ns.ReloadOptions(opts); err != nil {
+			return fmt.Errorf("failed to raise the max store to %d bytes: %w", store, err)
+		}
+		s.store = store
+	}
+	// Every inbox, not only the new ones: the limits may have changed.
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartTimeout)
 	defer cancel()
-	if err := s.provision(ctx, s.js, added); err != nil {
+	if err := s.provision(ctx, s.js, next, activeIDs(next)); err != nil {
 		return err
 	}
 	// nats-server wires the service imports of an account only when the
@@ -442,7 +469,7 @@ func (s *Server) reloadLocked(signed []byte) error {
 		for _, id := range added {
 			bare[id] = true
 		}
-		opts, err := s.options(next, bare)
+		opts, err := s.options(next, bare, store)
 		if err != nil {
 			return err
 		}
@@ -450,7 +477,7 @@ func (s *Server) reloadLocked(signed []byte) error {
 			return fmt.Errorf("failed to add the new accounts: %w", err)
 		}
 	}
-	opts, err := s.options(next, nil)
+	opts, err := s.options(next, nil, store)
 	if err != nil {
 		return err
 	}
