@@ -31,7 +31,7 @@ import (
 const ActEnvelopeLimit store.Action = "envelope.limit"
 
 const (
-	limitBackoffMin    = time.Second
+	limitBackoffMin    = 250 * time.Millisecond
 	limitBackoffMax    = 30 * time.Second
 	limitAuditInterval = 5 * time.Minute
 )

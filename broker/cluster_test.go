@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rujukan/rujukan/broker/client"
+	"github.com/rujukan/rujukan/crypto"
 )
 
 func startNode(cfg Config) (*Server, error) {
@@ -33,6 +34,9 @@ func TestClusterLeaderRestart(t *testing.T) {
 		t.Skip("forms a 3-node cluster")
 	}
 	n := newTestNet(t, "iom", "shelter")
+	// One sender publishes hundreds of messages nobody reads: its share of
+	// the inbox is the whole inbox here.
+	n.setLimits("", &crypto.Limits{SenderMaxBytes: 1 << 30})
 	signed := n.sign(t)
 	const nodes = 3
 	var cfgs [nodes]Config

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rujukan/rujukan/broker/client"
+	"github.com/rujukan/rujukan/crypto"
 )
 
 // childEnv names the environment variable that turns the test binary into
@@ -131,6 +132,9 @@ func TestDurabilitySIGKILL(t *testing.T) {
 		t.Skip("starts broker subprocesses")
 	}
 	n := newTestNet(t, "iom", "shelter")
+	// One sender publishes hundreds of messages nobody reads: its share of
+	// the inbox is the whole inbox here.
+	n.setLimits("", &crypto.Limits{SenderMaxBytes: 1 << 30})
 	cc := childConfig{
 		Listen:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		DataDir:   filepath.Join(t.TempDir(), "broker"),
