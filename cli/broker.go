@@ -32,6 +32,7 @@ type BrokerFlags struct {
 	InsecurePlaintext                bool
 	Monitor                          string
 	MaxAge, DuplicateWindow          time.Duration
+	MaxStore, MaxMemory              int64
 	ServerName                       string
 	ClusterName, ClusterListen       string
 	Routes                           string
@@ -59,6 +60,8 @@ func runBroker(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&f.Monitor, "monitor", "", "monitoring endpoint `address` (loopback only; off by default)")
 	fs.DurationVar(&f.MaxAge, "max-age", def.MaxAge, "how long an undelivered message is kept")
 	fs.DurationVar(&f.DuplicateWindow, "duplicate-window", def.DuplicateWindow, "how long a message id is remembered to drop re-sent copies")
+	fs.Int64Var(&f.MaxStore, "max-store", def.MaxStore, "disk `bytes` all inboxes may use together (0: the sum of the directory's inbox limits)")
+	fs.Int64Var(&f.MaxMemory, "max-memory", def.MaxMemory, "`bytes` of memory-backed JetStream storage")
 	fs.StringVar(&f.ServerName, "server-name", "", "node name (default: generated once and kept in the data directory)")
 	fs.StringVar(&f.ClusterName, "cluster-name", "", "cluster `name` (all nodes the same)")
 	fs.StringVar(&f.ClusterListen, "cluster-listen", "", "cluster route `address` of this node")
@@ -139,6 +142,12 @@ func (f *BrokerFlags) Config(logger *slog.Logger) (broker.Config, error) {
 	cfg.InsecurePlaintext = f.InsecurePlaintext
 	cfg.Monitor = f.Monitor
 	cfg.MaxAge, cfg.DuplicateWindow = f.MaxAge, f.DuplicateWindow
+	if f.MaxStore != 0 {
+		cfg.MaxStore = f.MaxStore
+	}
+	if f.MaxMemory != 0 {
+		cfg.MaxMemory = f.MaxMemory
+	}
 	cfg.ServerName = f.ServerName
 	cfg.ClusterName, cfg.ClusterListen = f.ClusterName, f.ClusterListen
 	if f.ClusterSecretFile != "" {
