@@ -28,13 +28,40 @@
 //     applied. A refused directory leaves the running configuration as it
 //     was.
 //   - A revoked agency has no user; a reload closes its open connections.
+//   - No agency can fill the broker or another agency's inbox: the limits
+//     of the directory (crypto.Limits, network defaults and per-agency
+//     values) are NATS's own limits, set on every inbox stream and agency
+//     account at start and on every reload. Each inbox holds at most its
+//     byte and message limits; each sender at most its share of each inbox
+//     (one subject per sender, MaxMsgsPerSubject with DiscardNewPerSubject);
+//     each agency at most its connections and, per connection,
+//     subscriptions. A full inbox refuses new messages (a JetStream error
+//     the client reports as client.ErrLimit) and keeps what it holds.
+//   - The broker's disk and memory are bounded: JetStream's max store
+//     (Config.MaxStore, by default the sum of the inbox byte limits) and
+//     max memory, and bounded ingest buffers per stream and outbound
+//     buffers per client. A flood of the largest messages from one agency
+//     leaves the broker's memory flat (TestFloodBounded).
 //
 // # Caveats
 //
 // The broker keeps the inbox of a revoked agency until its messages age
-// out (MaxAge), so a reinstated agency still gets them. Per-agency disk
-// quotas are off by default (Config.MaxBytes); an authenticated agency
-// can fill the disk of the broker until it is revoked.
+// out (MaxAge), so a reinstated agency still gets them.
+//
+// NATS counts messages per subject, not bytes: a sender's byte share is
+// enforced as sender_max_bytes divided by the largest message size (256
+// messages with the defaults), whatever the size of its messages. A
+// sender whose recipient does not read its inbox therefore keeps its
+// envelopes queued in its own outbox after 256 of them.
+//
+// NATS has no publish rate limit per account or user: a rate per sender is
+// not enforced at the broker. What a sender can leave in an inbox is
+// bounded by its share; how fast the recipient reads is up to its gateway.
+//
+// A per-sender share lowered by a reload never deletes messages already
+// stored (NATS would drop the oldest over a lowered per-subject limit): the
+// share goes down only as far as the largest sender's backlog and the rest
+// of the way at a later reload or restart, once that backlog has been read.
 package broker
 
 import (
