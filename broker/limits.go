@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
@@ -92,15 +93,8 @@ func (s *Server) applyLimits(o *server.Options, maxStore int64) {
 }
 
 // perSubjectCounts returns how many messages each sender has in stream
-// name, or nil if the stream does not exist yet.
-func perSubjectCounts(ctx context.Context, js jetstream.JetStream, name string) (map[string]uint64, error) {
-	st, err := js.Stream(ctx, name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
+// st.
+func perSubjectCounts(ctx context.Context, st jetstream.Stream) (map[string]uint64, error) {
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
 	if err != nil {
 		return nil, err
@@ -108,13 +102,86 @@ func perSubjectCounts(ctx context.Context, js jetstream.JetStream, name string) 
 	return info.State.Subjects, nil
 }
 
+// pausedSubject is what an inbox captures while its per-sender share is
+// being lowered: nothing publishes there.
+func pausedSubject(id string) string { return "rujukan.paused." + id }
+
+// lowerShareSafely makes sure that applying cfg to an existing inbox
+// drops no stored message. NATS applies a lowered per-subject limit by
+// deleting each sender's oldest messages over it, so before the share goes
+// down the inbox stops taking messages for a moment (it captures another
+// subject: publishes meanwhile find no stream and are retried by the
+// senders, nothing is lost), its per-sender counts are read once it is
+// still, and the new share is raised to the largest backlog if one sender
+// holds more than it. The share goes the rest of the way down at a later
+// provisioning (a reload or a restart), once that backlog has been read.
+// The caller's update gives the inbox its subjects back; if it fails, the
+// caller calls the returned resume.
+func (s *Server) lowerShareSafely(ctx context.Context, js jetstream.JetStream, id string, cfg *jetstream.StreamConfig) (resume func() error, err error) {
+	resume = func() error { return nil }
+	st, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return resume, nil
+	}
+	if err != nil {
+		return resume, err
+	}
+	cur := st.CachedInfo().Config
+	if cur.MaxMsgsPerSubject > 0 && cfg.MaxMsgsPerSubject >= cur.MaxMsgsPerSubject {
+		return resume, nil // not lowered
+	}
+	paused := cur
+	paused.Subjects = []string{pausedSubject(id)}
+	if _, err := js.UpdateStream(ctx, paused); err != nil {
+		return resume, fmt.Errorf("failed to pause the inbox to lower its per-sender share: %w", err)
+	}
+	// Give the inbox its subjects back as they were.
+	resume = func() error {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, err := js.UpdateStream(rctx, cur)
+		if err != nil {
+			s.log.Error("failed to resume an inbox paused to lower its per-sender share; the next reload or restart resumes it", "inbox", id, "err", err)
+		}
+		return err
+	}
+	counts, err := stillCounts(ctx, st)
+	if err != nil {
+		resume()
+		return func() error { return nil }, err
+	}
+	if held := heldSenderMax(cfg.MaxMsgsPerSubject, counts); held != cfg.MaxMsgsPerSubject {
+		s.log.Warn("a sender holds more of an inbox than its new share: the share is lowered only as far as that backlog for now, never by dropping messages",
+			"inbox", id, "share", cfg.MaxMsgsPerSubject, "held", held)
+		cfg.MaxMsgsPerSubject = held
+	}
+	return resume, nil
+}
+
+// stillCounts waits until paused stream st has stored what it had taken in
+// (its last sequence stays the same over a short wait) and returns its
+// per-sender counts.
+func stillCounts(ctx context.Context, st jetstream.Stream) (map[string]uint64, error) {
+	var last uint64
+	for i := 0; ; i++ {
+		info, err := st.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 && info.State.LastSeq == last {
+			return perSubjectCounts(ctx, st)
+		}
+		last = info.State.LastSeq
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // heldSenderMax returns the per-sender limit to apply to an inbox whose
-// senders now hold counts: want, unless a sender already holds more. NATS
-// applies a lowered per-subject limit by deleting the oldest messages over
-// it; the broker never drops an accepted message that way, so the limit
-// goes down only as far as the largest backlog, and the rest of the way at
-// a later provisioning (a restart or a reload) once the backlog has been
-// read.
+// senders hold counts: want, unless a sender already holds more.
 func heldSenderMax(want int64, counts map[string]uint64) int64 {
 	held := want
 	for _, n := range counts {

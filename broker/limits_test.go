@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,7 +55,11 @@ func inboxCount(t *testing.T, s *Server, id string) map[string]uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	counts, err := perSubjectCounts(ctx, s.js, client.StreamName(id))
+	st, err := s.js.Stream(ctx, client.StreamName(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, err := perSubjectCounts(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,4 +323,74 @@ func TestLimitMaxStore(t *testing.T) {
 	}
 	c := mustConnect(t, a.ClientURL(), auto.Agencies["iom"])
 	publishN(t, c, "shelter", "x", 1, 100)
+}
+
+// TestLimitLoweredUnderLoad lowers the per-sender share by reload while two
+// senders publish as fast as they can: every publish the broker
+// acknowledged is still in the inbox afterwards (NATS would drop the oldest
+// messages over a lowered limit if the broker let it).
+func TestLimitLoweredUnderLoad(t *testing.T) {
+	n := newTestNet(t, "iom", "shelter", "police")
+	n.setLimits("police", &crypto.Limits{SenderMaxMessages: 400})
+	s := mustStart(t, n.config(t))
+	url := s.ClientURL()
+	senders := []*client.Client{mustConnect(t, url, n.Agencies["iom"]), mustConnect(t, url, n.Agencies["shelter"])}
+	acked := make([]int, len(senders))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, c := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := c.Publish(context.Background(), "police", fmt.Sprintf("%s-%d", c.ID(), j), make([]byte, 200))
+				switch {
+				case err == nil:
+					acked[i]++
+				case errors.Is(err, client.ErrLimit), errors.Is(err, client.ErrUnavailable):
+					// Refused or paused: not stored, the sender keeps it.
+					time.Sleep(time.Millisecond)
+				default:
+					t.Errorf("%s: %v", c.ID(), err)
+					return
+				}
+			}
+		}()
+	}
+	// Let both build a backlog, then lower the share below it, twice.
+	for v, share := range []int64{60, 10} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if got := inboxCount(t, s, "police"); got["iom"] > uint64(share) && got["shelter"] > uint64(share) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("senders built no backlog above %d: %v", share, inboxCount(t, s, "police"))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		n.Dir.Version = uint64(v + 2)
+		n.setLimits("police", &crypto.Limits{SenderMaxMessages: share})
+		if err := s.Reload(n.sign(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	got := inboxCount(t, s, "police")
+	for i, c := range senders {
+		if got[c.ID()] != uint64(acked[i]) {
+			t.Fatalf("%s: the broker acknowledged %d messages and holds %d", c.ID(), acked[i], got[c.ID()])
+		}
+	}
+	// And the inbox takes messages again.
+	police := mustConnect(t, url, n.Agencies["police"])
+	drain(t, police, 1000)
+	publishN(t, senders[0], "police", "after", 1, 10)
 }

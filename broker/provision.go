@@ -205,18 +205,14 @@ func (s *Server) provision(ctx context.Context, js jetstream.JetStream, d *crypt
 
 func (s *Server) provisionOne(ctx context.Context, js jetstream.JetStream, d *crypto.Directory, id string) error {
 	cfg := s.streamConfig(d, id)
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	counts, err := perSubjectCounts(rctx, js, cfg.Name)
+	resume, err := s.lowerShareSafely(rctx, js, id, &cfg)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
-	if held := heldSenderMax(cfg.MaxMsgsPerSubject, counts); held != cfg.MaxMsgsPerSubject {
-		s.log.Warn("a sender holds more of an inbox than its new share: the share is lowered only as far as that backlog for now, never by dropping messages",
-			"inbox", id, "share", cfg.MaxMsgsPerSubject, "held", held)
-		cfg.MaxMsgsPerSubject = held
-	}
 	if _, err := js.CreateOrUpdateStream(rctx, cfg); err != nil {
+		resume()
 		return fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
 	if _, err := js.CreateOrUpdateConsumer(rctx, cfg.Name, s.consumerConfig()); err != nil {

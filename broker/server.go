@@ -60,8 +60,10 @@
 //
 // A per-sender share lowered by a reload never deletes messages already
 // stored (NATS would drop the oldest over a lowered per-subject limit): the
-// share goes down only as far as the largest sender's backlog and the rest
-// of the way at a later reload or restart, once that backlog has been read.
+// inbox stops taking messages for a moment (senders see the broker as
+// unavailable and retry), and the share goes down only as far as the
+// largest sender's backlog, the rest of the way at a later reload or
+// restart, once that backlog has been read.
 package broker
 
 import (
