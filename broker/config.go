@@ -72,6 +72,15 @@ type Config struct {
 	// Monitor is the monitoring endpoint address (host:port), off when
 	// empty. It must be a loopback address.
 	Monitor string
+	// Metrics is the address (host:port, loopback only) of a Prometheus
+	// listener serving GET /metrics: each inbox's usage against its limits,
+	// each sender's backlog in it, each agency's connections. Off when
+	// empty.
+	Metrics string
+	// UsageInterval is how often the broker checks the inboxes and logs,
+	// at warn, a sender holding its whole share of an inbox or an inbox
+	// nearly full (at most every 5 minutes for the same one).
+	UsageInterval time.Duration
 
 	// ServerName names this node. Empty: a name is generated once and kept
 	// in DataDir, so a cluster node keeps its identity across restarts.
@@ -113,6 +122,7 @@ func DefaultConfig() Config {
 		MaxMemory:       64 << 20,
 		StreamBuffer:    16 << 20,
 		ClientPending:   32 << 20,
+		UsageInterval:   30 * time.Second,
 		AckWait:         30 * time.Second,
 		BackOff:         []time.Duration{30 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour},
 		StartTimeout:    60 * time.Second,
@@ -176,6 +186,18 @@ func (c *Config) validate() error {
 	}
 	if c.ClientPending < 2<<20 {
 		return fmt.Errorf("%w: the client pending limit must be at least 2 MiB (two messages of the largest size)", ErrConfig)
+	}
+	if c.UsageInterval <= 0 {
+		return fmt.Errorf("%w: the usage interval must be positive", ErrConfig)
+	}
+	if c.Metrics != "" {
+		m, err := parseHostPort("metrics address", c.Metrics)
+		if err != nil {
+			return err
+		}
+		if !isLoopback(m.host) {
+			return fmt.Errorf("%w: the metrics listener must listen on a loopback address, not %q", ErrConfig, c.Metrics)
+		}
 	}
 	if c.AckWait <= 0 {
 		return fmt.Errorf("%w: ack wait must be positive", ErrConfig)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -393,4 +396,78 @@ func TestLimitLoweredUnderLoad(t *testing.T) {
 	police := mustConnect(t, url, n.Agencies["police"])
 	drain(t, police, 1000)
 	publishN(t, senders[0], "police", "after", 1, 10)
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLimitBrokerView: the broker's operator sees who fills whom: the
+// metrics listener gives each sender's backlog in each inbox against its
+// share, and the log says once (not at every check) that a sender holds
+// its whole share.
+func TestLimitBrokerView(t *testing.T) {
+	n := newTestNet(t, "iom", "shelter", "police")
+	n.setLimits("police", &crypto.Limits{SenderMaxMessages: 3})
+	cfg := n.config(t)
+	cfg.Metrics = "127.0.0.1:0"
+	cfg.UsageInterval = 50 * time.Millisecond
+	var logs syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s := mustStart(t, cfg)
+	iom := mustConnect(t, s.ClientURL(), n.Agencies["iom"])
+	shelter := mustConnect(t, s.ClientURL(), n.Agencies["shelter"])
+	publishN(t, iom, "police", "a", 3, 100)
+	refused(t, iom, "police", "a-3", 100, client.LimitSenderShare)
+	publishN(t, shelter, "police", "b", 1, 100)
+
+	resp, err := http.Get(s.MetricsURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`rujukan_broker_sender_messages{inbox="police",sender="iom"} 3`,
+		`rujukan_broker_sender_messages{inbox="police",sender="shelter"} 1`,
+		`rujukan_broker_sender_share_messages{inbox="police"} 3`,
+		`rujukan_broker_inbox_messages{inbox="police"} 4`,
+		`rujukan_broker_inbox_max_messages{inbox="police"} 100000`,
+		`rujukan_broker_connections{agency="iom"} 1`,
+		`rujukan_broker_max_connections{agency="iom"} 8`,
+		`rujukan_broker_max_store_bytes 3221225472`,
+	} {
+		if !strings.Contains(string(raw), want+"\n") {
+			t.Errorf("metrics lack %s:\n%s", want, raw)
+		}
+	}
+
+	eventually := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "holds its whole share") {
+		if time.Now().After(eventually) {
+			t.Fatalf("no warning about iom's full share; logs:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // ten more checks
+	if c := strings.Count(logs.String(), "holds its whole share"); c != 1 {
+		t.Fatalf("the full share was logged %d times, want once:\n%s", c, logs.String())
+	}
+	if !strings.Contains(logs.String(), "sender=iom") || strings.Contains(logs.String(), "sender=shelter") {
+		t.Fatalf("warning names the wrong sender:\n%s", logs.String())
+	}
 }

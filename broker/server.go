@@ -75,6 +75,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -118,6 +120,11 @@ type Server struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	store  int64 // the JetStream max store in force
+
+	metricsLn  net.Listener
+	metricsSrv *http.Server
+	stopWatch  context.CancelFunc
+	watchDone  chan struct{}
 }
 
 // New checks cfg and the directory and returns a broker ready to Start.
@@ -394,6 +401,13 @@ func (s *Server) Start(ctx context.Context) error {
 		s.shutdownLocked()
 		return fmt.Errorf("%w: failed to save the accepted directory: %v", ErrStart, err)
 	}
+	if err := s.startMetrics(); err != nil {
+		s.shutdownLocked()
+		return fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	s.stopWatch, s.watchDone = stop, make(chan struct{})
+	go func() { defer close(s.watchDone); s.watchUsage(wctx) }()
 	s.log.Info("broker ready", "url", ns.ClientURL(), "server", s.name, "directory_version", s.dir.Version,
 		"agencies", len(ids), "replicas", s.cfg.replicas(), "tls", s.tls != nil, "max_store", store,
 		"inbox_limits", s.dir.NetworkLimits(), "startup", time.Since(start).Round(time.Millisecond))
@@ -535,6 +549,18 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) shutdownLocked() {
+	if s.stopWatch != nil {
+		s.stopWatch()
+		// watchUsage takes s.mu in Usage: wait without holding it.
+		s.mu.Unlock()
+		<-s.watchDone
+		s.mu.Lock()
+		s.stopWatch = nil
+	}
+	if s.metricsSrv != nil {
+		s.metricsSrv.Close()
+		s.metricsSrv, s.metricsLn = nil, nil
+	}
 	if s.nc != nil {
 		s.nc.Close()
 		s.nc = nil
