@@ -42,6 +42,10 @@
 //     max memory, and bounded ingest buffers per stream and outbound
 //     buffers per client. A flood of the largest messages from one agency
 //     leaves the broker's memory flat (TestFloodBounded).
+//   - The operator sees who fills whom: Usage, the metrics listener
+//     (Config.Metrics: each inbox's and each sender's backlog against the
+//     limits, each agency's connections) and a warning when a sender holds
+//     its whole share of an inbox or an inbox is nearly full.
 //
 // # Caveats
 //
