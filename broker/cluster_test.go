@@ -34,9 +34,9 @@ func TestClusterLeaderRestart(t *testing.T) {
 		t.Skip("forms a 3-node cluster")
 	}
 	n := newTestNet(t, "iom", "shelter")
-	// One sender publishes hundreds of messages nobody reads: its share of
-	// the inbox is the whole inbox here.
-	n.setLimits("", &crypto.Limits{SenderMaxBytes: 1 << 30})
+	// One sender publishes more messages than its default share of an
+	// inbox, and nobody reads them: give it a much larger inbox to itself.
+	n.setLimits("", &crypto.Limits{InboxMaxBytes: 64 << 30, SenderMaxBytes: 64 << 30})
 	signed := n.sign(t)
 	const nodes = 3
 	var cfgs [nodes]Config

@@ -132,9 +132,9 @@ func TestDurabilitySIGKILL(t *testing.T) {
 		t.Skip("starts broker subprocesses")
 	}
 	n := newTestNet(t, "iom", "shelter")
-	// One sender publishes hundreds of messages nobody reads: its share of
-	// the inbox is the whole inbox here.
-	n.setLimits("", &crypto.Limits{SenderMaxBytes: 1 << 30})
+	// One sender publishes more messages than its default share of an
+	// inbox, and nobody reads them: give it a much larger inbox to itself.
+	n.setLimits("", &crypto.Limits{InboxMaxBytes: 64 << 30, SenderMaxBytes: 64 << 30})
 	cc := childConfig{
 		Listen:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		DataDir:   filepath.Join(t.TempDir(), "broker"),
