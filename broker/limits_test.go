@@ -471,3 +471,32 @@ func TestLimitBrokerView(t *testing.T) {
 		t.Fatalf("warning names the wrong sender:\n%s", logs.String())
 	}
 }
+
+// TestLimitUpgradeKeepsBacklog: an inbox created without a per-sender
+// share (by an earlier version) keeps every stored message when the share
+// is first applied, even a backlog above it.
+func TestLimitUpgradeKeepsBacklog(t *testing.T) {
+	n := newTestNet(t, "iom", "police")
+	s := mustStart(t, n.config(t))
+	ctx := context.Background()
+	st, err := s.js.Stream(ctx, client.StreamName("police"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := st.CachedInfo().Config
+	old.MaxMsgsPerSubject, old.DiscardNewPerSubject, old.MaxMsgs, old.MaxBytes = -1, false, -1, -1
+	if _, err := s.js.UpdateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	iom := mustConnect(t, s.ClientURL(), n.Agencies["iom"])
+	publishN(t, iom, "police", "old", 10, 100)
+	n.Dir.Version = 2
+	n.setLimits("police", &crypto.Limits{SenderMaxMessages: 3})
+	if err := s.Reload(n.sign(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := inboxCount(t, s, "police"); got["iom"] != 10 {
+		t.Fatalf("police inbox holds %v after the share was first applied, want iom's 10", got)
+	}
+	refused(t, iom, "police", "new", 100, client.LimitSenderShare)
+}
