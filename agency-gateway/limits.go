@@ -113,6 +113,20 @@ func (g *Gateway) limitBlocked(to string, now time.Time) bool {
 	return d != nil && now.Before(d.until)
 }
 
+// limitWait returns how long the idle publish loop may sleep: d, or less
+// if a recipient's wait after a limit refusal ends sooner.
+func (g *Gateway) limitWait(d time.Duration) time.Duration {
+	now := g.now()
+	g.limits.mu.Lock()
+	defer g.limits.mu.Unlock()
+	for _, l := range g.limits.dest {
+		if l.until.After(now) {
+			d = min(d, max(l.until.Sub(now), retryMin))
+		}
+	}
+	return d
+}
+
 // limitCleared notes that recipient to accepted an envelope: the next
 // refusal waits limitBackoffMin again.
 func (g *Gateway) limitCleared(to string) {

@@ -124,7 +124,7 @@ func (g *Gateway) publishLoop(ctx context.Context) {
 			wait(ctx, g.wake, backoff)
 			backoff = min(backoff*2, retryMax)
 		default:
-			wait(ctx, g.wake, idlePoll)
+			wait(ctx, g.wake, g.limitWait(idlePoll))
 		}
 	}
 }
