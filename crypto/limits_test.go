@@ -101,3 +101,18 @@ func TestLimitsUnknownFieldRefused(t *testing.T) {
 		t.Fatalf("error %v, want a malformed directory naming the field", err)
 	}
 }
+
+// TestAgencyEntryCannotSetLimits: the public entry an agency hands the
+// authority cannot carry limits of its own choosing into the directory.
+func TestAgencyEntryCannotSetLimits(t *testing.T) {
+	n := MustNet(t)
+	a := *n.agency(t, "police")
+	a.Limits = &Limits{InboxMaxBytes: 1 << 40, MaxConnections: 10_000}
+	if _, err := ParseAgency(mustJSON(t, a)); !errors.Is(err, ErrDirectoryMalformed) || !strings.Contains(err.Error(), "cannot set its own limits") {
+		t.Fatalf("entry with limits: %v", err)
+	}
+	a.Limits = nil
+	if _, err := ParseAgency(mustJSON(t, a)); err != nil {
+		t.Fatalf("entry without limits: %v", err)
+	}
+}
