@@ -137,3 +137,21 @@ func TestLimitQueuedThenDelivered(t *testing.T) {
 		t.Fatalf("%d limit audit events over two intervals, want at most 3", n)
 	}
 }
+
+// TestLimitHoldsUpNoOne: more envelopes than one page of the outbox wait for
+// a recipient whose inbox is full; an envelope queued after them for
+// another recipient is still published.
+func TestLimitHoldsUpNoOne(t *testing.T) {
+	c := mustCore(t)
+	c.stop("shelter")
+	c.net.SetSenderLimit("shelter", 1)
+	c.net.SetDown(true)
+	for range 100 {
+		if acc := c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("shelter")); acc.Status != "queued" {
+			t.Fatalf("referral answered %q with the broker down", acc.Status)
+		}
+	}
+	other := c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("dinsos"))
+	c.net.SetDown(false)
+	c.waitStatus("iom", refRead, other.ID, "delivered")
+}
