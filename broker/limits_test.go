@@ -447,6 +447,7 @@ func TestLimitBrokerView(t *testing.T) {
 		`rujukan_broker_sender_share_messages{inbox="police"} 3`,
 		`rujukan_broker_inbox_messages{inbox="police"} 4`,
 		`rujukan_broker_inbox_max_messages{inbox="police"} 100000`,
+		`rujukan_broker_inbox_max_bytes{inbox="police"} 1073741824`,
 		`rujukan_broker_connections{agency="iom"} 1`,
 		`rujukan_broker_max_connections{agency="iom"} 8`,
 		`rujukan_broker_max_store_bytes 3221225472`,

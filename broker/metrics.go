@@ -179,7 +179,7 @@ func writeMetrics(w io.Writer, us []InboxUsage, st storeStats) {
 			}
 			fmt.Fprintf(&b, "%s=%s", labels[i], strconv.Quote(labels[i+1]))
 		}
-		fmt.Fprintf(w, "%s{%s} %s\n", name, b.String(), strconv.FormatFloat(v, 'g', -1, 64))
+		fmt.Fprintf(w, "%s{%s} %s\n", name, b.String(), strconv.FormatFloat(v, 'f', -1, 64))
 	}
 	gauge("rujukan_broker_inbox_messages", "Envelopes waiting in an agency's inbox.")
 	for _, u := range us {
