@@ -13,7 +13,8 @@ type Bus interface {
 	// Publish stores env in agency to's inbox under message id id and
 	// returns once the broker has acknowledged it (fsynced). A second
 	// publish of the same id is dropped by the broker. When the broker
-	// cannot be reached the error wraps ErrUnavailable.
+	// cannot be reached the error wraps ErrUnavailable; when it refuses
+	// the envelope for a limit, the error matches ErrLimit.
 	Publish(ctx context.Context, to, id string, env []byte) error
 	// Fetch waits briefly for up to max envelopes addressed to this agency.
 	Fetch(ctx context.Context, max int) ([]Msg, error)
@@ -44,3 +45,10 @@ type Msg interface {
 // ErrUnavailable is wrapped by Bus errors when the broker cannot be
 // reached: the envelope stays queued and nothing is lost.
 var ErrUnavailable = errors.New("broker unavailable")
+
+// ErrLimit is matched by Bus errors when the broker refused a publish
+// because a limit is reached (the recipient's inbox is full, or this
+// agency's share of it): the envelope stays queued and is published again
+// later, once the recipient has read its inbox. A *LimitError says which
+// limit.
+var ErrLimit = errors.New("broker limit reached")

@@ -63,6 +63,7 @@ type Gateway struct {
 
 	opener   *crypto.Opener
 	inflight sync.Map // queue seq -> publishing now
+	limits   limitState
 
 	dir          atomic.Pointer[netState]
 	reloadMu     sync.Mutex

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -25,6 +26,9 @@ const (
 // crash between PubAck and commit) is dropped by the broker's duplicate
 // window.
 func (g *Gateway) publish(ctx context.Context, it store.QueueItem) error {
+	if g.limitBlocked(it.To, g.now()) {
+		return errLimitWait
+	}
 	if _, busy := g.inflight.LoadOrStore(it.Seq, true); busy {
 		return errInFlight
 	}
@@ -45,8 +49,14 @@ func (g *Gateway) publish(ctx context.Context, it store.QueueItem) error {
 	}
 	if err := g.bus.Publish(ctx, it.To, it.ID, env); err != nil {
 		g.metrics.publishFailures.Inc()
+		if le := (*LimitError)(nil); errors.As(err, &le) {
+			g.limitHit(it, le)
+		} else if errors.Is(err, ErrLimit) {
+			g.limitHit(it, &LimitError{Reason: "other", Err: err})
+		}
 		return err
 	}
+	g.limitCleared(it.To)
 	now := g.now().UTC()
 	err = g.db.Batch(func(tx *store.Tx) error {
 		if err := tx.Dequeue(it.Seq); err != nil {
@@ -71,24 +81,42 @@ func (g *Gateway) publish(ctx context.Context, it store.QueueItem) error {
 	return err
 }
 
-var errInFlight = errors.New("publish already in flight")
+var (
+	errInFlight = errors.New("publish already in flight")
+	// errLimitWait is returned for an envelope to a recipient that is
+	// waited out after a limit refusal (not sent to the broker).
+	errLimitWait = fmt.Errorf("%w: waiting before publishing to this recipient again", ErrLimit)
+)
 
 // publishLoop drains the outbox queue until every envelope is acked,
-// retrying with back-off while the broker is unreachable.
+// retrying with back-off while the broker is unreachable. It reads the
+// queue a page at a time, going on from where the last page ended, so that
+// envelopes to a recipient whose inbox is full (which wait; see limits.go)
+// never hold up those to the others, however many there are.
 func (g *Gateway) publishLoop(ctx context.Context) {
+	g.limitHits() // registered up front, so that /metrics lists it
 	backoff := retryMin
+	var from uint64
 	for ctx.Err() == nil {
 		var items []store.QueueItem
 		err := g.db.View(func(tx *store.Tx) (err error) {
-			items, err = tx.Queued(publishBatch)
+			items, err = tx.QueuedFrom(from, publishBatch)
 			g.metrics.queued.WithLabelValues(g.self).Set(float64(tx.QueueLen()))
 			return err
 		})
 		if err != nil {
 			g.log.Error("failed to read the outbox queue", "err", err)
 		}
+		more := err == nil && len(items) == publishBatch
+		if more {
+			from = items[len(items)-1].Seq + 1
+		} else {
+			from = 0
+		}
 		published, failed := g.publishAll(ctx, items)
 		switch {
+		case more && !failed:
+			continue // the rest of the queue
 		case published > 0 && !failed:
 			backoff = retryMin
 			continue
@@ -96,14 +124,16 @@ func (g *Gateway) publishLoop(ctx context.Context) {
 			wait(ctx, g.wake, backoff)
 			backoff = min(backoff*2, retryMax)
 		default:
-			wait(ctx, g.wake, idlePoll)
+			wait(ctx, g.wake, g.limitWait(idlePoll))
 		}
 	}
 }
 
 // publishAll publishes items concurrently. It reports how many it
 // published (or found already published) and whether any failed; items
-// being published by a request right now are skipped.
+// being published by a request right now are skipped, and so are items to a
+// recipient waited out after a limit refusal (a refusal for a limit is not
+// a failure: it does not slow down the publishing to other recipients).
 func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (published int, failed bool) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -112,6 +142,9 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (publ
 	for _, it := range items {
 		if now.After(it.Deadline) {
 			g.dropExpired(it)
+			continue
+		}
+		if g.limitBlocked(it.To, now) {
 			continue
 		}
 		sem <- struct{}{}
@@ -125,6 +158,9 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (publ
 			case err == nil:
 				published++
 			case errors.Is(err, errInFlight):
+			case errors.Is(err, ErrLimit):
+				// Counted, logged and audited by limitHit; the
+				// recipient is waited out.
 			default:
 				if !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
 					g.log.Warn("publish failed; will retry", "envelope", it.ID, "err", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rujukan/rujukan/broker/client"
+	"github.com/rujukan/rujukan/crypto"
 )
 
 func startNode(cfg Config) (*Server, error) {
@@ -33,6 +34,9 @@ func TestClusterLeaderRestart(t *testing.T) {
 		t.Skip("forms a 3-node cluster")
 	}
 	n := newTestNet(t, "iom", "shelter")
+	// One sender publishes more messages than its default share of an
+	// inbox, and nobody reads them: give it a much larger inbox to itself.
+	n.setLimits("", &crypto.Limits{InboxMaxBytes: 64 << 30, SenderMaxBytes: 64 << 30})
 	signed := n.sign(t)
 	const nodes = 3
 	var cfgs [nodes]Config
@@ -210,7 +214,7 @@ func TestRogueRouteRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.name = cfg.ServerName
-	opts, err := b.options(b.dir, nil)
+	opts, err := b.options(b.dir, nil, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}

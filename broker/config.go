@@ -42,9 +42,20 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// MaxMsgSize is the largest message an inbox accepts.
 	MaxMsgSize int32
-	// MaxBytes caps each inbox stream (-1: no cap besides the disk). When
-	// full, new messages are refused and senders keep them queued.
-	MaxBytes int64
+	// MaxStore caps the disk the inboxes use together (JetStream's max
+	// store). 0: the sum of every agency's inbox byte limit in the
+	// directory, raised as the directory grows. When set, a directory whose
+	// inboxes could need more is refused. Each inbox's own limits (and each
+	// sender's share of it) come from the directory: crypto.Limits.
+	MaxStore int64
+	// MaxMemory caps memory-backed JetStream storage (the inboxes are on
+	// disk; this bounds anything else JetStream keeps in memory).
+	MaxMemory int64
+	// StreamBuffer bounds the bytes each inbox buffers between receiving a
+	// message and storing it; ClientPending the bytes waiting to be sent to
+	// one client before it is disconnected as too slow.
+	StreamBuffer  int64
+	ClientPending int64
 	// AckWait is how long the broker waits for an ack before redelivering,
 	// and BackOff the later redelivery delays (its first element is replaced
 	// by AckWait). MaxDeliver is chosen so redeliveries span MaxAge.
@@ -61,6 +72,15 @@ type Config struct {
 	// Monitor is the monitoring endpoint address (host:port), off when
 	// empty. It must be a loopback address.
 	Monitor string
+	// Metrics is the address (host:port, loopback only) of a Prometheus
+	// listener serving GET /metrics: each inbox's usage against its limits,
+	// each sender's backlog in it, each agency's connections. Off when
+	// empty.
+	Metrics string
+	// UsageInterval is how often the broker checks the inboxes and logs,
+	// at warn, a sender holding its whole share of an inbox or an inbox
+	// nearly full (at most every 5 minutes for the same one).
+	UsageInterval time.Duration
 
 	// ServerName names this node. Empty: a name is generated once and kept
 	// in DataDir, so a cluster node keeps its identity across restarts.
@@ -90,14 +110,19 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: loopback port 4222, 30-day inboxes,
-// a 24-hour duplicate window, 1 MiB messages.
+// a 24-hour duplicate window, 1 MiB messages, a max store sized from the
+// directory, 64 MiB of memory storage, 16 MiB stream buffers and 32 MiB
+// per client.
 func DefaultConfig() Config {
 	return Config{
 		Listen:          "127.0.0.1:4222",
 		MaxAge:          30 * 24 * time.Hour,
 		DuplicateWindow: 24 * time.Hour,
 		MaxMsgSize:      1 << 20,
-		MaxBytes:        -1,
+		MaxMemory:       64 << 20,
+		StreamBuffer:    16 << 20,
+		ClientPending:   32 << 20,
+		UsageInterval:   30 * time.Second,
 		AckWait:         30 * time.Second,
 		BackOff:         []time.Duration{30 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour},
 		StartTimeout:    60 * time.Second,
@@ -149,6 +174,30 @@ func (c *Config) validate() error {
 	}
 	if c.MaxMsgSize <= 0 || c.MaxMsgSize > 1<<20 {
 		return fmt.Errorf("%w: max message size must be between 1 and 1 MiB", ErrConfig)
+	}
+	if c.MaxStore < 0 {
+		return fmt.Errorf("%w: max store cannot be negative (0 sizes it from the directory)", ErrConfig)
+	}
+	if c.MaxMemory < 1<<20 {
+		return fmt.Errorf("%w: max memory must be at least 1 MiB", ErrConfig)
+	}
+	if c.StreamBuffer < 2<<20 {
+		return fmt.Errorf("%w: the stream buffer must be at least 2 MiB (two messages of the largest size)", ErrConfig)
+	}
+	if c.ClientPending < 2<<20 {
+		return fmt.Errorf("%w: the client pending limit must be at least 2 MiB (two messages of the largest size)", ErrConfig)
+	}
+	if c.UsageInterval <= 0 {
+		return fmt.Errorf("%w: the usage interval must be positive", ErrConfig)
+	}
+	if c.Metrics != "" {
+		m, err := parseHostPort("metrics address", c.Metrics)
+		if err != nil {
+			return err
+		}
+		if !isLoopback(m.host) {
+			return fmt.Errorf("%w: the metrics listener must listen on a loopback address, not %q", ErrConfig, c.Metrics)
+		}
 	}
 	if c.AckWait <= 0 {
 		return fmt.Errorf("%w: ack wait must be positive", ErrConfig)

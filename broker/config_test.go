@@ -86,6 +86,13 @@ func TestConfigValidate(t *testing.T) {
 		{"cluster without listen", func(c *Config) { c.ClusterName = "c" }, ErrConfig},
 		{"cluster name with a dot", func(c *Config) { c.ClusterName, c.ClusterListen = "a.b", "127.0.0.1:6222" }, ErrConfig},
 		{"negative back-off", func(c *Config) { c.BackOff = []time.Duration{-1} }, ErrConfig},
+		{"metrics wildcard", func(c *Config) { c.Metrics = ":9080" }, ErrConfig},
+		{"metrics loopback", func(c *Config) { c.Metrics = "127.0.0.1:9080" }, nil},
+		{"negative max store", func(c *Config) { c.MaxStore = -1 }, ErrConfig},
+		{"tiny max memory", func(c *Config) { c.MaxMemory = 1000 }, ErrConfig},
+		{"tiny stream buffer", func(c *Config) { c.StreamBuffer = 1 << 20 }, ErrConfig},
+		{"tiny client pending", func(c *Config) { c.ClientPending = 1 << 20 }, ErrConfig},
+		{"zero usage interval", func(c *Config) { c.UsageInterval = 0 }, ErrConfig},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rujukan/rujukan/broker/client"
+	"github.com/rujukan/rujukan/crypto"
 )
 
 // childEnv names the environment variable that turns the test binary into
@@ -131,6 +132,9 @@ func TestDurabilitySIGKILL(t *testing.T) {
 		t.Skip("starts broker subprocesses")
 	}
 	n := newTestNet(t, "iom", "shelter")
+	// One sender publishes more messages than its default share of an
+	// inbox, and nobody reads them: give it a much larger inbox to itself.
+	n.setLimits("", &crypto.Limits{InboxMaxBytes: 64 << 30, SenderMaxBytes: 64 << 30})
 	cc := childConfig{
 		Listen:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		DataDir:   filepath.Join(t.TempDir(), "broker"),

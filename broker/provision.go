@@ -102,6 +102,7 @@ func (s *Server) accountsConfig(d *crypto.Directory, bare map[string]bool) strin
 		p := permissions(a.ID)
 		fmt.Fprintf(&b, "  %s {\n    users: [ {nkey: %q, permissions: {publish: {allow: %s}, subscribe: {allow: %s}}} ]\n",
 			accountName(a.ID), k.Public, quoteList(p.Publish.Allow), quoteList(p.Subscribe.Allow))
+		b.WriteString(accountLimits(d.LimitsOf(a.ID)))
 		b.WriteString("    imports: [\n")
 		for _, subj := range append(p.Publish.Allow, jsAPIInfo) {
 			fmt.Fprintf(&b, "      {service: {account: %s, subject: %q}}\n", inboxAccount, subj)
@@ -120,9 +121,11 @@ func quoteList(subjects []string) string {
 	return "[" + strings.Join(q, ", ") + "]"
 }
 
-// streamConfig returns the inbox stream of an agency.
-func (s *Server) streamConfig(id string) jetstream.StreamConfig {
+// streamConfig returns the inbox stream of an agency with the limits of
+// directory d.
+func (s *Server) streamConfig(d *crypto.Directory, id string) jetstream.StreamConfig {
 	dup := min(s.cfg.DuplicateWindow, s.cfg.MaxAge)
+	l := d.LimitsOf(id)
 	return jetstream.StreamConfig{
 		Name:        client.StreamName(id),
 		Description: "Rujukan inbox of agency " + id,
@@ -132,13 +135,16 @@ func (s *Server) streamConfig(id string) jetstream.StreamConfig {
 		MaxAge:      s.cfg.MaxAge,
 		Duplicates:  dup,
 		MaxMsgSize:  s.cfg.MaxMsgSize,
-		MaxBytes:    s.cfg.MaxBytes,
-		MaxMsgs:     -1,
+		MaxBytes:    l.InboxMaxBytes,
+		MaxMsgs:     l.InboxMaxMessages,
 		Discard:     jetstream.DiscardNew,
-		Replicas:    s.cfg.replicas(),
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: false,
+		// One subject per sender: each sender's share of the inbox.
+		MaxMsgsPerSubject:    senderMax(l, s.cfg.MaxMsgSize),
+		DiscardNewPerSubject: true,
+		Replicas:             s.cfg.replicas(),
+		DenyDelete:           true,
+		DenyPurge:            true,
+		AllowDirect:          false,
 	}
 }
 
@@ -161,8 +167,8 @@ func (s *Server) consumerConfig() jetstream.ConsumerConfig {
 }
 
 // provision creates or updates the inbox stream and consumer of each
-// agency in ids, a few at a time.
-func (s *Server) provision(ctx context.Context, js jetstream.JetStream, ids []string) error {
+// agency in ids, with the limits of directory d, a few at a time.
+func (s *Server) provision(ctx context.Context, js jetstream.JetStream, d *crypto.Directory, ids []string) error {
 	const workers = 8
 	work := make(chan string)
 	var (
@@ -175,7 +181,7 @@ func (s *Server) provision(ctx context.Context, js jetstream.JetStream, ids []st
 		go func() {
 			defer wg.Done()
 			for id := range work {
-				if err := s.provisionOne(ctx, js, id); err != nil {
+				if err := s.provisionOne(ctx, js, d, id); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -197,11 +203,16 @@ func (s *Server) provision(ctx context.Context, js jetstream.JetStream, ids []st
 	return ctx.Err()
 }
 
-func (s *Server) provisionOne(ctx context.Context, js jetstream.JetStream, id string) error {
-	cfg := s.streamConfig(id)
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+func (s *Server) provisionOne(ctx context.Context, js jetstream.JetStream, d *crypto.Directory, id string) error {
+	cfg := s.streamConfig(d, id)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	resume, err := s.lowerShareSafely(rctx, js, id, &cfg)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
 	if _, err := js.CreateOrUpdateStream(rctx, cfg); err != nil {
+		resume()
 		return fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
 	if _, err := js.CreateOrUpdateConsumer(rctx, cfg.Name, s.consumerConfig()); err != nil {

@@ -28,13 +28,46 @@
 //     applied. A refused directory leaves the running configuration as it
 //     was.
 //   - A revoked agency has no user; a reload closes its open connections.
+//   - No agency can fill the broker or another agency's inbox: the limits
+//     of the directory (crypto.Limits, network defaults and per-agency
+//     values) are NATS's own limits, set on every inbox stream and agency
+//     account at start and on every reload. Each inbox holds at most its
+//     byte and message limits; each sender at most its share of each inbox
+//     (one subject per sender, MaxMsgsPerSubject with DiscardNewPerSubject);
+//     each agency at most its connections and, per connection,
+//     subscriptions. A full inbox refuses new messages (a JetStream error
+//     the client reports as client.ErrLimit) and keeps what it holds.
+//   - The broker's disk and memory are bounded: JetStream's max store
+//     (Config.MaxStore, by default the sum of the inbox byte limits) and
+//     max memory, and bounded ingest buffers per stream and outbound
+//     buffers per client. A flood of the largest messages from one agency
+//     leaves the broker's memory flat (TestFloodBounded).
+//   - The operator sees who fills whom: Usage, the metrics listener
+//     (Config.Metrics: each inbox's and each sender's backlog against the
+//     limits, each agency's connections) and a warning when a sender holds
+//     its whole share of an inbox or an inbox is nearly full.
 //
 // # Caveats
 //
 // The broker keeps the inbox of a revoked agency until its messages age
-// out (MaxAge), so a reinstated agency still gets them. Per-agency disk
-// quotas are off by default (Config.MaxBytes); an authenticated agency
-// can fill the disk of the broker until it is revoked.
+// out (MaxAge), so a reinstated agency still gets them.
+//
+// NATS counts messages per subject, not bytes: a sender's byte share is
+// enforced as sender_max_bytes divided by the largest message size (256
+// messages with the defaults), whatever the size of its messages. A
+// sender whose recipient does not read its inbox therefore keeps its
+// envelopes queued in its own outbox after 256 of them.
+//
+// NATS has no publish rate limit per account or user: a rate per sender is
+// not enforced at the broker. What a sender can leave in an inbox is
+// bounded by its share; how fast the recipient reads is up to its gateway.
+//
+// A per-sender share lowered by a reload never deletes messages already
+// stored (NATS would drop the oldest over a lowered per-subject limit): the
+// inbox stops taking messages for a moment (senders see the broker as
+// unavailable and retry), and the share goes down only as far as the
+// largest sender's backlog, the rest of the way at a later reload or
+// restart, once that backlog has been read.
 package broker
 
 import (
@@ -46,6 +79,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -88,6 +123,12 @@ type Server struct {
 	ns     *server.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	store  int64 // the JetStream max store in force
+
+	metricsLn  net.Listener
+	metricsSrv *http.Server
+	stopWatch  context.CancelFunc
+	watchDone  chan struct{}
 }
 
 // New checks cfg and the directory and returns a broker ready to Start.
@@ -106,6 +147,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("network directory refused: %w", err)
 	}
 	if err := checkAccepted(cfg.DataDir, cfg.Authority, d, cfg.Directory); err != nil {
+		return nil, err
+	}
+	if _, err := (&Server{cfg: cfg}).maxStore(d, 0); err != nil {
 		return nil, err
 	}
 	admin, err := nkeys.CreateUser()
@@ -214,7 +258,7 @@ func serverName(cfg *Config) (string, error) {
 // clusterUser is the route user name of the cluster nodes.
 const clusterUser = "rujukan-node"
 
-func (s *Server) options(d *crypto.Directory, bare map[string]bool) (*server.Options, error) {
+func (s *Server) options(d *crypto.Directory, bare map[string]bool, maxStore int64) (*server.Options, error) {
 	l, err := parseHostPort("listen address", s.cfg.Listen)
 	if err != nil {
 		return nil, err
@@ -230,6 +274,7 @@ func (s *Server) options(d *crypto.Directory, bare map[string]bool) (*server.Opt
 	o.JetStream = true
 	o.StoreDir = s.cfg.DataDir
 	o.SyncAlways = true
+	s.applyLimits(o, maxStore)
 	o.Debug = s.cfg.Debug
 	o.HTTPPort = 0
 	if s.tls != nil {
@@ -290,7 +335,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.InsecurePlaintext && s.tls == nil {
 		s.log.Warn("broker runs WITHOUT TLS (--insecure-plaintext): credentials and envelopes cross the network in the clear", "listen", s.cfg.Listen)
 	}
-	opts, err := s.options(s.dir, nil)
+	store, err := s.maxStore(s.dir, 0)
+	if err != nil {
+		return err
+	}
+	opts, err := s.options(s.dir, nil, store)
 	if err != nil {
 		return err
 	}
@@ -310,7 +359,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ns.WaitForShutdown()
 		return fmt.Errorf("%w: not ready for connections after %s", ErrStart, timeout)
 	}
-	s.ns = ns
+	s.ns, s.store = ns, store
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Nkey(s.adminPub, s.admin.Sign),
 		nats.Name("rujukan-broker-provisioning"), nats.MaxReconnects(-1))
 	if err != nil {
@@ -338,7 +387,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	ids := activeIDs(s.dir)
 	for {
-		err = s.provision(pctx, js, ids)
+		err = s.provision(pctx, js, s.dir, ids)
 		if err == nil {
 			break
 		}
@@ -356,8 +405,16 @@ func (s *Server) Start(ctx context.Context) error {
 		s.shutdownLocked()
 		return fmt.Errorf("%w: failed to save the accepted directory: %v", ErrStart, err)
 	}
+	if err := s.startMetrics(); err != nil {
+		s.shutdownLocked()
+		return fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	s.stopWatch, s.watchDone = stop, make(chan struct{})
+	go func() { defer close(s.watchDone); s.watchUsage(wctx) }()
 	s.log.Info("broker ready", "url", ns.ClientURL(), "server", s.name, "directory_version", s.dir.Version,
-		"agencies", len(ids), "replicas", s.cfg.replicas(), "tls", s.tls != nil, "startup", time.Since(start).Round(time.Millisecond))
+		"agencies", len(ids), "replicas", s.cfg.replicas(), "tls", s.tls != nil, "max_store", store,
+		"inbox_limits", s.dir.NetworkLimits(), "startup", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -418,6 +475,10 @@ func (s *Server) reloadLocked(signed []byte) error {
 	if err := crypto.CheckReplace(s.dir, next); err != nil {
 		return fmt.Errorf("network directory refused: %w", err)
 	}
+	store, err := s.maxStore(next, s.store)
+	if err != nil {
+		return fmt.Errorf("network directory refused: %w", err)
+	}
 	was := map[string]bool{}
 	for _, id := range activeIDs(s.dir) {
 		was[id] = true
@@ -429,9 +490,22 @@ func (s *Server) reloadLocked(signed []byte) error {
 		}
 		delete(was, id)
 	}
+	// Room for the new or larger inboxes first: JetStream reserves each
+	// inbox's byte limit against the max store.
+	if store > s.store {
+		opts, err := s.options(s.dir, nil, store)
+		if err != nil {
+			return err
+		}
+		if err := s.ns.ReloadOptions(opts); err != nil {
+			return fmt.Errorf("failed to raise the max store to %d bytes: %w", store, err)
+		}
+		s.store = store
+	}
+	// Every inbox, not only the new ones: the limits may have changed.
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartTimeout)
 	defer cancel()
-	if err := s.provision(ctx, s.js, added); err != nil {
+	if err := s.provision(ctx, s.js, next, activeIDs(next)); err != nil {
 		return err
 	}
 	// nats-server wires the service imports of an account only when the
@@ -442,7 +516,7 @@ func (s *Server) reloadLocked(signed []byte) error {
 		for _, id := range added {
 			bare[id] = true
 		}
-		opts, err := s.options(next, bare)
+		opts, err := s.options(next, bare, store)
 		if err != nil {
 			return err
 		}
@@ -450,7 +524,7 @@ func (s *Server) reloadLocked(signed []byte) error {
 			return fmt.Errorf("failed to add the new accounts: %w", err)
 		}
 	}
-	opts, err := s.options(next, nil)
+	opts, err := s.options(next, nil, store)
 	if err != nil {
 		return err
 	}
@@ -479,6 +553,18 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) shutdownLocked() {
+	if s.stopWatch != nil {
+		s.stopWatch()
+		// watchUsage takes s.mu in Usage: wait without holding it.
+		s.mu.Unlock()
+		<-s.watchDone
+		s.mu.Lock()
+		s.stopWatch = nil
+	}
+	if s.metricsSrv != nil {
+		s.metricsSrv.Close()
+		s.metricsSrv, s.metricsLn = nil, nil
+	}
 	if s.nc != nil {
 		s.nc.Close()
 		s.nc = nil

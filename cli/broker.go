@@ -31,7 +31,9 @@ type BrokerFlags struct {
 	TLSCert, TLSKey, TLSCA           string
 	InsecurePlaintext                bool
 	Monitor                          string
+	Metrics                          string
 	MaxAge, DuplicateWindow          time.Duration
+	MaxStore, MaxMemory              int64
 	ServerName                       string
 	ClusterName, ClusterListen       string
 	Routes                           string
@@ -57,8 +59,11 @@ func runBroker(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "CA `file`: require client certificates signed by it")
 	fs.BoolVar(&f.InsecurePlaintext, "insecure-plaintext", false, "allow a non-loopback listener without TLS (unsafe)")
 	fs.StringVar(&f.Monitor, "monitor", "", "monitoring endpoint `address` (loopback only; off by default)")
+	fs.StringVar(&f.Metrics, "metrics", "", "Prometheus `address` (loopback only; off by default): inbox usage and each sender's backlog against the limits")
 	fs.DurationVar(&f.MaxAge, "max-age", def.MaxAge, "how long an undelivered message is kept")
 	fs.DurationVar(&f.DuplicateWindow, "duplicate-window", def.DuplicateWindow, "how long a message id is remembered to drop re-sent copies")
+	fs.Int64Var(&f.MaxStore, "max-store", def.MaxStore, "disk `bytes` all inboxes may use together (0: the sum of the directory's inbox limits)")
+	fs.Int64Var(&f.MaxMemory, "max-memory", def.MaxMemory, "`bytes` of memory-backed JetStream storage")
 	fs.StringVar(&f.ServerName, "server-name", "", "node name (default: generated once and kept in the data directory)")
 	fs.StringVar(&f.ClusterName, "cluster-name", "", "cluster `name` (all nodes the same)")
 	fs.StringVar(&f.ClusterListen, "cluster-listen", "", "cluster route `address` of this node")
@@ -138,7 +143,14 @@ func (f *BrokerFlags) Config(logger *slog.Logger) (broker.Config, error) {
 	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA = f.TLSCert, f.TLSKey, f.TLSCA
 	cfg.InsecurePlaintext = f.InsecurePlaintext
 	cfg.Monitor = f.Monitor
+	cfg.Metrics = f.Metrics
 	cfg.MaxAge, cfg.DuplicateWindow = f.MaxAge, f.DuplicateWindow
+	if f.MaxStore != 0 {
+		cfg.MaxStore = f.MaxStore
+	}
+	if f.MaxMemory != 0 {
+		cfg.MaxMemory = f.MaxMemory
+	}
 	cfg.ServerName = f.ServerName
 	cfg.ClusterName, cfg.ClusterListen = f.ClusterName, f.ClusterListen
 	if f.ClusterSecretFile != "" {

@@ -95,7 +95,7 @@ func runDev(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "Rujukan dev network is up. Data: %s\nBroker: %s\n\n", cfg.Data, st.Broker.ClientURL())
+	fmt.Fprintf(env.Stdout, "Rujukan dev network is up. Data: %s\nBroker: %s\n  metrics: %s/metrics\n\n", cfg.Data, st.Broker.ClientURL(), st.Broker.MetricsURL())
 	for _, id := range st.order {
 		fmt.Fprintf(env.Stdout, "%-8s %s\n  metrics: %s/metrics\n  token (%s): %s\n\n", id, st.Gateways[id].URL,
 			st.Gateways[id].MetricsURL, filepath.Join(cfg.Data, "tokens", id+".jwt"), st.Tokens[id])
@@ -186,6 +186,12 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevStack, error) {
 		bcfg.Listen = net.JoinHostPort(cfg.Host, "-1")
 	}
 	bcfg.DataDir = filepath.Join(cfg.Data, "broker")
+	// The broker's metrics just below the gateways' (9080).
+	bport := cfg.BasePort - 1 + devMetricsOffset
+	if cfg.RandPorts || cfg.BasePort == 0 {
+		bport = 0
+	}
+	bcfg.Metrics = net.JoinHostPort(cfg.Host, strconv.Itoa(bport))
 	bcfg.Directory = signed
 	bcfg.Authority = authority
 	bcfg.Logger = cfg.Logger.With("component", "broker")

@@ -91,6 +91,9 @@ type Agency struct {
 	Name   string      `json:"name"`
 	Status Status      `json:"status"`
 	Keys   []PublicKey `json:"keys"`
+	// Limits, when set, replace the network's limits for this agency
+	// (field by field; see Limits).
+	Limits *Limits `json:"limits,omitempty"`
 }
 
 // Directory is the network directory: who is in the network, their public
@@ -101,6 +104,9 @@ type Directory struct {
 	IssuedAt time.Time       `json:"issued_at"`
 	Agencies []Agency        `json:"agencies"`
 	Rules    json.RawMessage `json:"rules,omitempty"`
+	// Limits are the network's limits at the broker; unset fields take
+	// DefaultLimits.
+	Limits *Limits `json:"limits,omitempty"`
 }
 
 // signedDirectory is the file form: the directory bytes exactly as signed,
@@ -309,7 +315,7 @@ func (d *Directory) Validate() error {
 	if len(d.Rules) > 0 && !json.Valid(d.Rules) {
 		return bad("rules are not valid JSON")
 	}
-	return nil
+	return d.validateLimits()
 }
 
 func (k PublicKey) validate() error {

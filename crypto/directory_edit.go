@@ -49,6 +49,9 @@ func ParseAgency(b []byte) (*Agency, error) {
 	if err := decodeStrict(b, &a); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDirectoryMalformed, err)
 	}
+	if a.Limits != nil {
+		return nil, fmt.Errorf("%w: agency %s: an agency entry cannot set its own limits (the authority sets them in the directory)", ErrDirectoryMalformed, a.ID)
+	}
 	d := Directory{Version: 1, Agencies: []Agency{a}}
 	if err := d.Validate(); err != nil {
 		return nil, err

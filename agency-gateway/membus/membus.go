@@ -1,7 +1,8 @@
 // Package membus is an in-memory broker for tests of the gateway core: it
 // keeps one inbox per agency, drops a second publish of the same message
-// id, redelivers what is not acked, and can be taken down to simulate an
-// unreachable broker. It keeps nothing across processes.
+// id, redelivers what is not acked, can be taken down to simulate an
+// unreachable broker, and can cap each sender's share of an inbox as the
+// broker does (SetSenderLimit). It keeps nothing across processes.
 package membus
 
 import (
@@ -19,6 +20,7 @@ type Network struct {
 	inboxes map[string]*inbox
 	seen    map[string]bool // message ids published
 	down    bool
+	share   map[string]int // inbox -> messages one sender may keep there
 	// Published counts accepted publishes.
 	Published int
 }
@@ -48,6 +50,36 @@ func (n *Network) SetDown(down bool) {
 	n.mu.Lock()
 	n.down = down
 	n.mu.Unlock()
+}
+
+// SetSenderLimit makes agency to's inbox hold at most max messages (waiting
+// or unacked) from each sender, as the broker's per-sender share does: a
+// publish over it fails with a *gateway.LimitError (reason sender-share).
+// 0 removes the limit.
+func (n *Network) SetSenderLimit(to string, max int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.share == nil {
+		n.share = map[string]int{}
+	}
+	n.share[to] = max
+}
+
+// held returns how many messages from sender from agency to's inbox holds.
+func (n *Network) held(to, from string) int {
+	b := n.box(to)
+	c := 0
+	for _, m := range b.ready {
+		if m.from == from {
+			c++
+		}
+	}
+	for m := range b.pending {
+		if m.from == from {
+			c++
+		}
+	}
+	return c
 }
 
 // Inject puts raw bytes in agency to's inbox as if from agency from had
@@ -95,6 +127,9 @@ func (b *Bus) Publish(ctx context.Context, to, id string, env []byte) error {
 	}
 	if b.n.seen[id] {
 		return nil
+	}
+	if max := b.n.share[to]; max > 0 && b.n.held(to, b.id) >= max {
+		return &gateway.LimitError{Reason: "sender-share", Err: fmt.Errorf("membus: %s holds %d messages from %s", to, max, b.id)}
 	}
 	b.n.seen[id] = true
 	b.n.Published++

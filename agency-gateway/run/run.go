@@ -209,6 +209,9 @@ func (b natsBus) Publish(ctx context.Context, to, id string, env []byte) error {
 	if errors.Is(err, client.ErrUnavailable) {
 		return fmt.Errorf("%w: %w", gateway.ErrUnavailable, err)
 	}
+	if le := (*client.LimitError)(nil); errors.As(err, &le) {
+		return &gateway.LimitError{Reason: le.Reason, Err: err}
+	}
 	return err
 }
 

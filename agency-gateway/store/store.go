@@ -462,6 +462,20 @@ func (t *Tx) Queued(max int) ([]QueueItem, error) {
 	return out, nil
 }
 
+// QueuedFrom returns up to max queue items in order, from sequence seq on.
+func (t *Tx) QueuedFrom(seq uint64, max int) ([]QueueItem, error) {
+	var out []QueueItem
+	c := t.b(bucketQueue).Cursor()
+	for k, v := c.Seek(seqKey(seq)); k != nil && len(out) < max; k, v = c.Next() {
+		var it QueueItem
+		if err := json.Unmarshal(v, &it); err != nil {
+			return nil, fmt.Errorf("corrupt queue entry: %w", err)
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
 // QueueLen returns the number of envelopes waiting to be published, as of
 // the last commit (changes made in this transaction are not counted).
 func (t *Tx) QueueLen() int { return t.b(bucketQueue).Stats().KeyN }

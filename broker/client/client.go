@@ -11,8 +11,10 @@
 //   - Publish returns nil only after the broker has stored the message on
 //     disk (the broker runs JetStream with fsync before acknowledgement). Any
 //     other outcome is an error; ErrUnavailable means "keep it queued and try
-//     again later". The envelope id is sent as Nats-Msg-Id, so a retry of a
-//     message the broker already stored is not stored twice.
+//     again later", and so does ErrLimit (the recipient's inbox, or the
+//     sender's share of it, is full: try again once it has been read). The
+//     envelope id is sent as Nats-Msg-Id, so a retry of a message the
+//     broker already stored is not stored twice.
 //   - A message fetched with Fetch or Consume stays in the broker until
 //     AckSync returns nil. Call AckSync only after the message is committed
 //     to local storage.
@@ -80,7 +82,79 @@ var (
 	ErrBadSubject = errors.New("malformed message subject")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("client closed")
+	// ErrLimit is matched by a *LimitError: the broker refused a publish
+	// because a limit is reached (the recipient's inbox, the sender's
+	// share of it, the broker's store). Nothing was stored; publishing it
+	// again later, once the recipient has read its inbox, is safe.
+	ErrLimit = errors.New("broker limit reached")
 )
+
+// Reasons of a LimitError.
+const (
+	LimitInboxMessages = "inbox-messages" // the inbox holds its maximum number of messages
+	LimitInboxBytes    = "inbox-bytes"    // the inbox holds its maximum bytes
+	LimitSenderShare   = "sender-share"   // this sender holds its whole share of the inbox
+	LimitBrokerStorage = "broker-storage" // the broker's store (or an account's) is full
+	LimitBrokerBusy    = "broker-busy"    // the inbox has too many messages waiting to be stored
+)
+
+// LimitError is a publish the broker refused because of a limit. It
+// matches ErrLimit.
+type LimitError struct {
+	// Reason is one of the Limit* constants.
+	Reason string
+	// Err is the broker's answer.
+	Err error
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("broker limit reached (%s): %v", e.Reason, e.Err)
+}
+
+// Is makes errors.Is(err, ErrLimit) true.
+func (e *LimitError) Is(target error) bool { return target == ErrLimit }
+
+func (e *LimitError) Unwrap() error { return e.Err }
+
+// JetStream error codes of a refusal for a limit.
+const (
+	jsStoreFailed              = 10077 // the stream refused to store: the description says which limit
+	jsInsufficientResources    = 10023
+	jsAccountResourcesExceeded = 10002
+	jsMemoryResourcesExceeded  = 10028
+	jsStorageResourcesExceeded = 10047
+	jsTooManyRequests          = 10167
+)
+
+// limitError returns a *LimitError if err is the broker refusing a publish
+// for a limit, else nil.
+func limitError(err error) *LimitError {
+	var ae *jetstream.APIError
+	if !errors.As(err, &ae) {
+		return nil
+	}
+	reason := ""
+	switch ae.ErrorCode {
+	case jsStoreFailed:
+		d := strings.ToLower(ae.Description)
+		switch {
+		case strings.Contains(d, "maximum messages per subject exceeded"):
+			reason = LimitSenderShare
+		case strings.Contains(d, "maximum messages exceeded"):
+			reason = LimitInboxMessages
+		case strings.Contains(d, "maximum bytes exceeded"):
+			reason = LimitInboxBytes
+		}
+	case jsInsufficientResources, jsAccountResourcesExceeded, jsMemoryResourcesExceeded, jsStorageResourcesExceeded:
+		reason = LimitBrokerStorage
+	case jsTooManyRequests:
+		reason = LimitBrokerBusy
+	}
+	if reason == "" {
+		return nil
+	}
+	return &LimitError{Reason: reason, Err: err}
+}
 
 var slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
@@ -324,6 +398,9 @@ func (c *Client) Publish(ctx context.Context, to, msgID string, data []byte) err
 	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			return fmt.Errorf("%w: %v", ErrTooLarge, err)
+		}
+		if le := limitError(err); le != nil {
+			return le
 		}
 		return fmt.Errorf("%w: publish to %s: %v", ErrUnavailable, to, err)
 	}
