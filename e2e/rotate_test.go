@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,9 +91,13 @@ func (n *network) spawnLogged(id string) *logBuffer {
 	n.t.Cleanup(func() { n.stopLogged(id) })
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(n.ports[id]), 100*time.Millisecond); err == nil {
-			conn.Close()
-			return log
+		// An HTTP answer, not just a connection: a dial to a port nothing
+		// listens on can connect to itself.
+		if resp, err := healthClient.Get(n.url(id) + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return log
+			}
 		}
 		select {
 		case <-c.exited:
@@ -105,6 +109,8 @@ func (n *network) spawnLogged(id string) *logBuffer {
 	n.t.Fatalf("gateway %s did not start: %s", id, log)
 	return nil
 }
+
+var healthClient = &http.Client{Timeout: time.Second}
 
 // stopLogged stops a gateway started by spawnLogged with SIGKILL.
 func (n *network) stopLogged(id string) {
@@ -461,7 +467,12 @@ func TestRevocation(t *testing.T) {
 
 	// Dinsos starts on the new directory: IOM's waiting envelopes are
 	// refused, not stored.
-	n.spawnLogged("dinsos")
+	dinsosLog := n.spawnLogged("dinsos")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dinsos log:\n%s", dinsosLog)
+		}
+	})
 	eventually(t, "dinsos refusing IOM's waiting envelopes", 20*time.Second, func() (bool, string) {
 		c := refusedCount(t, n.metricsURL("dinsos"), "iom", crypto.ReasonSenderRevoked)
 		return c >= len(waiting), fmt.Sprint(c)
