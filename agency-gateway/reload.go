@@ -52,6 +52,9 @@ func (g *Gateway) Reload() error {
 	if self, ok := dir.Agency(g.self); ok && self.Status == crypto.StatusRevoked {
 		return g.selfRevoked(cur.dir, dir)
 	}
+	if err := g.keysRotated(dir); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	next, err := g.newState(dir)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
@@ -109,6 +112,22 @@ func CheckNotRevoked(cfg Config) error {
 	}
 	if self, ok := dir.Agency(cfg.Agency); ok && self.Status == crypto.StatusRevoked {
 		return revokedError(cfg.Agency, dir)
+	}
+	return nil
+}
+
+// keysRotated says plainly when a directory replaced the keys this running
+// gateway holds: it cannot use the new ones without a restart.
+func (g *Gateway) keysRotated(dir *crypto.Directory) error {
+	self, ok := dir.Agency(g.self)
+	if !ok {
+		return nil
+	}
+	for use, mine := range map[crypto.KeyUse]string{crypto.UseSign: g.keys.Signer.KeyID(), crypto.UseEncrypt: g.keys.Identity.KeyID()} {
+		if k, ok := self.Key(use, mine); ok && k.Status != crypto.StatusActive {
+			return fmt.Errorf("directory version %d replaced this gateway's %s key %s (now %s); restart the gateway to use the new keys in %s",
+				dir.Version, use, mine, k.Status, g.cfg.Keys)
+		}
 	}
 	return nil
 }

@@ -195,3 +195,31 @@ func TestReloadRevokesOwnAgency(t *testing.T) {
 		t.Errorf("the start error is not one line: %s", raw)
 	}
 }
+
+// TestReloadAfterOwnRotation: a running gateway whose keys a directory
+// replaced keeps the directory in force and says it needs a restart.
+func TestReloadAfterOwnRotation(t *testing.T) {
+	k := mustKeyCore(t)
+	r, err := crypto.RotateAgencyKeys(filepath.Join(k.data, "agencies", "shelter"), []crypto.KeyUse{crypto.UseSign}, crypto.NATSKey{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := k.directory()
+	if err := d.Rotate(*r.Entry, k.clock.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	k.publish(d)
+	if err := k.gws["shelter"].Reload(); err == nil || !strings.Contains(err.Error(), "restart the gateway") {
+		t.Fatalf("reload of a directory that rotated the shelter's own key: %v", err)
+	}
+	if r := k.gws["shelter"].Ready(); r != "" {
+		t.Errorf("Ready = %q after a refused reload", r)
+	}
+	// IOM reloads and still accepts what the shelter's running gateway
+	// signs with its retired key.
+	if err := k.gws["iom"].Reload(); err != nil {
+		t.Fatal(err)
+	}
+	id := k.mustSend("shelter", "referral", policy.ActionReferralSend, "", referral("iom")).ID
+	k.waitStatus("shelter", policy.ActionReferralRead, id, policy.RefDelivered)
+}

@@ -244,7 +244,7 @@ func DirectoryRotate(env Env, c RotateConfig, now time.Time) error {
 		if err != nil {
 			return fmt.Errorf("directory rotate: %s: %w", kd, err)
 		}
-		fmt.Fprintf(env.Stdout, "%s: new keys written to %s (its gateway must be restarted with them)\n", r.Entry.ID, kd)
+		fmt.Fprintf(env.Stdout, "%s: new keys written to %s; keep its gateway stopped until the signed directory is in force at the broker and the other gateways, then start it\n", r.Entry.ID, kd)
 		jobs = append(jobs, job{path: filepath.Join(kd, crypto.AgencyFile), keyDir: kd, rotated: r})
 	}
 	for _, j := range jobs {
