@@ -314,12 +314,12 @@ func printKeys(env Env, a *crypto.Agency, before map[string]crypto.Status, keyDi
 	fmt.Fprintf(env.Stdout, "%s: active: %s\n", a.ID, strings.Join(active, ", "))
 	for _, k := range a.Keys {
 		until := k.NotAfter.UTC().Format(time.RFC3339)
+		where := crypto.RetiredIdentityPath(keyDir, k.ID)
+		if _, err := os.Stat(where); err != nil {
+			where = filepath.Join("<"+a.ID+"'s key folder>", crypto.RetiredDir, "age-"+k.ID+".key")
+		}
 		switch {
 		case k.Status == crypto.StatusRetired && k.Use == crypto.UseEncrypt:
-			where := crypto.RetiredIdentityPath(keyDir, k.ID)
-			if _, err := os.Stat(where); err != nil {
-				where = filepath.Join("<"+a.ID+"'s key folder>", crypto.RetiredDir, "age-"+k.ID+".key")
-			}
 			fmt.Fprintf(env.Stdout, "%s: retired for decryption: encrypt %s%s, new arrivals sealed to it accepted until %s; "+
 				"its private key stays in %s, where the gateway keeps it to open them and what its inbox already holds\n",
 				a.ID, k.ID, mark(k), until, where)
@@ -327,8 +327,15 @@ func printKeys(env Env, a *crypto.Agency, before map[string]crypto.Status, keyDi
 			fmt.Fprintf(env.Stdout, "%s: retired: %s %s%s, envelopes signed with it accepted until %s; what it signed before still verifies\n",
 				a.ID, k.Use, k.ID, mark(k), until)
 		case k.Status == crypto.StatusRevoked && mark(k) != "":
-			fmt.Fprintf(env.Stdout, "%s: revoked: %s %s%s, refused from the next reload; what it signed before still verifies\n",
-				a.ID, k.Use, k.ID, mark(k))
+			what := "the broker refuses its login and closes its connections from its next reload"
+			switch k.Use {
+			case crypto.UseSign:
+				what = "envelopes signed with it are refused from the next reload; what it signed before still verifies"
+			case crypto.UseEncrypt:
+				what = "envelopes sealed to it are refused from the next reload; its private key, kept in " + where +
+					", still opens what the inbox already holds"
+			}
+			fmt.Fprintf(env.Stdout, "%s: revoked: %s %s%s, %s\n", a.ID, k.Use, k.ID, mark(k), what)
 		}
 	}
 }
