@@ -77,6 +77,7 @@ type Gateway struct {
 	wg           sync.WaitGroup
 	stop         context.CancelFunc
 	ready        atomic.Bool
+	revoked      atomic.Uint64 // version of a directory that revokes this agency
 }
 
 // netState is the directory in force and what is derived from it.
@@ -153,9 +154,10 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.dir.Store(st)
-	if g.opener, err = crypto.NewOpener(g.self, dir, keys.Identity); err != nil {
+	if g.opener, err = crypto.NewOpener(g.self, dir, keys.identities()...); err != nil {
 		return nil, err
 	}
+	g.logKeys(dir)
 	g.opener.ClockSkew = cfg.ClockSkew
 	if g.verifier, err = newVerifier(cfg, st.self.Kind); err != nil {
 		return nil, err
@@ -201,7 +203,7 @@ func (g *Gateway) newState(dir *crypto.Directory) (*netState, error) {
 		return nil, fmt.Errorf("agency %q is not in the directory", g.self)
 	}
 	if self.Status != crypto.StatusActive {
-		return nil, fmt.Errorf("agency %q is revoked in the directory", g.self)
+		return nil, revokedError(g.self, dir)
 	}
 	if k, ok := self.ActiveKey(crypto.UseSign); !ok || k.ID != g.keys.Signer.KeyID() {
 		return nil, fmt.Errorf("the signing key in %s is not agency %s's active signing key in the directory", g.cfg.Keys, g.self)
@@ -266,12 +268,15 @@ func (g *Gateway) loop(ctx context.Context, fn func(context.Context)) {
 
 // Ready returns "" when the broker is connected, the database open and the
 // audit log verified, and otherwise a reason code: not-started,
+// agency-revoked (a directory revoking this agency was reloaded),
 // audit-broken (the gateway started on a broken log, audit.accept_break),
 // broker-disconnected or database-unavailable.
 func (g *Gateway) Ready() string {
 	switch {
 	case !g.ready.Load():
 		return "not-started"
+	case g.revoked.Load() != 0:
+		return ReasonAgencyRevoked
 	case g.AuditBroken() != "":
 		return ReasonAuditBroken
 	case !g.bus.Connected():

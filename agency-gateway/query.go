@@ -174,7 +174,8 @@ func (g *Gateway) open1(p policy.Principal, a policy.Action, act store.Action, i
 	// opened the first time, and at the police for a statement read the
 	// first time.
 	var reads []readReceipt
-	if peer, ok := g.state().dir.Agency(counterpart(rec)); ok {
+	// None to a revoked agency: nothing is sealed to it any more.
+	if peer, ok := g.state().dir.Agency(counterpart(rec)); ok && peer.Status == crypto.StatusActive {
 		if rec.Box == store.Inbox && rec.Status == policy.RefDelivered {
 			r, err := g.receipt(peer, id, rec.EnvelopeHash, crypto.EventRead, "", now)
 			if err != nil {

@@ -56,6 +56,14 @@ type Status string
 const (
 	StatusActive  Status = "active"
 	StatusRevoked Status = "revoked"
+	// StatusRetired is a key status only: a key replaced by a rotation, not
+	// compromised. Nothing new is sealed to a retired encryption key or
+	// signed with a retired signing key, but an envelope sealed to or signed
+	// with it before the rotation (in flight, or waiting at the broker) is
+	// still accepted until the key's NotAfter; after that it is refused as
+	// if the key were revoked. Like a revoked key, it verifies forever what
+	// was stored before.
+	StatusRetired Status = "retired"
 )
 
 // KeyUse says what a public key is for. Each job has its own key.
@@ -79,6 +87,32 @@ type PublicKey struct {
 	Use    KeyUse `json:"use"`
 	Public string `json:"public"`
 	Status Status `json:"status"`
+	// NotAfter is set on retired keys only (and kept if one is revoked
+	// later): the last moment a new envelope sealed to or signed with the
+	// key is accepted.
+	NotAfter time.Time `json:"not_after,omitzero"`
+}
+
+// AcceptableAt reports whether a newly arrived envelope may use the key at
+// time now: an active key, or a retired one until its NotAfter. Stored
+// envelopes and receipts verify with a key whatever its status.
+func (k *PublicKey) AcceptableAt(now time.Time) bool {
+	switch k.Status {
+	case StatusActive:
+		return true
+	case StatusRetired:
+		return !now.After(k.NotAfter)
+	}
+	return false
+}
+
+// describeStatus says why a key is not acceptable at time now, for error
+// messages.
+func (k *PublicKey) describeStatus(now time.Time) string {
+	if k.Status == StatusRetired {
+		return fmt.Sprintf("was retired and accepted only until %s", k.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return "is " + string(k.Status)
 }
 
 // Agency is one member of the network.
@@ -322,8 +356,18 @@ func (k PublicKey) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrDirectoryMalformed, fmt.Sprintf(format, args...))
 	}
-	if k.Status != StatusActive && k.Status != StatusRevoked {
-		return bad("status %q is neither active nor revoked", k.Status)
+	switch k.Status {
+	case StatusActive:
+		if !k.NotAfter.IsZero() {
+			return bad("an active key has no not_after (only retired keys do)")
+		}
+	case StatusRetired:
+		if k.NotAfter.IsZero() {
+			return bad("a retired key needs not_after, the end of its acceptance")
+		}
+	case StatusRevoked:
+	default:
+		return bad("status %q is not active, retired or revoked", k.Status)
 	}
 	switch k.Use {
 	case UseEncrypt:

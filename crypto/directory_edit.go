@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 )
 
 // Errors of editing a directory draft.
@@ -83,11 +84,16 @@ func (d *Directory) Add(a Agency) error {
 
 // Rotate replaces the keys of an active agency with those of a new entry
 // for it: keys of the entry that are new are added, and each previously
-// active key whose use now has a new active key is marked revoked (and
-// kept, so that old envelopes still verify). The name may change; the kind
-// may not (ErrKindChange). The directory is validated afterwards and left
-// unchanged on error.
-func (d *Directory) Rotate(a Agency) error {
+// active key whose use now has a new active key is kept, so that what it
+// signed or opened still verifies, with a new status. An encryption or
+// signing key becomes retired with NotAfter = retireUntil: envelopes sealed
+// to it or signed with it before the rotation (in flight, waiting at the
+// broker, queued in a sender's outbox) are still accepted until then. A zero
+// retireUntil revokes them at once instead, for a key that may be
+// compromised. A NATS key is always revoked: a login has nothing in
+// flight. The name may change; the kind may not (ErrKindChange). The
+// directory is validated afterwards and left unchanged on error.
+func (d *Directory) Rotate(a Agency, retireUntil time.Time) error {
 	next := d.clone()
 	cur, ok := next.Agency(a.ID)
 	switch {
@@ -105,8 +111,14 @@ func (d *Directory) Rotate(a Agency) error {
 		}
 		if k.Status == StatusActive {
 			for i := range cur.Keys {
-				if cur.Keys[i].Use == k.Use {
-					cur.Keys[i].Status = StatusRevoked
+				old := &cur.Keys[i]
+				if old.Use != k.Use || old.Status != StatusActive {
+					continue
+				}
+				if retireUntil.IsZero() || old.Use == UseNATS {
+					old.Status = StatusRevoked
+				} else {
+					old.Status, old.NotAfter = StatusRetired, retireUntil.UTC().Truncate(time.Second)
 				}
 			}
 		}

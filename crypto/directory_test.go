@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDirectorySignParse(t *testing.T) {
@@ -157,12 +158,13 @@ func TestDirectoryAddRevoke(t *testing.T) {
 	if err := d.Add(*n.agency(t, "iom")); !errors.Is(err, ErrAgencyExists) {
 		t.Fatalf("adding iom again: %v", err)
 	}
-	// Rotating iom's signing key revokes the old one and keeps it.
+	// Rotating iom's signing key with no retirement period revokes the old
+	// one and keeps it.
 	iom := *n.agency(t, "iom")
 	newSigner, _ := NewSigner(seedKey("iom rotated"))
 	iom.Keys = []PublicKey{NewPublicKey(UseSign, newSigner.PublicKeyString())}
 	iom.Name = "IOM Mataram"
-	if err := d.Rotate(iom); err != nil {
+	if err := d.Rotate(iom, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := d.Agency("iom")
@@ -171,7 +173,7 @@ func TestDirectoryAddRevoke(t *testing.T) {
 	if old == nil || old.Status != StatusRevoked || cur.ID != newSigner.KeyID() || a.Name != "IOM Mataram" || len(a.Keys) != 4 {
 		t.Fatalf("after rotation: %+v", a)
 	}
-	if err := d.Rotate(iom); err != nil {
+	if err := d.Rotate(iom, time.Time{}); err != nil {
 		t.Fatalf("rotating to the same entry again: %v", err)
 	}
 	if len(a.Keys) != 4 {
@@ -180,13 +182,13 @@ func TestDirectoryAddRevoke(t *testing.T) {
 	// The kind stays: it decides what an agency may send.
 	police := iom
 	police.Kind = "police"
-	if err := d.Rotate(police); !errors.Is(err, ErrKindChange) {
+	if err := d.Rotate(police, time.Time{}); !errors.Is(err, ErrKindChange) {
 		t.Fatalf("rotating iom into a police agency: %v", err)
 	}
 	// Another agency's key cannot be listed as one's own.
 	stolen := iom
 	stolen.Keys = []PublicKey{NewPublicKey(UseSign, n.members["police"].signer.PublicKeyString())}
-	if err := d.Rotate(stolen); !errors.Is(err, ErrDirectoryMalformed) {
+	if err := d.Rotate(stolen, time.Time{}); !errors.Is(err, ErrDirectoryMalformed) {
 		t.Fatalf("taking police's signing key: %v", err)
 	}
 
@@ -282,5 +284,87 @@ func TestWeakSigningKeys(t *testing.T) {
 	good := seedKey("good").Public().(ed25519.PublicKey)
 	if _, err := ParseSigningPublicKey(b64(good)); err != nil {
 		t.Fatalf("a real key was refused: %v", err)
+	}
+}
+
+// TestDirectoryRotateRetires: a rotation with a retirement period keeps the
+// replaced encryption and signing keys as retired until then, revokes the
+// NATS key, and the directory rules on not_after hold.
+func TestDirectoryRotateRetires(t *testing.T) {
+	n := MustNet(t)
+	d := n.dir.clone()
+	shelter := *n.agency(t, "shelter")
+	oldEnc, _ := shelter.ActiveKey(UseEncrypt)
+	oldSign, _ := shelter.ActiveKey(UseSign)
+	oldNATS, _ := shelter.ActiveKey(UseNATS)
+	newID, err := GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newSigner, _ := NewSigner(seedKey("shelter rotated"))
+	shelter.Keys = []PublicKey{NewPublicKey(UseEncrypt, newID.Recipient()), NewPublicKey(UseSign, newSigner.PublicKeyString()),
+		NewPublicKey(UseNATS, "UB"+strings.Repeat("A", 54))}
+	until := testNow.Add(720 * time.Hour)
+	if err := d.Rotate(shelter, until); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := d.Agency("shelter")
+	for _, tc := range []struct {
+		use  KeyUse
+		id   string
+		want Status
+	}{{UseEncrypt, oldEnc.ID, StatusRetired}, {UseSign, oldSign.ID, StatusRetired}, {UseNATS, oldNATS.ID, StatusRevoked}} {
+		k, ok := a.Key(tc.use, tc.id)
+		if !ok || k.Status != tc.want {
+			t.Fatalf("old %s key after rotation: %+v, want %s", tc.use, k, tc.want)
+		}
+		if tc.want == StatusRetired && !k.NotAfter.Equal(until) {
+			t.Errorf("old %s key not_after %s, want %s", tc.use, k.NotAfter, until)
+		}
+		if k.AcceptableAt(until) != (tc.want == StatusRetired) || k.AcceptableAt(until.Add(time.Second)) {
+			t.Errorf("old %s key acceptance around not_after is wrong", tc.use)
+		}
+	}
+	if k, _ := a.ActiveKey(UseEncrypt); k.ID != newID.KeyID() {
+		t.Fatalf("active encryption key %s, want %s", k.ID, newID.KeyID())
+	}
+	// The retired key survives signing and parsing.
+	signed, err := SignDirectory(d, n.authority)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseDirectory(signed, n.authority.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ba, _ := back.Agency("shelter")
+	if k, _ := ba.Key(UseEncrypt, oldEnc.ID); k.Status != StatusRetired || !k.NotAfter.Equal(until) {
+		t.Fatalf("retired key after a round trip: %+v", k)
+	}
+
+	// not_after belongs to retired keys, and a retired key needs one.
+	bad := back.clone()
+	ka, _ := bad.Agency("shelter")
+	k, _ := ka.Key(UseEncrypt, oldEnc.ID)
+	k.NotAfter = time.Time{}
+	if err := bad.Validate(); !errors.Is(err, ErrDirectoryMalformed) || !strings.Contains(err.Error(), "not_after") {
+		t.Errorf("retired key without not_after: %v", err)
+	}
+	bad = back.clone()
+	ka, _ = bad.Agency("shelter")
+	ak, _ := ka.ActiveKey(UseSign)
+	ak.NotAfter = until
+	if err := bad.Validate(); !errors.Is(err, ErrDirectoryMalformed) {
+		t.Errorf("active key with not_after: %v", err)
+	}
+	// Revoking a retired key is the explicit step that ends it at once.
+	if err := back.Revoke("shelter", oldEnc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := ba.Key(UseEncrypt, oldEnc.ID); k.AcceptableAt(testNow) {
+		t.Error("a revoked retired key is still acceptable")
 	}
 }

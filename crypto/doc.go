@@ -24,9 +24,11 @@
 // # Guarantees
 //
 // Open returns a body only if: the envelope is at most MaxEnvelopeSize; the
-// outer signature verifies with the sender's active key from the directory;
-// the envelope is addressed to the opener's agency and to one of its active
-// keys; now is within created/expires (widened by the clock skew); the whole
+// outer signature verifies with the sender's key from the directory, active
+// or retired by a rotation until its not_after (never revoked), and the
+// sender agency is active; the envelope is addressed to the opener's agency
+// and to one of its keys that the opener holds, active or retired until its
+// not_after; now is within created/expires (widened by the clock skew); the whole
 // ciphertext decrypts and authenticates; the inner signature verifies; and
 // the inner header is byte for byte the outer one. The last check defeats
 // signature stripping (another agency re-signing the outer envelope) and

@@ -648,9 +648,11 @@ func OuterVerified(err error) bool {
 
 // Open checks and decrypts an envelope received at time now, in this order:
 // size and format; the outer signature, with the sender's key looked up in
-// the directory by From and SenderKeyID; the sender's status; that To is
-// this agency and RecipientKeyID one of its active keys that this Opener
-// holds; the created/expires window; then it decrypts the whole ciphertext,
+// the directory by From and SenderKeyID; the sender's status (the agency
+// active, the key active or retired until its NotAfter); that To is this
+// agency and RecipientKeyID one of its keys that this Opener holds, active
+// or retired until its NotAfter; the created/expires window; then it
+// decrypts the whole ciphertext,
 // verifies the inner signature and checks that the inner header equals the
 // outer one. Only then does it return the header and the body.
 //
@@ -687,8 +689,13 @@ func (o *Opener) open(env []byte, now time.Time, stored bool) (Header, []byte, e
 	if err != nil {
 		return h, nil, &openError{err: err}
 	}
-	if !stored && (a.Status != StatusActive || k.Status != StatusActive) {
-		return fail(fmt.Errorf("%w: %s key %s", ErrSenderRevoked, h.From, h.SenderKeyID))
+	if !stored {
+		if a.Status != StatusActive {
+			return fail(fmt.Errorf("%w: agency %s is revoked in the directory", ErrSenderRevoked, h.From))
+		}
+		if !k.AcceptableAt(now) {
+			return fail(fmt.Errorf("%w: signing key %s of %s %s", ErrSenderRevoked, h.SenderKeyID, h.From, k.describeStatus(now)))
+		}
 	}
 	if h.To != o.self {
 		return fail(fmt.Errorf("%w: addressed to %s", ErrNotForUs, h.To))
@@ -703,8 +710,13 @@ func (o *Opener) open(env []byte, now time.Time, stored bool) (Header, []byte, e
 			return fail(fmt.Errorf("%w: %s is not in the directory", ErrNotForUs, o.self))
 		}
 		rk, ok := self.Key(UseEncrypt, h.RecipientKeyID)
-		if !ok || rk.Status != StatusActive || self.Status != StatusActive {
-			return fail(fmt.Errorf("%w: recipient key %s is not active in the directory", ErrNotForUs, h.RecipientKeyID))
+		switch {
+		case self.Status != StatusActive:
+			return fail(fmt.Errorf("%w: %s is revoked in the directory", ErrNotForUs, o.self))
+		case !ok:
+			return fail(fmt.Errorf("%w: recipient key %s is not in the directory", ErrNotForUs, h.RecipientKeyID))
+		case !rk.AcceptableAt(now):
+			return fail(fmt.Errorf("%w: recipient key %s %s", ErrNotForUs, h.RecipientKeyID, rk.describeStatus(now)))
 		}
 		if now.Before(h.Created.Add(-o.ClockSkew)) {
 			return fail(fmt.Errorf("%w: created %s", ErrNotYetValid, h.Created.Format(time.RFC3339)))

@@ -444,7 +444,8 @@ func TestAttackWrongRecipientKey(t *testing.T) {
 	old := n.members["shelter"].identity
 	oldEnv := n.mustSeal(t, testHeader(KindReferral, "iom", "shelter"), []byte("old"))
 
-	// shelter rotates its age key; iom seals to the new one.
+	// shelter rotates its age key, retired for a day; iom seals to the new
+	// one.
 	newID, err := age.GenerateHybridIdentity()
 	if err != nil {
 		t.Fatal(err)
@@ -452,27 +453,60 @@ func TestAttackWrongRecipientKey(t *testing.T) {
 	rotated := *shelterAgency
 	rotated.Keys = []PublicKey{NewPublicKey(UseEncrypt, newID.Recipient().String())}
 	d := n.dir.clone()
-	if err := d.Rotate(rotated); err != nil {
+	until := testNow.Add(24 * time.Hour)
+	if err := d.Rotate(rotated, until); err != nil {
 		t.Fatal(err)
 	}
 	d.Version++
 	n.resign(t, d)
 	newEnv := n.mustSeal(t, testHeader(KindReferral, "iom", "shelter"), []byte("new"))
+	if h, _ := ParseHeader(newEnv); h.RecipientKeyID != KeyID(UseEncrypt, newID.Recipient().String()) {
+		t.Fatalf("sealed after the rotation to key %s, not the new one", h.RecipientKeyID)
+	}
 
 	t.Run("opener without the key", func(t *testing.T) {
 		o, _ := NewOpener("shelter", n.dir, &Identity{id: old})
 		_, _, err := o.Open(newEnv, testNow)
 		wantRejected(t, err, ErrNotForUs, true)
 	})
-	t.Run("revoked recipient key", func(t *testing.T) {
+	t.Run("retired recipient key", func(t *testing.T) {
 		o, _ := NewOpener("shelter", n.dir, &Identity{id: newID}, &Identity{id: old})
-		_, _, err := o.Open(oldEnv, testNow)
-		wantRejected(t, err, ErrNotForUs, true)
-		if _, body, err := o.OpenStored(oldEnv); err != nil || string(body) != "old" {
-			t.Errorf("OpenStored of an envelope to the old key = %q, %v", body, err)
+		// In flight when the key was retired: still opened until not_after.
+		if _, body, err := o.Open(oldEnv, testNow); err != nil || string(body) != "old" {
+			t.Errorf("Open of an envelope to the retired key = %q, %v", body, err)
 		}
 		if _, body, err := o.Open(newEnv, testNow); err != nil || string(body) != "new" {
 			t.Errorf("Open = %q, %v", body, err)
+		}
+		// Without the retired identity it cannot be opened.
+		o2, _ := NewOpener("shelter", n.dir, &Identity{id: newID})
+		_, _, err := o2.Open(oldEnv, testNow)
+		wantRejected(t, err, ErrNotForUs, true)
+	})
+	t.Run("retired recipient key past not_after", func(t *testing.T) {
+		o, _ := NewOpener("shelter", n.dir, &Identity{id: newID}, &Identity{id: old})
+		o.ClockSkew = 48 * time.Hour // keep the envelope's own window open
+		_, _, err := o.Open(oldEnv, until.Add(time.Second))
+		wantRejected(t, err, ErrNotForUs, true)
+		if !strings.Contains(err.Error(), "retired") {
+			t.Errorf("error does not say the key was retired: %v", err)
+		}
+		// What was stored stays readable.
+		if _, body, err := o.OpenStored(oldEnv); err != nil || string(body) != "old" {
+			t.Errorf("OpenStored of an envelope to the retired key = %q, %v", body, err)
+		}
+	})
+	t.Run("revoked recipient key", func(t *testing.T) {
+		d := n.dir.clone()
+		if err := d.Revoke("shelter", KeyID(UseEncrypt, old.Recipient().String())); err != nil {
+			t.Fatal(err)
+		}
+		d.Version++
+		o, _ := NewOpener("shelter", d, &Identity{id: newID}, &Identity{id: old})
+		_, _, err := o.Open(oldEnv, testNow)
+		wantRejected(t, err, ErrNotForUs, true)
+		if _, body, err := o.OpenStored(oldEnv); err != nil || string(body) != "old" {
+			t.Errorf("OpenStored of an envelope to the revoked key = %q, %v", body, err)
 		}
 	})
 	t.Run("ciphertext for another key", func(t *testing.T) {
@@ -485,6 +519,42 @@ func TestAttackWrongRecipientKey(t *testing.T) {
 		_, _, err := o.Open(bad, testNow)
 		wantRejected(t, err, ErrDecrypt, true)
 	})
+}
+
+// TestRetiredSigningKey: an envelope signed with a signing key that a
+// rotation retired is accepted until the key's not_after, then refused as
+// from a revoked key; receipts it signed verify whatever the time.
+func TestRetiredSigningKey(t *testing.T) {
+	n := MustNet(t)
+	env := n.mustSeal(t, testHeader(KindReferral, "iom", "shelter"), []byte("body"))
+	oldSigner := n.members["iom"].signer
+	receipt, err := SignReceipt(Receipt{EnvelopeID: NewID(), From: "iom", To: "shelter", Event: EventDelivered, At: testNow}, oldSigner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iom := *n.agency(t, "iom")
+	newSigner, _ := NewSigner(seedKey("iom rotated"))
+	iom.Keys = []PublicKey{NewPublicKey(UseSign, newSigner.PublicKeyString())}
+	d := n.dir.clone()
+	until := testNow.Add(time.Hour)
+	if err := d.Rotate(iom, until); err != nil {
+		t.Fatal(err)
+	}
+	d.Version++
+	n.resign(t, d)
+	o := n.opener(t, "shelter")
+	if _, _, err := o.Open(env, testNow); err != nil {
+		t.Fatalf("envelope signed with the retired key before not_after: %v", err)
+	}
+	o.ClockSkew = 48 * time.Hour
+	_, _, err = o.Open(env, until.Add(time.Second))
+	wantRejected(t, err, ErrSenderRevoked, true)
+	if !strings.Contains(err.Error(), "retired") {
+		t.Errorf("error does not say the key was retired: %v", err)
+	}
+	if r, err := VerifyReceipt(receipt, n.dir); err != nil || r.SignerKeyID != oldSigner.KeyID() {
+		t.Errorf("receipt signed with the retired key: %+v, %v", r, err)
+	}
 }
 
 func TestAttackOversize(t *testing.T) {

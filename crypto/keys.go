@@ -28,6 +28,9 @@ const (
 	JWTIssuerKeyFile = "jwt-issuer.pem" // Ed25519 JWT issuer key, PKCS#8 (private)
 	JWKSFile         = "jwks.json"      // public JWT issuer key set
 	AgencyFile       = "agency.json"    // public directory entry
+	// RetiredDir holds the age identities a rotation retired, one file
+	// each (retired/age-<key id>.key, private), kept for decryption only.
+	RetiredDir = "retired"
 )
 
 // MaxKeyFileSize caps what the key loaders read.
@@ -195,6 +198,9 @@ func GenerateIdentity() (*Identity, error) {
 // Recipient returns the identity's public recipient (age1pq1...), as
 // listed in the directory as the agency's encryption key.
 func (i *Identity) Recipient() string { return i.id.Recipient().String() }
+
+// KeyID returns the directory key id of the identity's recipient.
+func (i *Identity) KeyID() string { return KeyID(UseEncrypt, i.Recipient()) }
 
 // LoadIdentity loads an age post-quantum hybrid identity
 // (AGE-SECRET-KEY-PQ-1...) from a private key file. Lines that are empty or

@@ -82,6 +82,11 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 	}
 	nc, err := client.Connect(ctx, cfg.Broker.URL, cfg.Agency, seed, opts...)
 	if err != nil {
+		if errors.Is(err, client.ErrAuth) {
+			if rerr := gateway.CheckNotRevoked(cfg); rerr != nil {
+				return nil, rerr // the plain reason the broker refused the login
+			}
+		}
 		return nil, err
 	}
 	gw, err = gateway.New(cfg, keys, natsBus{nc}, opt)
