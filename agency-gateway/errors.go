@@ -55,6 +55,8 @@ const (
 	ReasonReplay          = "replay"
 	ReasonSenderMismatch  = "sender-mismatch"
 	ReasonUndelivered     = "undelivered-by-deadline"
+	// ReasonRecipientRevoked: the recipient was revoked before the envelope left.
+	ReasonRecipientRevoked = "recipient-revoked"
 	// Witnessing: a checkpoint or cosignature that does not verify, and a
 	// checkpoint that does not extend the last one this witness holds.
 	ReasonCheckpointInvalid  = "checkpoint-invalid"

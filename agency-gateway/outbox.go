@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rujukan/rujukan/agency-gateway/store"
+	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
 )
 
@@ -144,6 +145,10 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (publ
 			g.dropExpired(it)
 			continue
 		}
+		if !g.recipientActive(it.To) {
+			g.dropRevoked(it)
+			continue
+		}
 		if g.limitBlocked(it.To, now) {
 			continue
 		}
@@ -195,5 +200,59 @@ func wait(ctx context.Context, wake <-chan struct{}, d time.Duration) {
 	case <-ctx.Done():
 	case <-wake:
 	case <-t.C:
+	}
+}
+
+// recipientActive says whether agency id is active in the directory in
+// force: nothing is published to a revoked agency (its gateway can no
+// longer log in to read it).
+func (g *Gateway) recipientActive(id string) bool {
+	a, ok := g.state().dir.Agency(id)
+	return ok && a.Status == crypto.StatusActive
+}
+
+// dropRevoked removes an envelope queued to an agency the directory now
+// revokes (or no longer lists) and, for a record's own envelope, reports
+// the record failed at once with reason recipient-revoked, instead of at
+// its delivery deadline.
+func (g *Gateway) dropRevoked(it store.QueueItem) {
+	now := g.now().UTC()
+	failed := false
+	err := g.db.Update(func(tx *store.Tx) error {
+		if err := tx.Dequeue(it.Seq); err != nil {
+			return err
+		}
+		if err := tx.Audit(store.AuditEvent{At: now, Actor: g.self, Action: ActEnvelopeExpire, Object: it.ID,
+			Outcome: "dropped", Reason: ReasonRecipientRevoked, Detail: map[string]string{"to": it.To, "kind": it.Kind}}); err != nil {
+			return err
+		}
+		if it.Ref != it.ID {
+			return nil // a receipt, status or statement envelope
+		}
+		rec, err := tx.Record(it.Ref)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if failed, err = delivered(tx, rec, policy.RefFailed); err != nil || !failed {
+			return err
+		}
+		c := Change{To: policy.RefFailed, Role: policy.RoleSystem, By: g.self, At: now, Reason: ReasonRecipientRevoked,
+			Action: ActEnvelopeExpire, Detail: map[string]string{"to": it.To}}
+		if policy.Transition(machines[rec.Kind], rec.Status, policy.RefFailed, policy.RoleSystem) != nil {
+			return g.note(tx, rec, c)
+		}
+		return g.transition(tx, rec, c)
+	})
+	if err != nil {
+		g.log.Error("failed to drop an envelope to a revoked agency", "envelope", it.ID, "err", err)
+		return
+	}
+	g.log.Warn("dropped an envelope queued to an agency the directory revokes", "envelope", it.ID, "to", it.To, "kind", it.Kind)
+	if failed {
+		g.decided(it.Ref, policy.RefFailed)
+		g.changed()
 	}
 }

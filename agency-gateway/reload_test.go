@@ -223,3 +223,36 @@ func TestReloadAfterOwnRotation(t *testing.T) {
 	id := k.mustSend("shelter", "referral", policy.ActionReferralSend, "", referral("iom")).ID
 	k.waitStatus("shelter", policy.ActionReferralRead, id, policy.RefDelivered)
 }
+
+// TestQueuedToRevokedAgency: a referral queued while the broker was down,
+// to an agency the next directory revokes, is not published to the
+// revoked agency's inbox (nobody can read it any more) but reported
+// failed at once, with reason recipient-revoked.
+func TestQueuedToRevokedAgency(t *testing.T) {
+	k := mustKeyCore(t)
+	k.net.SetDown(true)
+	acc := k.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("shelter"))
+	if acc.Status != policy.RefQueued {
+		t.Fatalf("sent while the broker is down: %s", acc.Status)
+	}
+	d := k.directory()
+	if err := d.Revoke("shelter", ""); err != nil {
+		t.Fatal(err)
+	}
+	k.publish(d)
+	if err := k.gws["iom"].Reload(); err != nil {
+		t.Fatal(err)
+	}
+	k.net.SetDown(false)
+	it := k.waitStatus("iom", policy.ActionReferralRead, acc.ID, policy.RefFailed)
+	last := it.Timeline[len(it.Timeline)-1]
+	if last.Reason != gateway.ReasonRecipientRevoked {
+		t.Errorf("failed with %+v, want reason %s", last, gateway.ReasonRecipientRevoked)
+	}
+	k.waitAudit("iom", func(e store.AuditEvent) bool {
+		return e.Action == gateway.ActEnvelopeExpire && e.Object == acc.ID && e.Reason == gateway.ReasonRecipientRevoked
+	})
+	if n := k.net.Len("shelter"); n != 0 {
+		t.Errorf("%d envelopes published to the revoked shelter", n)
+	}
+}
