@@ -38,6 +38,19 @@ func (g *Gateway) park(m Msg, in *Incoming, cause error) error {
 		}
 		return errParked
 	}
+	// A copy of an envelope already waiting costs no write: it keeps its
+	// place (and its clock).
+	already := false
+	if err := g.db.View(func(tx *store.Tx) error {
+		w, ok := tx.Waiting(m.From(), in.Header.ID)
+		already = ok && hashHex(w.Envelope) == in.Hash
+		return nil
+	}); err != nil {
+		return err
+	}
+	if already {
+		return errParked
+	}
 	full := false
 	err := g.db.Update(func(tx *store.Tx) error {
 		if tx.WaitingFrom(m.From()) >= waitPerSender {
