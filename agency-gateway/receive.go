@@ -200,6 +200,13 @@ func (g *Gateway) screen(m Msg) (*Incoming, error) {
 			// holds (say, of a referral it received from us) is forging.
 			return refuse(ReasonIDCollision, fmt.Errorf("envelope id %s is already in use here", h.ID))
 		}
+		if _, again := m.(*waitingMsg); !again {
+			// A copy of an envelope that waits here already: it keeps
+			// its place, and costs no decryption.
+			if w, ok := tx.Waiting(m.From(), h.ID); ok && hashHex(w.Envelope) == in.Hash {
+				return errParked
+			}
+		}
 		return nil
 	})
 	return in, err
@@ -256,7 +263,11 @@ func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error, ea
 			g.poke()
 			g.pokeWaiting()
 		}
-		if aerr := m.AckSync(ctx); aerr != nil {
+		if early {
+			// A copy of what is stored or waiting here: no need to wait
+			// for the broker (a copy it delivers again is told again).
+			m.Term()
+		} else if aerr := m.AckSync(ctx); aerr != nil {
 			g.log.Warn("ack failed; the broker will redeliver", "envelope", in.Header.ID, "err", aerr)
 		}
 		g.metricsEnvelope("in", in.Header.Kind, resultOf(err))
