@@ -21,6 +21,7 @@ import (
 const (
 	fetchBatch         = 64
 	receiveConcurrency = 16
+	receiveScreeners   = 4
 	receiveQueue       = 256
 	receiveQueueBytes  = 64 << 20
 	transientRetry     = 2 * time.Second
@@ -60,6 +61,28 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 			}
 		}()
 	}
+	// Screeners check what the fetcher pulls, in parallel with the next
+	// pull; each fetched envelope holds its place in the queue's bounds
+	// from the pull until it is refused or queued.
+	screen := make(chan queued, fetchBatch)
+	var screeners sync.WaitGroup
+	for range receiveScreeners {
+		screeners.Add(1)
+		go func() {
+			defer screeners.Done()
+			for it := range screen {
+				in, err := g.screen(it.m)
+				if err != nil {
+					q.release(len(it.m.Data()))
+					g.settle(ctx, it.m, in, err, true)
+					g.observe(in, err, it.start)
+					continue
+				}
+				it.in = in
+				q.push(it)
+			}
+		}()
+	}
 	for ctx.Err() == nil {
 		n := q.waitRoom(ctx)
 		if n == 0 {
@@ -72,17 +95,14 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 			}
 			continue
 		}
+		start := time.Now()
 		for _, m := range msgs {
-			start := time.Now()
-			in, err := g.screen(m)
-			if err != nil {
-				g.settle(ctx, m, in, err, true)
-				g.observe(in, err, start)
-				continue
-			}
-			q.push(queued{m: m, in: in, start: start})
+			q.reserve(len(m.Data()))
+			screen <- queued{m: m, start: start}
 		}
 	}
+	close(screen)
+	screeners.Wait()
 	// Envelopes still queued are not acked: the broker delivers them again.
 	q.close()
 	workers.Wait()
@@ -515,7 +535,8 @@ type fairQueue struct {
 	mu        sync.Mutex
 	bySender  map[string][]queued
 	ring      []string // senders with envelopes queued, in serving order
-	n, bytes  int
+	n, bytes  int      // envelopes queued or reserved, and their size
+	queued    int      // envelopes queued
 	max, maxB int
 	closed    bool
 	ready     chan struct{} // an envelope was pushed
@@ -534,7 +555,25 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// push queues an envelope; waitRoom said there was room for it.
+// reserve holds room for a fetched envelope of size bytes until it is
+// pushed or released; waitRoom said there was room for it.
+func (q *fairQueue) reserve(size int) {
+	q.mu.Lock()
+	q.n++
+	q.bytes += size
+	q.mu.Unlock()
+}
+
+// release gives back the room of a fetched envelope that was not queued.
+func (q *fairQueue) release(size int) {
+	q.mu.Lock()
+	q.n--
+	q.bytes -= size
+	q.mu.Unlock()
+	signal(q.room)
+}
+
+// push queues an envelope whose room was reserved.
 func (q *fairQueue) push(it queued) {
 	q.mu.Lock()
 	from := it.m.From()
@@ -542,8 +581,7 @@ func (q *fairQueue) push(it queued) {
 		q.ring = append(q.ring, from)
 	}
 	q.bySender[from] = append(q.bySender[from], it)
-	q.n++
-	q.bytes += len(it.in.Env)
+	q.queued++
 	q.mu.Unlock()
 	signal(q.ready)
 }
@@ -557,7 +595,7 @@ func (q *fairQueue) pop(ctx context.Context) (queued, bool) {
 			q.mu.Unlock()
 			return queued{}, false
 		}
-		if q.n > 0 {
+		if q.queued > 0 {
 			from := q.ring[0]
 			q.ring = q.ring[1:]
 			list := q.bySender[from]
@@ -570,8 +608,9 @@ func (q *fairQueue) pop(ctx context.Context) (queued, bool) {
 				delete(q.bySender, from)
 			}
 			q.n--
+			q.queued--
 			q.bytes -= len(it.in.Env)
-			more := q.n > 0
+			more := q.queued > 0
 			q.mu.Unlock()
 			signal(q.room)
 			if more {
