@@ -593,6 +593,7 @@ func (q *fairQueue) pop(ctx context.Context) (queued, bool) {
 		q.mu.Lock()
 		if q.closed || ctx.Err() != nil {
 			q.mu.Unlock()
+			signal(q.ready) // wake another worker to stop
 			return queued{}, false
 		}
 		if q.queued > 0 {
@@ -651,5 +652,5 @@ func (q *fairQueue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
-	close(q.ready)
+	signal(q.ready)
 }
