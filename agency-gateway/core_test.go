@@ -327,9 +327,9 @@ func TestWaitingEnvelopesDoNotBlock(t *testing.T) {
 	}
 	acc := c.mustSend("dinsos", "referral", policy.ActionReferralSend, "", referral("iom"))
 	c.waitStatus("iom", refRead, acc.ID, "delivered")
-	c.waitAudit("iom", func(e store.AuditEvent) bool { return e.Reason == gateway.ReasonTooManyWaiting })
 	// Refused one by one while the sender's budget lasts, then counted in
 	// its envelope.refused summary.
+	c.waitRefused("iom", "shelter", gateway.ReasonTooManyWaiting)
 	c.waitRefused("iom", "shelter", gateway.ReasonWaitedTooLong)
 	if n := c.net.Len("iom"); n > 0 {
 		t.Logf("%d envelopes still at the broker", n)
