@@ -18,20 +18,25 @@ import (
 //   - An envelope refused before it is decrypted (malformed, too large, a
 //     bad outer signature, an unknown or revoked sender, not addressed
 //     here, outside its time window, a kind the network rules never allow
-//     from the sender's kind, a replayed id) costs no decryption and no
-//     write: it is counted in memory and terminated at the broker. A
-//     sender whose outer signature verified gets a signed rejected receipt,
-//     at most refusalRecords per interval, written with the next flush.
+//     from the sender's kind, a replayed id), or by decryption itself,
+//     costs no write: it is counted in memory and terminated at the
+//     broker. A sender whose outer signature verified gets a signed
+//     rejected receipt, written with the next flush.
 //   - An envelope refused after it is opened (its body, the rules of its
-//     kind, a reference that never arrived) is audited one by one with its
-//     receipt, as before, but at most refusalRecords times per sender per
-//     interval; beyond that it is counted only.
+//     kind, a reference that never arrived) is audited on its own with its
+//     receipt, as before; beyond the budget it is counted only.
 //
-// Every refusal counts in rujukan_envelopes_refused_total{sender,reason}.
-// The refusals that were not audited one by one are written as one
-// envelope.refused event per sender per refusalInterval, with counts per
-// reason; the first of an interval is written at the next flush (within a
-// second) and logged at warn, so an operator always finds a trace.
+// The budget: refusalRecords refusals per sender per refusalInterval may
+// cost a write (an event of their own, or a receipt); the rest are
+// counted only. Every refusal counts in
+// rujukan_envelopes_refused_total{sender,reason}. Those not audited on
+// their own are written as one envelope.refused event per sender per
+// refusalInterval (detail: refused.<reason> counts, refused, unverified,
+// receipts, since, until); the first after a quiet interval is written at
+// the next flush (within refusalFlush) and logged at warn, so an operator
+// always finds a trace, and what is left is written when the gateway
+// stops. Sender labels and keys are agencies of the directory or
+// "unknown", reasons the known codes, so the counts stay bounded.
 const (
 	refusalInterval = 10 * time.Second
 	refusalFlush    = time.Second
