@@ -184,6 +184,19 @@ func TestForgedFloodAtPolice(t *testing.T) {
 	ids, sent = sendPaced(t, n, paced, max(100*time.Millisecond, (attack-2*time.Second)/time.Duration(paced)))
 	wg.Wait()
 	elapsed := time.Since(start)
+	// Every forged envelope is refused and counted, but for the status
+	// envelopes about unknown records: up to 64 wait aside, and copies of
+	// those are acked quietly.
+	eventually(t, "the flood being counted at the police", 60*time.Second, func() (bool, string) {
+		by := refusedMetrics(t, n, "police", "shelter")
+		for _, reason := range []string{"bad-outer-signature", "rule-not-allowed", "malformed"} {
+			if by[reason] < bySort[reason] {
+				return false, fmt.Sprintf("%s: %d of %d counted", reason, by[reason], bySort[reason])
+			}
+		}
+		return true, ""
+	})
+	t.Logf("the police had counted every forgery %s after the flood ended", time.Since(start.Add(elapsed)).Round(time.Millisecond))
 	flooded := latencies(t, outcomes, ids, sent, 60*time.Second)
 	t.Logf("the shelter published %d forged envelopes in %s (%.0f a second; %d publishes failed)",
 		published, elapsed.Round(time.Millisecond), float64(published)/elapsed.Seconds(), failed)
@@ -194,22 +207,18 @@ func TestForgedFloodAtPolice(t *testing.T) {
 	t.Logf("dinsos -> police during the flood, p50/p99 of each leg: accepted to sent (the broker's acknowledgement) %s, sent to stored at the police %s, stored to delivered at dinsos %s",
 		legs(t, n, ids, sent, outcomes, 0), legs(t, n, ids, sent, outcomes, 1), legs(t, n, ids, sent, outcomes, 2))
 
-	// Every forged envelope is refused and counted, but for the status
-	// envelopes about unknown records: up to 64 wait aside, and copies of
-	// those are acked quietly.
-	drainStart := time.Now()
-	eventually(t, "the flood being counted at the police", 60*time.Second, func() (bool, string) {
-		by := refusedMetrics(t, n, "police", "shelter")
+	// The last summary is written within an interval (10 s) of the last
+	// refusal.
+	var evs []map[string]any
+	eventually(t, "the audit log counting every forgery", 30*time.Second, func() (bool, string) {
+		evs = auditAll(t, police)[auditBefore:]
 		for _, reason := range []string{"bad-outer-signature", "rule-not-allowed", "malformed"} {
-			if by[reason] < bySort[reason] {
-				return false, fmt.Sprintf("%s: %d of %d counted", reason, by[reason], bySort[reason])
+			if k := refusedCount(evs, "shelter", reason); k < bySort[reason] {
+				return false, fmt.Sprintf("%s: %d of %d", reason, k, bySort[reason])
 			}
 		}
 		return true, ""
 	})
-	t.Logf("the police had refused every forgery %s after the flood ended", time.Since(drainStart).Round(time.Millisecond))
-	time.Sleep(11 * time.Second) // the last summary is written within an interval
-	evs := auditAll(t, police)[auditBefore:]
 	fromShelter, summaries := 0, 0
 	for _, e := range evs {
 		if e["actor"] == "peer:shelter" {
