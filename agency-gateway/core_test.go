@@ -327,10 +327,10 @@ func TestWaitingEnvelopesDoNotBlock(t *testing.T) {
 	}
 	acc := c.mustSend("dinsos", "referral", policy.ActionReferralSend, "", referral("iom"))
 	c.waitStatus("iom", refRead, acc.ID, "delivered")
-	c.waitAudit("iom", func(e store.AuditEvent) bool { return e.Reason == gateway.ReasonTooManyWaiting })
-	c.waitAudit("iom", func(e store.AuditEvent) bool {
-		return e.Reason == gateway.ReasonWaitedTooLong && e.Actor == "peer:shelter"
-	})
+	// Refused one by one while the sender's budget lasts, then counted in
+	// its envelope.refused summary.
+	c.waitRefused("iom", "shelter", gateway.ReasonTooManyWaiting)
+	c.waitRefused("iom", "shelter", gateway.ReasonWaitedTooLong)
 	if n := c.net.Len("iom"); n > 0 {
 		t.Logf("%d envelopes still at the broker", n)
 	}
@@ -375,19 +375,21 @@ func TestPoliceOverrideRefused(t *testing.T) {
 }
 
 // TestForwardedEnvelopeAttribution: an envelope of the shelter's forwarded
-// by dinsos is refused and audited under dinsos, the sender the broker
-// authenticated, with the claimed sender beside it.
+// by dinsos is refused and counted under dinsos, the sender the broker
+// authenticated.
 func TestForwardedEnvelopeAttribution(t *testing.T) {
 	c := mustCore(t)
 	c.net.Inject("iom", "dinsos", c.seal("shelter", "iom", crypto.KindReferral, referral("iom")))
+	// Refused before it is opened: counted in the summary of the sender
+	// the broker authenticated.
 	e := c.waitAudit("iom", func(e store.AuditEvent) bool { return e.Outcome == "rejected" })
-	if e.Actor != "peer:dinsos" || e.Detail["claimed_from"] != "shelter" || e.Reason != "sender-mismatch" {
+	if e.Actor != "peer:dinsos" || e.Action != gateway.ActEnvelopesRefused || e.Detail["refused.sender-mismatch"] != "1" {
 		t.Fatalf("audit of a forwarded envelope: %+v", e)
 	}
 	// Garbage: not verified, still named by the authenticated sender.
 	c.net.Inject("iom", "police", []byte("not an envelope"))
 	e = c.waitAudit("iom", func(e store.AuditEvent) bool { return e.Outcome == "rejected" && e.Actor == "peer:police" })
-	if e.Detail["verified"] != "false" || e.Object != "" {
+	if e.Detail["unverified"] != "1" || e.Detail["refused.malformed"] != "1" || e.Object != "" {
 		t.Fatalf("audit of garbage: %+v", e)
 	}
 }

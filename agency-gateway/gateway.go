@@ -60,6 +60,7 @@ type Gateway struct {
 	kinds     map[string]Kind
 	waitRetry time.Duration
 	witness   witnessState
+	refusals  refusalLog // refused envelopes counted between flushes (refusals.go)
 
 	opener   *crypto.Opener
 	inflight sync.Map // queue seq -> publishing now

@@ -64,7 +64,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Name: "rujukan_outbox_queued", Help: "Envelopes waiting in the outbox for a broker acknowledgement.",
 		}, []string{"agency"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rujukan_envelopes_refused_total", Help: "Incoming envelopes refused, by agency, sender (as the broker authenticated it) and reason.",
+			Name: "rujukan_envelopes_refused_total", Help: "Incoming envelopes refused, by agency, sender (as the broker authenticated it: an agency of the directory, or \"unknown\") and reason.",
 		}, []string{"agency", "sender", "reason"}),
 		waiting: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rujukan_envelopes_waiting_total", Help: "Incoming envelopes set aside to wait for another one, by agency and sender.",

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rujukan/rujukan/agency-gateway/store"
@@ -12,46 +13,124 @@ import (
 	"github.com/rujukan/rujukan/policy"
 )
 
-// Receive loop tuning.
+// Receive loop tuning. The loop reads ahead of its workers: up to
+// receiveQueue envelopes (receiveQueueBytes) are fetched and screened, and
+// wait in per-sender queues served round-robin. Together with what the
+// workers hold this stays well below the inbox consumer's 1,000 pending
+// acknowledgements, and each waits far less than its ack wait.
 const (
 	fetchBatch         = 64
 	receiveConcurrency = 16
+	receiveScreeners   = 4
+	receiveQueue       = 256
+	receiveQueueBytes  = 64 << 20
 	transientRetry     = 2 * time.Second
 )
 
-// receiveLoop pulls from this agency's inbox and receives each envelope.
+// receiveLoop pulls from this agency's inbox. Each envelope is screened as
+// it is fetched (screen: the checks that need neither decryption nor a
+// write), so a flood of forged envelopes is refused at the speed of a
+// signature check and never queues. What passes waits in its sender's
+// queue; the workers take one envelope from each sender in turn, so one
+// sender's backlog delays another's envelope by at most one envelope per
+// sender with work queued.
+//
+// Urgency is not served first: a referral's priority is in its encrypted
+// body, not in the outer header, so it is known only once the envelope is
+// opened. Ordering by it before decrypting needs the priority in the
+// signed outer header (a change of the envelope format, docs/PROTOCOL.md).
 func (g *Gateway) receiveLoop(ctx context.Context) {
-	sem := make(chan struct{}, receiveConcurrency)
+	fctx, stopFlush := context.WithCancel(context.Background())
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		g.refusalLoop(fctx)
+	}()
+	q := newFairQueue(receiveQueue, receiveQueueBytes)
+	var workers sync.WaitGroup
+	for range receiveConcurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for {
+				it, ok := q.pop(ctx)
+				if !ok {
+					return
+				}
+				g.receive(ctx, it.m, it.in, it.start)
+			}
+		}()
+	}
+	// Screeners check what the fetcher pulls, in parallel with the next
+	// pull; each fetched envelope holds its place in the queue's bounds
+	// from the pull until it is refused or queued.
+	screen := make(chan queued, fetchBatch)
+	var screeners sync.WaitGroup
+	for range receiveScreeners {
+		screeners.Add(1)
+		go func() {
+			defer screeners.Done()
+			for it := range screen {
+				in, err := g.screen(it.m)
+				if err != nil {
+					q.release(len(it.m.Data()))
+					g.settle(ctx, it.m, in, err, true)
+					g.observe(in, err, it.start)
+					continue
+				}
+				it.in = in
+				q.push(it)
+			}
+		}()
+	}
 	for ctx.Err() == nil {
-		msgs, err := g.bus.Fetch(ctx, fetchBatch)
+		n := q.waitRoom(ctx)
+		if n == 0 {
+			continue
+		}
+		msgs, err := g.bus.Fetch(ctx, min(fetchBatch, n))
 		if err != nil {
 			if ctx.Err() == nil {
 				wait(ctx, nil, retryMin)
 			}
 			continue
 		}
+		start := time.Now()
 		for _, m := range msgs {
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem }()
-				g.Receive(ctx, m)
-			}()
+			q.reserve(len(m.Data()))
+			screen <- queued{m: m, start: start}
 		}
 	}
-	for range cap(sem) {
-		sem <- struct{}{}
-	}
+	close(screen)
+	screeners.Wait()
+	// Envelopes still queued are not acked: the broker delivers them again.
+	q.close()
+	workers.Wait()
+	stopFlush()
+	<-flushed
 }
 
-// Receive handles one incoming envelope: verify and open it, let its kind
+// Receive handles one incoming envelope: screen it, open it, let its kind
 // check it, store what it changes once (with its receipt queued) in one
 // transaction, then settle it with the broker. A permanent failure is
-// audited, answered with a signed rejected receipt when the sender is
-// verified, and terminated; an envelope that waits for another is kept
-// aside; a transient failure is retried.
+// refused and terminated (see refusals.go for what a refusal records); an
+// envelope that waits for another is kept aside; a transient failure is
+// retried.
 func (g *Gateway) Receive(ctx context.Context, m Msg) {
 	start := time.Now()
-	in, err := g.open(m)
+	in, err := g.screen(m)
+	if err != nil {
+		g.settle(ctx, m, in, err, true)
+		g.observe(in, err, start)
+		return
+	}
+	g.receive(ctx, m, in, start)
+}
+
+// receive is Receive for an envelope that screen passed.
+func (g *Gateway) receive(ctx context.Context, m Msg, in *Incoming, start time.Time) {
+	err := g.open(m, in)
+	early := err != nil
 	var k Kind
 	if err == nil {
 		if k, err = g.kindOf(in.Header.Kind); err == nil {
@@ -75,30 +154,61 @@ func (g *Gateway) Receive(ctx context.Context, m Msg) {
 			return tx.MarkSeen(in.Header.ID, in.Hash)
 		})
 	}
-	g.settle(ctx, m, in, err)
+	g.settle(ctx, m, in, err, early)
+	g.observe(in, err, start)
+}
+
+func (g *Gateway) observe(in *Incoming, err error, start time.Time) {
 	g.metrics.handling.WithLabelValues(g.self, kindLabel(in.Header.Kind), resultOf(err)).Observe(time.Since(start).Seconds())
 }
 
-// open verifies and decrypts an envelope and checks it came from the agency
-// the broker authenticated. in is never nil: its header is what the
-// envelope claims when err != nil.
-func (g *Gateway) open(m Msg) (*Incoming, error) {
+// screen makes every check of an incoming envelope that needs neither its
+// plaintext nor a write: size and shape, the outer signature with the
+// sender's key from the directory, the sender the broker authenticated,
+// the sender's and its key's status, the recipient, the time window, the
+// kind, the network rules as far as the two agencies' kinds decide them,
+// and whether the id was seen before. in is never nil: its header is what
+// the envelope claims when err != nil.
+func (g *Gateway) screen(m Msg) (*Incoming, error) {
+	st := g.state()
 	in := &Incoming{Env: m.Data(), Now: g.now().UTC()}
-	in.Hash = hashHex(in.Env)
-	h, body, err := g.opener.Open(in.Env, in.Now)
+	h, err := crypto.VerifyOuter(in.Env, st.dir)
 	in.Header = h
 	if err != nil {
-		return in, reject(crypto.ReasonCode(err), err, crypto.OuterVerified(err))
+		return in, reject(crypto.ReasonCode(err), err, false)
 	}
-	in.Body = body
+	in.Hash = hashHex(in.Env)
 	if h.From != m.From() {
 		return in, reject(ReasonSenderMismatch, fmt.Errorf("envelope from %q arrived on the subject of %q", h.From, m.From()), true)
 	}
-	sender, ok := g.state().dir.Agency(h.From)
-	if !ok {
-		return in, reject(crypto.ReasonCode(crypto.ErrUnknownSender), fmt.Errorf("agency %s is not in the directory", h.From), false)
+	sender, ok := st.dir.Agency(h.From)
+	if !ok { // VerifyOuter found it; a directory reload may have dropped it since
+		return in, reject(crypto.ReasonUnknownSender, fmt.Errorf("agency %s is not in the directory", h.From), false)
 	}
-	in.Sender = sender
+	if k, ok := sender.Key(crypto.UseSign, h.SenderKeyID); !ok || k.Status != crypto.StatusActive || sender.Status != crypto.StatusActive {
+		return in, reject(crypto.ReasonSenderRevoked, fmt.Errorf("%w: %s key %s", crypto.ErrSenderRevoked, h.From, h.SenderKeyID), true)
+	}
+	skew := g.opener.ClockSkew
+	switch {
+	case h.To != g.self:
+		return in, reject(crypto.ReasonNotForUs, fmt.Errorf("%w: addressed to %s", crypto.ErrNotForUs, h.To), true)
+	case in.Now.Before(h.Created.Add(-skew)):
+		return in, reject(crypto.ReasonNotYetValid, fmt.Errorf("%w: created %s", crypto.ErrNotYetValid, h.Created.Format(time.RFC3339)), true)
+	case in.Now.After(h.Expires.Add(skew)):
+		return in, reject(crypto.ReasonExpired, fmt.Errorf("%w: expired %s", crypto.ErrExpired, h.Expires.Format(time.RFC3339)), true)
+	case h.Expires.Sub(h.Created) > crypto.MaxLifetime:
+		return in, reject(crypto.ReasonLifetime, fmt.Errorf("%w: %s", crypto.ErrLifetime, h.Expires.Sub(h.Created)), true)
+	}
+	if _, err := g.kindOf(h.Kind); err != nil {
+		return in, err
+	}
+	// The conditions of a rule (an open request, an existing counterpart)
+	// are the kind's to check once the envelope is open; a kind that no
+	// rule allows between the two agencies' kinds is refused now.
+	facts := policy.Facts{FromAgency: h.From, ToAgency: g.self, OpenRequest: true, Counterpart: true}
+	if err := st.rules.Allow(h.Kind, sender.Kind, st.self.Kind, facts); err != nil {
+		return in, reject(policy.ReasonOf(err), err, true)
+	}
 	// A redelivery, a replay or a reused id is told before any further
 	// work; the store transaction checks again.
 	err = g.db.View(func(tx *store.Tx) error {
@@ -110,12 +220,36 @@ func (g *Gateway) open(m Msg) (*Incoming, error) {
 			// holds (say, of a referral it received from us) is forging.
 			return refuse(ReasonIDCollision, fmt.Errorf("envelope id %s is already in use here", h.ID))
 		}
+		if _, again := m.(*waitingMsg); !again {
+			// A copy of an envelope that waits here already: it keeps
+			// its place, and costs no decryption.
+			if w, ok := tx.Waiting(m.From(), h.ID); ok && hashHex(w.Envelope) == in.Hash {
+				return errParked
+			}
+		}
 		return nil
 	})
+	return in, err
+}
+
+// open decrypts an envelope that screen passed and verifies it in full
+// (Open checks everything screen did again, against the same directory or
+// a newer one).
+func (g *Gateway) open(m Msg, in *Incoming) error {
+	h, body, err := g.opener.Open(in.Env, in.Now)
+	in.Header = h
 	if err != nil {
-		return in, err
+		return reject(crypto.ReasonCode(err), err, crypto.OuterVerified(err))
 	}
-	return in, nil
+	if h.From != m.From() {
+		return reject(ReasonSenderMismatch, fmt.Errorf("envelope from %q arrived on the subject of %q", h.From, m.From()), true)
+	}
+	sender, ok := g.state().dir.Agency(h.From)
+	if !ok {
+		return reject(crypto.ReasonCode(crypto.ErrUnknownSender), fmt.Errorf("agency %s is not in the directory", h.From), false)
+	}
+	in.Body, in.Sender = body, sender
+	return nil
 }
 
 func (g *Gateway) kindOf(name string) (Kind, error) {
@@ -127,8 +261,8 @@ func (g *Gateway) kindOf(name string) (Kind, error) {
 }
 
 // settle acks, parks, terminates or naks an envelope by the outcome of
-// Receive.
-func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error) {
+// Receive. early says it was refused before it was opened.
+func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error, early bool) {
 	var perm *permanent
 	if errors.Is(err, errNotYet) {
 		err = g.park(m, in, err)
@@ -149,23 +283,82 @@ func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error) {
 			g.poke()
 			g.pokeWaiting()
 		}
-		if aerr := m.AckSync(ctx); aerr != nil {
+		if early {
+			// A copy of what is stored or waiting here: no need to wait
+			// for the broker (a copy it delivers again is told again).
+			m.Term()
+		} else if aerr := m.AckSync(ctx); aerr != nil {
 			g.log.Warn("ack failed; the broker will redeliver", "envelope", in.Header.ID, "err", aerr)
 		}
 		g.metricsEnvelope("in", in.Header.Kind, resultOf(err))
 	case errors.As(err, &perm):
-		if rerr := g.rejectEnvelope(m, in, perm); rerr != nil {
-			// Not recorded: the broker delivers it again.
-			g.log.Error("failed to record a rejected envelope; will retry", "err", rerr)
-			m.Nak(transientRetry)
-			return
-		}
-		m.Term()
-		g.metricsEnvelope("in", in.Header.Kind, "rejected")
+		g.refuseEnvelope(m, in, perm, early)
 	default:
 		g.log.Warn("failed to handle an envelope; will retry", "envelope", in.Header.ID, "err", err)
 		m.Nak(transientRetry)
 	}
+}
+
+// refuseEnvelope settles a refused envelope. One refused after it was
+// opened (or one that waited) is recorded on its own, with its audit event
+// and receipt, while its sender's budget for the interval lasts; any other
+// is counted for the sender's next envelope.refused summary and costs no
+// write. A counted envelope whose outer signature verified gets a signed
+// rejected receipt while the budget lasts, written with the next flush.
+func (g *Gateway) refuseEnvelope(m Msg, in *Incoming, p *permanent, early bool) {
+	label, reason := g.senderLabel(m.From()), reasonLabel(p.reason)
+	w, waiting := m.(*waitingMsg)
+	if !early || waiting {
+		if g.refusals.allowRecord(label, in.Now) {
+			if err := g.rejectEnvelope(m, in, p); err != nil {
+				// Not recorded: the broker delivers it again.
+				g.log.Error("failed to record a rejected envelope; will retry", "err", err)
+				m.Nak(transientRetry)
+				return
+			}
+			m.Term()
+			g.metricsEnvelope("in", in.Header.Kind, "rejected")
+			return
+		}
+		if waiting {
+			if err := g.db.Update(func(tx *store.Tx) error { return tx.DeleteWaiting(w.from, w.id) }); err != nil {
+				g.log.Error("failed to drop a refused waiting envelope; will retry", "err", err)
+				return
+			}
+		}
+	}
+	var r *sealed
+	if early && p.verified && !waiting {
+		if sender := g.receiptTo(m, in); sender != nil && g.refusals.allowRecord(label, in.Now) {
+			var err error
+			if r, err = g.receipt(sender, in.Header.ID, in.Hash, crypto.EventRejected, p.reason, in.Now); err != nil {
+				g.log.Error("failed to seal a rejected receipt", "err", err)
+				r = nil
+			}
+		}
+	}
+	if g.refusals.count(label, reason, p.verified, in.Now, r) {
+		g.log.Warn("refusing envelopes: counted, and summarised in the audit log", "from", label, "reason", reason,
+			"verified", p.verified)
+	}
+	g.metrics.refused.WithLabelValues(g.self, label, reason).Inc()
+	m.Term()
+	g.metricsEnvelope("in", in.Header.Kind, "rejected")
+}
+
+// receiptTo returns the agency a rejected receipt for in goes to: its
+// verified, active sender, as the broker authenticated it, unless in is a
+// receipt itself (no loops).
+func (g *Gateway) receiptTo(m Msg, in *Incoming) *crypto.Agency {
+	h := in.Header
+	if h.Kind == kindReceipt || h.From != m.From() || in.Hash == "" {
+		return nil
+	}
+	sender, ok := g.state().dir.Agency(h.From)
+	if !ok || sender.Status != crypto.StatusActive {
+		return nil
+	}
+	return sender
 }
 
 func resultOf(err error) string {
@@ -188,11 +381,10 @@ func resultOf(err error) string {
 // receipt to the sender. The audit event names the sender the broker
 // authenticated, and the sender the envelope claims beside it.
 func (g *Gateway) rejectEnvelope(m Msg, in *Incoming, p *permanent) error {
-	st := g.state()
 	h := in.Header
 	var r *sealed
-	if p.verified && h.Kind != kindReceipt {
-		if sender, ok := st.dir.Agency(h.From); ok && sender.Status == crypto.StatusActive && sender.ID == m.From() {
+	if p.verified {
+		if sender := g.receiptTo(m, in); sender != nil {
 			var err error
 			if r, err = g.receipt(sender, h.ID, in.Hash, crypto.EventRejected, p.reason, in.Now); err != nil {
 				return fmt.Errorf("failed to seal a rejected receipt: %w", err)
@@ -241,7 +433,7 @@ func (g *Gateway) rejectEnvelope(m Msg, in *Incoming, p *permanent) error {
 	if quiet {
 		return nil
 	}
-	g.metrics.refused.WithLabelValues(g.self, m.From(), p.reason).Inc()
+	g.metrics.refused.WithLabelValues(g.self, g.senderLabel(m.From()), reasonLabel(p.reason)).Inc()
 	g.log.Warn("rejected an envelope", "envelope", object, "from", m.From(), "reason", p.reason, "err", p.err)
 	if r != nil {
 		g.poke()
@@ -326,4 +518,139 @@ func (g *Gateway) decided(id, outcome string) {
 	if g.onOutcome != nil {
 		g.onOutcome(id, outcome)
 	}
+}
+
+// queued is a screened envelope waiting for a worker.
+type queued struct {
+	m     Msg
+	in    *Incoming
+	start time.Time
+}
+
+// fairQueue holds screened envelopes in one FIFO queue per sender (the
+// sender the broker authenticated, an agency of the directory: screen
+// refuses any other) and hands them out one sender at a time, round-robin.
+// It holds at most max envelopes and maxBytes bytes.
+type fairQueue struct {
+	mu        sync.Mutex
+	bySender  map[string][]queued
+	ring      []string // senders with envelopes queued, in serving order
+	n, bytes  int      // envelopes queued or reserved, and their size
+	queued    int      // envelopes queued
+	max, maxB int
+	closed    bool
+	ready     chan struct{} // an envelope was pushed
+	room      chan struct{} // an envelope was taken
+}
+
+func newFairQueue(max, maxBytes int) *fairQueue {
+	return &fairQueue{bySender: map[string][]queued{}, max: max, maxB: maxBytes,
+		ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// reserve holds room for a fetched envelope of size bytes until it is
+// pushed or released; waitRoom said there was room for it.
+func (q *fairQueue) reserve(size int) {
+	q.mu.Lock()
+	q.n++
+	q.bytes += size
+	q.mu.Unlock()
+}
+
+// release gives back the room of a fetched envelope that was not queued.
+func (q *fairQueue) release(size int) {
+	q.mu.Lock()
+	q.n--
+	q.bytes -= size
+	q.mu.Unlock()
+	signal(q.room)
+}
+
+// push queues an envelope whose room was reserved.
+func (q *fairQueue) push(it queued) {
+	q.mu.Lock()
+	from := it.m.From()
+	if len(q.bySender[from]) == 0 {
+		q.ring = append(q.ring, from)
+	}
+	q.bySender[from] = append(q.bySender[from], it)
+	q.queued++
+	q.mu.Unlock()
+	signal(q.ready)
+}
+
+// pop takes the next sender's oldest envelope, waiting for one; false once
+// ctx is done or the queue closed.
+func (q *fairQueue) pop(ctx context.Context) (queued, bool) {
+	for {
+		q.mu.Lock()
+		if q.closed || ctx.Err() != nil {
+			q.mu.Unlock()
+			signal(q.ready) // wake another worker to stop
+			return queued{}, false
+		}
+		if q.queued > 0 {
+			from := q.ring[0]
+			q.ring = q.ring[1:]
+			list := q.bySender[from]
+			it := list[0]
+			list[0] = queued{}
+			if list = list[1:]; len(list) > 0 {
+				q.bySender[from] = list
+				q.ring = append(q.ring, from)
+			} else {
+				delete(q.bySender, from)
+			}
+			q.n--
+			q.queued--
+			q.bytes -= len(it.in.Env)
+			more := q.queued > 0
+			q.mu.Unlock()
+			signal(q.room)
+			if more {
+				signal(q.ready) // wake another worker
+			}
+			return it, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return queued{}, false
+		}
+	}
+}
+
+// waitRoom waits until the queue has room and returns how many envelopes
+// may be fetched: as many as fit by count, and by bytes if each were of
+// the largest size. 0 once ctx is done.
+func (q *fairQueue) waitRoom(ctx context.Context) int {
+	for {
+		q.mu.Lock()
+		n := min(q.max-q.n, (q.maxB-q.bytes)/crypto.MaxEnvelopeSize)
+		q.mu.Unlock()
+		if n > 0 {
+			return n
+		}
+		select {
+		case <-q.room:
+		case <-ctx.Done():
+			return 0
+		}
+	}
+}
+
+// close wakes the workers to stop.
+func (q *fairQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	signal(q.ready)
 }

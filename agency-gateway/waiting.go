@@ -38,7 +38,24 @@ func (g *Gateway) park(m Msg, in *Incoming, cause error) error {
 		}
 		return errParked
 	}
-	full := false
+	// A copy of an envelope already waiting keeps its place (and its
+	// clock), and a sender with its share waiting is refused, without a
+	// write.
+	already, full := false, false
+	if err := g.db.View(func(tx *store.Tx) error {
+		w, ok := tx.Waiting(m.From(), in.Header.ID)
+		already = ok && hashHex(w.Envelope) == in.Hash
+		full = !ok && tx.WaitingFrom(m.From()) >= waitPerSender
+		return nil
+	}); err != nil {
+		return err
+	}
+	switch {
+	case already:
+		return errParked
+	case full:
+		return refuse(ReasonTooManyWaiting, fmt.Errorf("%s already has %d envelopes waiting here: %w", m.From(), waitPerSender, cause))
+	}
 	err := g.db.Update(func(tx *store.Tx) error {
 		if tx.WaitingFrom(m.From()) >= waitPerSender {
 			full = true

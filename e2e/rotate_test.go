@@ -227,9 +227,9 @@ func referralReceipts(t testing.TB, base, token, id string) []map[string]any {
 	return out
 }
 
-// refusedCount reads rujukan_envelopes_refused_total for one sender and
+// refusedMetric reads rujukan_envelopes_refused_total for one sender and
 // reason from a gateway's metrics.
-func refusedCount(t testing.TB, base, sender, reason string) int {
+func refusedMetric(t testing.TB, base, sender, reason string) int {
 	t.Helper()
 	total := 0
 	sc := bufio.NewScanner(strings.NewReader(metrics(t, base)))
@@ -430,7 +430,7 @@ func TestRevocation(t *testing.T) {
 		late = append(late, r.str("id"))
 	}
 	eventually(t, "the shelter refusing IOM's envelopes", 20*time.Second, func() (bool, string) {
-		c := refusedCount(t, n.metricsURL("shelter"), "iom", crypto.ReasonSenderRevoked)
+		c := refusedMetric(t, n.metricsURL("shelter"), "iom", crypto.ReasonSenderRevoked)
 		return c >= len(late), fmt.Sprint(c)
 	})
 
@@ -474,7 +474,7 @@ func TestRevocation(t *testing.T) {
 		}
 	})
 	eventually(t, "dinsos refusing IOM's waiting envelopes", 20*time.Second, func() (bool, string) {
-		c := refusedCount(t, n.metricsURL("dinsos"), "iom", crypto.ReasonSenderRevoked)
+		c := refusedMetric(t, n.metricsURL("dinsos"), "iom", crypto.ReasonSenderRevoked)
 		return c >= len(waiting), fmt.Sprint(c)
 	})
 	for base, ids := range map[string][]string{dinsos: waiting, shelter: late} {
