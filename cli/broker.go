@@ -64,6 +64,7 @@ func runBroker(ctx context.Context, env Env, args []string) error {
 	fs.DurationVar(&f.DuplicateWindow, "duplicate-window", def.DuplicateWindow, "how long a message id is remembered to drop re-sent copies")
 	fs.Int64Var(&f.MaxStore, "max-store", def.MaxStore, "disk `bytes` all inboxes may use together (0: the sum of the directory's inbox limits)")
 	fs.Int64Var(&f.MaxMemory, "max-memory", def.MaxMemory, "`bytes` of memory-backed JetStream storage")
+	memLimit := fs.Int64("memory-limit", brokerMemoryLimit, "soft limit of the process's memory in `bytes` (Go's runtime limit; 0: none; GOMEMLIMIT wins)")
 	fs.StringVar(&f.ServerName, "server-name", "", "node name (default: generated once and kept in the data directory)")
 	fs.StringVar(&f.ClusterName, "cluster-name", "", "cluster `name` (all nodes the same)")
 	fs.StringVar(&f.ClusterListen, "cluster-listen", "", "cluster route `address` of this node")
@@ -79,6 +80,11 @@ func runBroker(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	ml, err := setMemoryLimit(env, *memLimit)
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	logger.Info("memory limit", "limit", ml)
 	cfg, err := f.Config(logger)
 	if err != nil {
 		return err

@@ -87,10 +87,16 @@ func runDev(ctx context.Context, env Env, args []string) error {
 	fs.IntVar(&cfg.BrokerPort, "broker-port", 4222, "NATS port")
 	fs.IntVar(&cfg.BasePort, "http-port", 8081, "HTTP port of the first gateway (iom); the others follow")
 	fs.DurationVar(&cfg.TokenTTL, "token-ttl", 24*time.Hour, "lifetime of the printed dev tokens")
+	memLimit := fs.Int64("memory-limit", devMemoryLimit, "soft limit of the process's memory in `bytes` (Go's runtime limit; 0: none; GOMEMLIMIT wins)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	cfg.Logger = newLogger(env)
+	ml, err := setMemoryLimit(env, *memLimit)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	cfg.Logger.Info("memory limit", "limit", ml)
 	st, err := StartDev(ctx, cfg)
 	if err != nil {
 		return err

@@ -25,6 +25,7 @@ func init() {
 func runGateway(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "gateway")
 	config := fs.String("config", "", "gateway config file (YAML); RUJUKAN_* variables override it")
+	memLimit := fs.Int64("memory-limit", gatewayMemoryLimit, "soft limit of the process's memory in `bytes` (Go's runtime limit; 0: none; GOMEMLIMIT wins)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -33,6 +34,11 @@ func runGateway(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	log := newLogger(env)
+	ml, err := setMemoryLimit(env, *memLimit)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	log.Info("memory limit", "limit", ml)
 	if path := env.Getenv("RUJUKAN_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {

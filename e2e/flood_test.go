@@ -210,4 +210,24 @@ func TestFloodFromOneAgency(t *testing.T) {
 	if published.Load() == 0 {
 		t.Fatal("the flood published nothing")
 	}
+	// The broker keeps only IOM's share of the police inbox (plus its own
+	// metadata), and both processes stay near their soft memory limits
+	// (384 MiB and 256 MiB by default; the runtime may pass a soft limit
+	// by what is live, so some room is left). Without the limits, the
+	// same flood stored 680 MiB and the broker reached 690 MiB.
+	share := crypto.DefaultLimits().SenderMaxBytes
+	if got := store.v.Load(); got > share+32<<20 {
+		t.Errorf("the broker stored up to %d MiB; IOM's share of the police inbox is %d MiB", got>>20, share>>20)
+	}
+	if got := brokerRSS.v.Load(); got > 512<<20 {
+		t.Errorf("the broker's memory reached %d MiB (soft limit 384 MiB)", got>>20)
+	}
+	if got := policeRSS.v.Load(); got > 320<<20 {
+		t.Errorf("the police gateway's memory reached %d MiB (soft limit 256 MiB)", got>>20)
+	}
+	// Refusals are counted, not logged one by one: the two referrals'
+	// events and one summary per sender per interval.
+	if grew > 60 {
+		t.Errorf("the police audit log grew by %d events during the flood", grew)
+	}
 }
