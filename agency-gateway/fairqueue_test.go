@@ -85,3 +85,40 @@ func TestFairQueueRoundRobin(t *testing.T) {
 		}
 	}
 }
+
+// Urgent envelopes go first, at most urgentRun in a row while others wait,
+// each lane round-robin by sender.
+func TestFairQueueUrgentLane(t *testing.T) {
+	q := newFairQueue(64, 64*crypto.MaxEnvelopeSize)
+	ctx := context.Background()
+	push := func(from string, urgent bool) {
+		m := &queuedMsg{from: from, data: make([]byte, 10)}
+		q.reserve(10)
+		q.push(queued{m: m, in: &Incoming{Env: m.data}, urgent: urgent})
+	}
+	for range 3 {
+		push("iom", false)
+	}
+	for range 6 {
+		push("shelter", true)
+	}
+	push("police", true)
+	var got []string
+	for range 10 {
+		it, ok := q.pop(ctx)
+		if !ok {
+			t.Fatal("pop failed")
+		}
+		tag := it.m.From()
+		if it.urgent {
+			tag += "!"
+		}
+		got = append(got, tag)
+	}
+	want := []string{"shelter!", "police!", "shelter!", "shelter!", "iom", "shelter!", "shelter!", "shelter!", "iom", "iom"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("served %v, want %v", got, want)
+		}
+	}
+}

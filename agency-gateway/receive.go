@@ -35,10 +35,12 @@ const (
 // sender's backlog delays another's envelope by at most one envelope per
 // sender with work queued.
 //
-// Urgency is not served first: a referral's priority is in its encrypted
-// body, not in the outer header, so it is known only once the envelope is
-// opened. Ordering by it before decrypting needs the priority in the
-// signed outer header (a change of the envelope format, docs/PROTOCOL.md).
+// Urgent envelopes go first. A referral's priority is in its encrypted
+// body (the broker never learns it), so the screeners also open what they
+// pass (decryption and signature checks, no write) and the queue keeps
+// urgent envelopes in a lane of their own, served before the others but
+// never more than urgentRun in a row while others wait: a sender that
+// marks everything urgent still cannot starve the rest.
 func (g *Gateway) receiveLoop(ctx context.Context) {
 	fctx, stopFlush := context.WithCancel(context.Background())
 	flushed := make(chan struct{})
@@ -72,13 +74,16 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 			defer screeners.Done()
 			for it := range screen {
 				in, err := g.screen(it.m)
+				if err == nil {
+					err = g.open(it.m, in)
+				}
 				if err != nil {
 					q.release(len(it.m.Data()))
 					g.settle(ctx, it.m, in, err, true)
 					g.observe(in, err, it.start)
 					continue
 				}
-				it.in = in
+				it.in, it.urgent = in, urgent(in.Body)
 				q.push(it)
 			}
 		}()
@@ -129,7 +134,10 @@ func (g *Gateway) Receive(ctx context.Context, m Msg) {
 
 // receive is Receive for an envelope that screen passed.
 func (g *Gateway) receive(ctx context.Context, m Msg, in *Incoming, start time.Time) {
-	err := g.open(m, in)
+	var err error
+	if in.Body == nil {
+		err = g.open(m, in)
+	}
 	early := err != nil
 	var k Kind
 	if err == nil {
@@ -185,7 +193,9 @@ func (g *Gateway) screen(m Msg) (*Incoming, error) {
 	if !ok { // VerifyOuter found it; a directory reload may have dropped it since
 		return in, reject(crypto.ReasonUnknownSender, fmt.Errorf("agency %s is not in the directory", h.From), false)
 	}
-	if k, ok := sender.Key(crypto.UseSign, h.SenderKeyID); !ok || k.Status != crypto.StatusActive || sender.Status != crypto.StatusActive {
+	// A retired key is still good until its not_after (crypto.Open checks
+	// the same).
+	if k, ok := sender.Key(crypto.UseSign, h.SenderKeyID); !ok || !k.AcceptableAt(in.Now) || sender.Status != crypto.StatusActive {
 		return in, reject(crypto.ReasonSenderRevoked, fmt.Errorf("%w: %s key %s", crypto.ErrSenderRevoked, h.From, h.SenderKeyID), true)
 	}
 	skew := g.opener.ClockSkew
@@ -518,139 +528,4 @@ func (g *Gateway) decided(id, outcome string) {
 	if g.onOutcome != nil {
 		g.onOutcome(id, outcome)
 	}
-}
-
-// queued is a screened envelope waiting for a worker.
-type queued struct {
-	m     Msg
-	in    *Incoming
-	start time.Time
-}
-
-// fairQueue holds screened envelopes in one FIFO queue per sender (the
-// sender the broker authenticated, an agency of the directory: screen
-// refuses any other) and hands them out one sender at a time, round-robin.
-// It holds at most max envelopes and maxBytes bytes.
-type fairQueue struct {
-	mu        sync.Mutex
-	bySender  map[string][]queued
-	ring      []string // senders with envelopes queued, in serving order
-	n, bytes  int      // envelopes queued or reserved, and their size
-	queued    int      // envelopes queued
-	max, maxB int
-	closed    bool
-	ready     chan struct{} // an envelope was pushed
-	room      chan struct{} // an envelope was taken
-}
-
-func newFairQueue(max, maxBytes int) *fairQueue {
-	return &fairQueue{bySender: map[string][]queued{}, max: max, maxB: maxBytes,
-		ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
-}
-
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
-// reserve holds room for a fetched envelope of size bytes until it is
-// pushed or released; waitRoom said there was room for it.
-func (q *fairQueue) reserve(size int) {
-	q.mu.Lock()
-	q.n++
-	q.bytes += size
-	q.mu.Unlock()
-}
-
-// release gives back the room of a fetched envelope that was not queued.
-func (q *fairQueue) release(size int) {
-	q.mu.Lock()
-	q.n--
-	q.bytes -= size
-	q.mu.Unlock()
-	signal(q.room)
-}
-
-// push queues an envelope whose room was reserved.
-func (q *fairQueue) push(it queued) {
-	q.mu.Lock()
-	from := it.m.From()
-	if len(q.bySender[from]) == 0 {
-		q.ring = append(q.ring, from)
-	}
-	q.bySender[from] = append(q.bySender[from], it)
-	q.queued++
-	q.mu.Unlock()
-	signal(q.ready)
-}
-
-// pop takes the next sender's oldest envelope, waiting for one; false once
-// ctx is done or the queue closed.
-func (q *fairQueue) pop(ctx context.Context) (queued, bool) {
-	for {
-		q.mu.Lock()
-		if q.closed || ctx.Err() != nil {
-			q.mu.Unlock()
-			signal(q.ready) // wake another worker to stop
-			return queued{}, false
-		}
-		if q.queued > 0 {
-			from := q.ring[0]
-			q.ring = q.ring[1:]
-			list := q.bySender[from]
-			it := list[0]
-			list[0] = queued{}
-			if list = list[1:]; len(list) > 0 {
-				q.bySender[from] = list
-				q.ring = append(q.ring, from)
-			} else {
-				delete(q.bySender, from)
-			}
-			q.n--
-			q.queued--
-			q.bytes -= len(it.in.Env)
-			more := q.queued > 0
-			q.mu.Unlock()
-			signal(q.room)
-			if more {
-				signal(q.ready) // wake another worker
-			}
-			return it, true
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.ready:
-		case <-ctx.Done():
-			return queued{}, false
-		}
-	}
-}
-
-// waitRoom waits until the queue has room and returns how many envelopes
-// may be fetched: as many as fit by count, and by bytes if each were of
-// the largest size. 0 once ctx is done.
-func (q *fairQueue) waitRoom(ctx context.Context) int {
-	for {
-		q.mu.Lock()
-		n := min(q.max-q.n, (q.maxB-q.bytes)/crypto.MaxEnvelopeSize)
-		q.mu.Unlock()
-		if n > 0 {
-			return n
-		}
-		select {
-		case <-q.room:
-		case <-ctx.Done():
-			return 0
-		}
-	}
-}
-
-// close wakes the workers to stop.
-func (q *fairQueue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	signal(q.ready)
 }
