@@ -89,7 +89,6 @@ func (k *keyCore) publish(d *crypto.Directory) {
 	}
 }
 
-
 // TestRetiredIdentity: after the shelter's age identity and signing key are
 // rotated, a referral sealed to the old key while its gateway was down is
 // opened; one sealed to it that arrives after the key's not_after is
