@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -44,8 +45,8 @@ func TestIDCollisionRefused(t *testing.T) {
 	raw, _ := json.Marshal(body)
 	publishAs(t, n, "shelter", "iom", "collide-1", sealAs(t, n, "shelter", "iom", crypto.KindReferral, id, raw))
 	eventually(t, "the collision being refused", 10*time.Second, func() (bool, string) {
-		a := auditOutcomes(t, n, "iom")
-		return strings.Contains(a, `"reason":"id-collision"`), a
+		k := refusedCount(auditAll(t, n.api("iom")), "shelter", "id-collision")
+		return k == 1, fmt.Sprintf("%d refused for id-collision", k)
 	})
 	one := call(t, "GET", n.url("iom")+"/v1/referrals/"+id, n.tokens["iom"], nil)
 	if one.str("box") != "outbox" || one.str("from") != "iom" {

@@ -489,10 +489,10 @@ func TestRevocation(t *testing.T) {
 			}
 		}
 	}
-	r := call(t, "GET", n.url("dinsos")+"/v1/audit?action=envelope.receive&actor=peer:iom", n.tokens["dinsos"], nil)
-	if !strings.Contains(string(r.Raw), `"reason":"`+crypto.ReasonSenderRevoked+`"`) {
-		t.Errorf("dinsos audit has no refusal of IOM's envelopes: %s", r.Raw)
-	}
+	eventually(t, "dinsos's audit log counting IOM's envelopes refused as revoked", 10*time.Second, func() (bool, string) {
+		k := refusedCount(auditAll(t, n.api("dinsos")), "iom", crypto.ReasonSenderRevoked)
+		return k > 0, fmt.Sprintf("%d refused", k)
+	})
 	// What IOM sent before its revocation is kept.
 	if r := call(t, "GET", shelter+"/v1/referrals/"+before, n.tokens["shelter"], nil); r.Status != 200 {
 		t.Errorf("referral received before the revocation: %d %s", r.Status, r.Raw)
