@@ -107,6 +107,7 @@ func FuzzDirectory(f *testing.F) {
 	f.Add(signed)
 	f.Add([]byte(`{"directory":{},"signature":{"alg":"Ed25519","key_id":"","value":""}}`))
 	f.Add([]byte(`{"version":1,"network":"x","issued_at":"2026-01-01T00:00:00Z","agencies":[]}`))
+	f.Add([]byte(`{"version":1,"network":"x","issued_at":"2026-01-01T00:00:00Z","agencies":[],"limits":{"inbox_max_bytes":1073741824,"sender_max_messages":-1,"max_connections":8}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if _, err := ParseDirectory(b, pub); err != nil && !isDirectoryError(err) {
 			t.Fatalf("ParseDirectory error wraps no sentinel: %v", err)
