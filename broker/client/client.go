@@ -517,9 +517,7 @@ func (c *Client) pull(s *sender) {
 	}()
 	var cons jetstream.Consumer
 	backoff := 100 * time.Millisecond
-	pause := func() bool {
-		d := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, 10*time.Second)
+	sleep := func(d time.Duration) bool {
 		select {
 		case <-time.After(d):
 			return true
@@ -528,6 +526,11 @@ func (c *Client) pull(s *sender) {
 		case <-c.closed:
 			return false
 		}
+	}
+	pause := func() bool {
+		d := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, 5*time.Second)
+		return sleep(d)
 	}
 	for {
 		select {
@@ -538,7 +541,9 @@ func (c *Client) pull(s *sender) {
 		default:
 		}
 		if !c.nc.IsConnected() {
-			if !pause() {
+			// Pull again soon after the connection is back.
+			cons, backoff = nil, 100*time.Millisecond
+			if !sleep(200 * time.Millisecond) {
 				return
 			}
 			continue
