@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/rujukan/rujukan/crypto"
 )
 
 // Bus is the gateway's way to the broker: publish an envelope to another
@@ -20,6 +22,28 @@ type Bus interface {
 	Fetch(ctx context.Context, max int) ([]Msg, error)
 	// Connected reports whether the broker is reachable now.
 	Connected() bool
+}
+
+// SenderSetter is implemented by a Bus that pulls each sender's envelopes
+// from a queue of its own (the broker client: one consumer per sender on
+// the inbox, served in turn). The gateway gives it every agency of the
+// directory in force, revoked ones included, at start and after each
+// reload.
+type SenderSetter interface {
+	SetSenders(ids []string)
+}
+
+// setSenders tells the bus, if it pulls per sender, the agencies of dir.
+func (g *Gateway) setSenders(dir *crypto.Directory) {
+	ss, ok := g.bus.(SenderSetter)
+	if !ok {
+		return
+	}
+	ids := make([]string, 0, len(dir.Agencies))
+	for _, a := range dir.Agencies {
+		ids = append(ids, a.ID)
+	}
+	ss.SetSenders(ids)
 }
 
 // Msg is one envelope fetched from the bus. Exactly one of AckSync, Nak

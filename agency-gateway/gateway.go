@@ -193,6 +193,7 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 		g.db.Close()
 		return nil, err
 	}
+	g.setSenders(dir)
 	return g, nil
 }
 

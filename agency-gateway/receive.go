@@ -15,9 +15,11 @@ import (
 
 // Receive loop tuning. The loop reads ahead of its workers: up to
 // receiveQueue envelopes (receiveQueueBytes) are fetched and screened, and
-// wait in per-sender queues served round-robin. Together with what the
-// workers hold this stays well below the inbox consumer's 1,000 pending
-// acknowledgements, and each waits far less than its ack wait.
+// wait in per-sender queues served round-robin. The broker delivers each
+// sender's envelopes through a consumer of its own (256 pending
+// acknowledgements each), and the bus hands them out a sender at a time,
+// so one sender's backlog holds up only its own deliveries; each envelope
+// waits far less than its ack wait.
 const (
 	fetchBatch         = 64
 	receiveConcurrency = 16

@@ -71,6 +71,7 @@ func (g *Gateway) Reload() error {
 	}
 	g.opener.SetDirectory(dir)
 	g.dir.Store(next)
+	g.setSenders(dir)
 	g.log.Info("directory reloaded", "version", dir.Version, "previous", cur.dir.Version)
 	g.logKeys(dir)
 	return nil

@@ -137,6 +137,7 @@ func connectWorkers(ctx context.Context, url string, concurrency int, txSeed, rx
 			e.Close()
 			return nil, err
 		}
+		rx.SetSenders([]string{benchSender})
 		e.rx = append(e.rx, rx)
 	}
 	return e, nil
@@ -248,7 +249,8 @@ func newBareEnv(ctx context.Context, concurrency int) (*roundTripEnv, error) {
 		Storage: jetstream.FileStorage, Retention: jetstream.WorkQueuePolicy,
 	})
 	if err == nil {
-		_, err = js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: client.ConsumerName, AckPolicy: jetstream.AckExplicitPolicy})
+		_, err = js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Durable: client.ConsumerFor(benchSender), FilterSubject: client.Subject(benchRecipient, benchSender), AckPolicy: jetstream.AckExplicitPolicy})
 	}
 	nc.Close()
 	if err != nil {

@@ -18,6 +18,7 @@ type testAgency struct {
 	ID   string
 	Seed []byte // nkey user seed
 	Pub  string // nkey user public key
+	net  *testNet
 }
 
 // testNet is a network directory under a real authority key.
@@ -65,7 +66,7 @@ func (n *testNet) add(t testing.TB, id string) *testAgency {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &testAgency{ID: id, Seed: nk.Seed, Pub: nk.Public}
+	a := &testAgency{ID: id, Seed: nk.Seed, Pub: nk.Public, net: n}
 	n.Agencies[id] = a
 	n.Dir.Agencies = append(n.Dir.Agencies, crypto.Agency{
 		ID: id, Kind: "shelter", Name: "Agency " + id, Status: crypto.StatusActive,
@@ -141,5 +142,18 @@ func mustConnect(t testing.TB, url string, a *testAgency, opts ...client.Option)
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	if a.net != nil {
+		c.SetSenders(a.net.ids())
+	}
 	return c
+}
+
+// ids returns the id of every agency in the directory, as a gateway
+// passes them to client.SetSenders.
+func (n *testNet) ids() []string {
+	var ids []string
+	for _, a := range n.Dir.Agencies {
+		ids = append(ids, a.ID)
+	}
+	return ids
 }

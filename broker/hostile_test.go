@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,24 +138,37 @@ func intact(t *testing.T, s *Server, id string, want []queued) {
 	for n := range names.Name() {
 		cons = append(cons, n)
 	}
-	if len(cons) != 1 || cons[0] != client.ConsumerName {
-		t.Fatalf("stream %s has consumers %v, want only %s", info.Config.Name, cons, client.ConsumerName)
+	slices.Sort(cons)
+	var wantCons []string
+	for _, a := range s.Directory().Agencies {
+		wantCons = append(wantCons, client.ConsumerFor(a.ID))
 	}
-	ci, err := st.Consumer(ctx, client.ConsumerName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cinfo, err := ci.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
+	slices.Sort(wantCons)
+	if !slices.Equal(cons, wantCons) {
+		t.Fatalf("stream %s has consumers %v, want %v", info.Config.Name, cons, wantCons)
 	}
 	// Nothing of want has been handed to anyone (want follows every
 	// delivered message being acked, so a delivery shows as ack pending or
 	// as a shortfall in the stream).
-	if cinfo.NumPending != uint64(len(want)) || cinfo.NumAckPending != 0 || cinfo.NumRedelivered != 0 ||
-		(len(want) > 0 && cinfo.Delivered.Stream >= info.State.FirstSeq) {
-		t.Fatalf("consumer of %s disturbed: pending %d, ack pending %d, delivered %d",
-			id, cinfo.NumPending, cinfo.NumAckPending, cinfo.Delivered.Consumer)
+	var pending uint64
+	for _, name := range cons {
+		ci, err := st.Consumer(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cinfo, err := ci.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cinfo.NumAckPending != 0 || cinfo.NumRedelivered != 0 ||
+			(cinfo.NumPending > 0 && cinfo.Delivered.Stream >= info.State.FirstSeq) {
+			t.Fatalf("consumer %s of %s disturbed: pending %d, ack pending %d, delivered %d",
+				name, id, cinfo.NumPending, cinfo.NumAckPending, cinfo.Delivered.Consumer)
+		}
+		pending += cinfo.NumPending
+	}
+	if pending != uint64(len(want)) {
+		t.Fatalf("consumers of %s have %d messages pending, want %d", id, pending, len(want))
 	}
 	for i, w := range want {
 		m, err := st.GetMsg(ctx, info.State.FirstSeq+uint64(i))
@@ -231,6 +245,33 @@ func TestHostileIsolation(t *testing.T) {
 		{"ack B's messages", func(t *testing.T) {
 			h.deniedPub(t, "$JS.ACK."+streamB+".gateway.1.1.1.1700000000000000000.2", []byte("+ACK"))
 		}},
+		{"fetch from B's consumer of C's envelopes", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.MSG.NEXT."+streamB+"."+client.ConsumerFor(idC), []byte(`{"batch":10,"no_wait":true}`))
+		}},
+		{"fetch from B's consumer of A's own envelopes", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.MSG.NEXT."+streamB+"."+client.ConsumerFor(idA), []byte(`{"batch":10,"no_wait":true}`))
+		}},
+		{"fetch from B's consumer of C's envelopes with a reply into A's inbox", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.MSG.NEXT."+streamB+"."+client.ConsumerFor(idC), []byte(`{"batch":10,"expires":1000000000}`))
+		}},
+		{"read B's per-sender consumer info", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.INFO."+streamB+"."+client.ConsumerFor(idC), nil)
+		}},
+		{"ack into B's consumer of C's envelopes", func(t *testing.T) {
+			h.deniedPub(t, "$JS.ACK."+streamB+"."+client.ConsumerFor(idC)+".1.1.1.1700000000000000000.2", []byte("+ACK"))
+		}},
+		{"term into B's consumer of A's own envelopes", func(t *testing.T) {
+			h.deniedPub(t, "$JS.ACK."+streamB+"."+client.ConsumerFor(idA)+".1.1.1.1700000000000000000.2", []byte("+TERM"))
+		}},
+		{"delete B's per-sender consumer", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.DELETE."+streamB+"."+client.ConsumerFor(idC), nil)
+		}},
+		{"delete own per-sender consumer", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.DELETE."+streamA+"."+client.ConsumerFor(idB), nil)
+		}},
+		{"create a catch-all consumer on own stream", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.DURABLE.CREATE."+streamA+"."+client.LegacyConsumerName, ownConsumer)
+		}},
 		{"read B's stream through STREAM.MSG.GET", func(t *testing.T) {
 			h.deniedRequest(t, "$JS.API.STREAM.MSG.GET."+streamB, []byte(`{"seq":1}`))
 		}},
@@ -278,15 +319,28 @@ func TestHostileIsolation(t *testing.T) {
 				t.Fatal(err) // logging in works: the id is only a label
 			}
 			defer c.Close()
+			c.SetSenders([]string{idA, idB, idC})
 			// but the broker treats it as A: publishing as B is refused and
 			// pulling B's consumer is refused.
 			if err := c.Publish(context.Background(), idC, "x", []byte("x")); !errors.Is(err, client.ErrUnavailable) {
 				t.Fatalf("publish as B with A's key: %v", err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			if msgs, err := c.Fetch(ctx, 10); err == nil || len(msgs) > 0 {
-				t.Fatalf("fetch of B's consumer with A's key: %d messages, %v", len(msgs), err)
+			// Every pull is refused: Fetch returns nothing and, once each
+			// sender's consumer has been tried, an error.
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				msgs, err := c.Fetch(ctx, 10)
+				cancel()
+				if len(msgs) > 0 {
+					t.Fatalf("fetch of B's consumers with A's key: %d messages", len(msgs))
+				}
+				if errors.Is(err, client.ErrUnavailable) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("fetch of B's consumers with A's key: %v, want ErrUnavailable", err)
+				}
 			}
 		}},
 		{"log in with an unknown nkey", func(t *testing.T) {
@@ -346,15 +400,19 @@ func TestHostileIsolation(t *testing.T) {
 			}
 			got = append(got, msgs...)
 		}
+		// Senders are served in turn; each sender's messages come in the
+		// order they were sent.
+		bySender := map[string][]queued{}
+		for _, w := range want {
+			bySender[w.subject] = append(bySender[w.subject], w)
+		}
 		for i, m := range got {
-			if m.Subject() != want[i].subject || !bytes.Equal(m.Data(), want[i].data) || m.Delivered() != 1 {
+			q := bySender[m.Subject()]
+			if len(q) == 0 || !bytes.Equal(m.Data(), q[0].data) || m.Delivered() != 1 {
 				t.Fatalf("message %d: %s %q delivered %d", i, m.Subject(), m.Data(), m.Delivered())
 			}
-			wantFrom := idC
-			if i == 3 {
-				wantFrom = idA
-			}
-			if m.From() != wantFrom {
+			bySender[m.Subject()] = q[1:]
+			if wantFrom := map[string]string{client.Subject(idB, idC): idC, client.Subject(idB, idA): idA}[m.Subject()]; m.From() != wantFrom {
 				t.Fatalf("message %d from %q, want %q", i, m.From(), wantFrom)
 			}
 			if err := m.AckSync(ctx); err != nil {

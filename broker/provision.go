@@ -21,27 +21,30 @@ import (
 // nothing else.
 //
 //   - publish rujukan.msg.*.<self>: send to anyone, only as itself;
-//   - publish $JS.API.CONSUMER.MSG.NEXT.INBOX_<self>.gateway: pull from its
-//     own consumer (the JetStream API is restricted per stream, because
-//     subscribe permissions do not limit what a consumer delivers);
-//   - publish $JS.API.CONSUMER.INFO.INBOX_<self>.gateway: read its own
-//     consumer's state (nats.go looks it up before pulling);
-//   - publish $JS.ACK.INBOX_<self>.gateway.>: ack, nak and term its own
+//   - publish $JS.API.CONSUMER.MSG.NEXT.INBOX_<self>.*: pull from the
+//     consumers of its own inbox, one per sender (the JetStream API is
+//     restricted per stream, because subscribe permissions do not limit
+//     what a consumer delivers);
+//   - publish $JS.API.CONSUMER.INFO.INBOX_<self>.*: read the state of its
+//     own inbox's consumers (nats.go looks one up before pulling);
+//   - publish $JS.ACK.INBOX_<self>.*.>: ack, nak and term its own
 //     messages;
 //   - subscribe _INBOX_<self>.>: its own replies (publish acks, pulled
 //     messages), never the shared _INBOX.>.
 //
-// No stream or consumer administration, no other agency's stream, no
-// direct get, no account information.
+// The wildcard is the consumer name: every consumer of INBOX_<self>
+// delivers only envelopes addressed to <self>, and the stream token cannot
+// match another inbox (an agency id has no "." and no "_", so INBOX_<self>
+// is one token naming one stream). No stream or consumer administration,
+// no other agency's stream, no direct get, no account information.
 func permissions(id string) *server.Permissions {
 	stream := client.StreamName(id)
-	cons := client.ConsumerName
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
 			client.SubjectPrefix + "*." + id,
-			"$JS.API.CONSUMER.MSG.NEXT." + stream + "." + cons,
-			"$JS.API.CONSUMER.INFO." + stream + "." + cons,
-			"$JS.ACK." + stream + "." + cons + ".>",
+			"$JS.API.CONSUMER.MSG.NEXT." + stream + ".*",
+			"$JS.API.CONSUMER.INFO." + stream + ".*",
+			"$JS.ACK." + stream + ".*.>",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			client.InboxPrefix(id) + ".>",
@@ -81,9 +84,9 @@ func (s *Server) accountsConfig(d *crypto.Directory, bare map[string]bool) strin
 	fmt.Fprintf(&b, "  %s {\n    jetstream: enabled\n    users: [ {nkey: %q} ]\n", inboxAccount, s.adminPub)
 	b.WriteString("    exports: [\n")
 	fmt.Fprintf(&b, "      {service: %q}\n", client.SubjectPrefix+">")
-	fmt.Fprintf(&b, "      {service: %q, response: stream}\n", "$JS.API.CONSUMER.MSG.NEXT.*."+client.ConsumerName)
-	fmt.Fprintf(&b, "      {service: %q}\n", "$JS.API.CONSUMER.INFO.*."+client.ConsumerName)
-	fmt.Fprintf(&b, "      {service: %q}\n", "$JS.ACK.*."+client.ConsumerName+".>")
+	fmt.Fprintf(&b, "      {service: %q, response: stream}\n", "$JS.API.CONSUMER.MSG.NEXT.*.*")
+	fmt.Fprintf(&b, "      {service: %q}\n", "$JS.API.CONSUMER.INFO.*.*")
+	fmt.Fprintf(&b, "      {service: %q}\n", "$JS.ACK.*.*.>")
 	fmt.Fprintf(&b, "      {service: %q}\n", jsAPIInfo)
 	b.WriteString("    ]\n  }\n")
 	for i := range d.Agencies {
@@ -148,22 +151,47 @@ func (s *Server) streamConfig(d *crypto.Directory, id string) jetstream.StreamCo
 	}
 }
 
-// consumerConfig returns an agency's durable pull consumer.
-func (s *Server) consumerConfig() jetstream.ConsumerConfig {
+// Per-consumer bounds. A consumer delivers one sender's envelopes, so
+// these bound what one sender can hold of the recipient's gateway: at most
+// senderMaxAckPending delivered and not yet settled (the others' consumers
+// keep delivering meanwhile) and a few waiting pulls.
+const (
+	senderMaxAckPending = 256
+	senderMaxWaiting    = 64
+)
+
+// consumerConfig returns the durable pull consumer that delivers sender
+// from's envelopes on recipient to's inbox.
+func (s *Server) consumerConfig(to, from string) jetstream.ConsumerConfig {
 	backoff := append([]time.Duration{s.cfg.AckWait}, s.cfg.BackOff[min(1, len(s.cfg.BackOff)):]...)
 	return jetstream.ConsumerConfig{
-		Durable:         client.ConsumerName,
-		Description:     "Rujukan gateway pull consumer",
+		Durable:         client.ConsumerFor(from),
+		Description:     "Rujukan gateway pull consumer of " + to + " for the envelopes of " + from,
+		FilterSubject:   client.Subject(to, from),
 		AckPolicy:       jetstream.AckExplicitPolicy,
 		AckWait:         s.cfg.AckWait,
 		BackOff:         backoff,
 		MaxDeliver:      maxDeliver(backoff, s.cfg.MaxAge),
 		DeliverPolicy:   jetstream.DeliverAllPolicy,
 		ReplayPolicy:    jetstream.ReplayInstantPolicy,
-		MaxAckPending:   1000,
-		MaxWaiting:      512,
+		MaxAckPending:   senderMaxAckPending,
+		MaxWaiting:      senderMaxWaiting,
 		MaxRequestBatch: client.MaxFetch,
 	}
+}
+
+// senders returns the agencies that get a consumer on every inbox of d:
+// every agency in the directory, whatever its status. A revoked agency
+// keeps its consumers, so that envelopes it left waiting are still
+// delivered (and refused by the recipient's gateway) rather than stranded
+// until they age out; it can send nothing new, having no user. An agency
+// may send to itself, so its own id is among them.
+func senders(d *crypto.Directory) []string {
+	ids := make([]string, 0, len(d.Agencies))
+	for _, a := range d.Agencies {
+		ids = append(ids, a.ID)
+	}
+	return ids
 }
 
 // provision creates or updates the inbox stream and consumer of each
@@ -215,8 +243,21 @@ func (s *Server) provisionOne(ctx context.Context, js jetstream.JetStream, d *cr
 		resume()
 		return fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
-	if _, err := js.CreateOrUpdateConsumer(rctx, cfg.Name, s.consumerConfig()); err != nil {
-		return fmt.Errorf("consumer %s on %s: %w", client.ConsumerName, cfg.Name, err)
+	// A work-queue stream takes only consumers with filters that do not
+	// overlap: the catch-all consumer of earlier versions goes first. What
+	// it had delivered and not acknowledged stays in the inbox (work-queue
+	// retention removes a message on its ack only) and the per-sender
+	// consumers, which start at the inbox's first message, deliver it.
+	if err := js.DeleteConsumer(rctx, cfg.Name, client.LegacyConsumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("consumer %s on %s: %w", client.LegacyConsumerName, cfg.Name, err)
+	}
+	for _, from := range senders(d) {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := js.CreateOrUpdateConsumer(cctx, cfg.Name, s.consumerConfig(id, from))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("consumer %s on %s: %w", client.ConsumerFor(from), cfg.Name, err)
+		}
 	}
 	return nil
 }

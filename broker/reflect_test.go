@@ -36,8 +36,8 @@ func TestReflectedPullCannotStarve(t *testing.T) {
 	}
 	h.nc.Flush()
 	time.Sleep(100 * time.Millisecond)
-	h.nc.PublishMsg(&nats.Msg{Subject: "$JS.API.CONSUMER.MSG.NEXT.INBOX_" + idA + ".gateway",
-		Reply: "$JS.API.CONSUMER.MSG.NEXT.INBOX_" + idB + ".gateway", Data: []byte(fmt.Sprintf(`{"batch":%d,"no_wait":true}`, planted))})
+	h.nc.PublishMsg(&nats.Msg{Subject: "$JS.API.CONSUMER.MSG.NEXT.INBOX_" + idA + ".from_" + idA,
+		Reply: "$JS.API.CONSUMER.MSG.NEXT.INBOX_" + idB + ".from_" + idC, Data: []byte(fmt.Sprintf(`{"batch":%d,"no_wait":true}`, planted))})
 	h.nc.Flush()
 	time.Sleep(200 * time.Millisecond)
 	for i := range 5 {
@@ -76,7 +76,7 @@ func TestReflectedAckCannotSpoof(t *testing.T) {
 	for _, subj := range []string{"rujukan.msg." + idA + "." + idA, "rujukan.msg." + idB + "." + idA} {
 		h.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: "rujukan.msg." + idB + ".police", Data: []byte("x")})
 	}
-	h.nc.PublishMsg(&nats.Msg{Subject: "$JS.API.CONSUMER.INFO.INBOX_" + idA + ".gateway", Reply: "rujukan.msg." + idB + ".police"})
+	h.nc.PublishMsg(&nats.Msg{Subject: "$JS.API.CONSUMER.INFO.INBOX_" + idA + ".from_" + idA, Reply: "rujukan.msg." + idB + ".police"})
 	h.nc.Flush()
 	time.Sleep(500 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

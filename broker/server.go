@@ -4,8 +4,12 @@
 // The broker carries sealed envelopes between agencies. It sees routing
 // metadata (sender, recipient, size, time) and ciphertext, never
 // plaintext. For every active agency in the directory it provisions one
-// nkey user, one inbox stream INBOX_<id> capturing rujukan.msg.<id>.* and
-// one durable pull consumer named "gateway". Gateways create nothing.
+// nkey user, one inbox stream INBOX_<id> capturing rujukan.msg.<id>.* and,
+// on that inbox, one durable pull consumer per agency of the directory
+// (client.ConsumerFor: "from_<sender>", filtered on
+// rujukan.msg.<id>.<sender>), so that the gateway pulls each sender's
+// envelopes in turn and one sender's backlog never sits in front of
+// another's. Gateways create nothing.
 //
 // # Guarantees
 //
@@ -13,8 +17,8 @@
 //     SyncAlways), so an acknowledged message survives a crash of the
 //     process or the machine.
 //   - An agency's user may publish only as itself (rujukan.msg.*.<self>),
-//     pull and ack only from its own consumer, and subscribe only to its
-//     own reply prefix _INBOX_<self>. It cannot read, forge, purge or
+//     pull from, read and ack only the consumers of its own inbox, and
+//     subscribe only to its own reply prefix _INBOX_<self>. It cannot read, forge, purge or
 //     otherwise administer any stream or consumer.
 //   - Each agency's user is in an account of its own; the inboxes are in a
 //     separate account that the agency reaches only through service
@@ -50,7 +54,24 @@
 // # Caveats
 //
 // The broker keeps the inbox of a revoked agency until its messages age
-// out (MaxAge), so a reinstated agency still gets them.
+// out (MaxAge), so a reinstated agency still gets them. A revoked agency
+// keeps its consumers on the other inboxes, so that what it left waiting
+// is delivered (and refused by the recipients' gateways) rather than
+// stranded; a consumer is never deleted when its agency leaves the
+// directory.
+//
+// An inbox has one consumer per agency of the directory, so a network of N
+// agencies has N*N consumers, and a gateway keeps one pull outstanding per
+// sender (one subscription each, within its max_subscriptions). This suits
+// networks of tens to a few hundred agencies.
+//
+// Inboxes provisioned by earlier versions had a single catch-all consumer
+// named "gateway" (client.LegacyConsumerName). Provisioning deletes it
+// before it creates the per-sender ones (a work-queue stream takes only
+// consumers whose filters do not overlap); what it had delivered and not
+// acknowledged stays in the inbox and is delivered again by the per-sender
+// consumers (TestUpgradeFromSingleConsumerLosesNothing). A gateway of an
+// earlier version cannot pull from an upgraded broker.
 //
 // NATS counts messages per subject, not bytes: a sender's byte share is
 // enforced as sender_max_bytes divided by the largest message size (256

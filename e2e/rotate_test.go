@@ -332,6 +332,7 @@ func TestRotationDrill(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the shelter's new NATS key: %v", err)
 	}
+	peek.SetSenders([]string{"iom"})
 	keyOf := map[string]string{}
 	for ctx.Err() == nil && len(keyOf) < len(inflight)+1 {
 		msgs, _ := peek.Fetch(ctx, 64)

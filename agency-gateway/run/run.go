@@ -230,3 +230,7 @@ func (b natsBus) Fetch(ctx context.Context, max int) ([]gateway.Msg, error) {
 }
 
 func (b natsBus) Connected() bool { return b.c.Connected() }
+
+// SetSenders implements gateway.SenderSetter: the client pulls from one
+// consumer per sender.
+func (b natsBus) SetSenders(ids []string) { b.c.SetSenders(ids) }

@@ -4,7 +4,8 @@
 // logs in with the agency's NATS nkey, uses the reply prefix _INBOX_<id>
 // that the broker grants it (never the shared _INBOX), publishes envelopes
 // to rujukan.msg.<to>.<self> and waits for the broker's acknowledgement, and
-// pulls from the agency's own durable consumer on stream INBOX_<id>.
+// pulls from the durable consumers of the agency's own stream INBOX_<id>,
+// one per sender (ConsumerFor), in turn (SetSenders, Fetch).
 //
 // # Guarantees
 //
@@ -22,6 +23,10 @@
 //
 // # Caveats
 //
+// Fetch serves the senders given to SetSenders; until it is called Fetch
+// fails with ErrUnavailable. Up to SenderBuffer messages per sender are
+// pulled ahead of Fetch: they are delivered and their ack wait runs.
+//
 // The sender shown by Msg.From is the subject token the broker enforced at
 // publish time: the broker only lets agency S publish on
 // rujukan.msg.*.S. It is routing metadata, not a proof of origin; the
@@ -37,8 +42,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,8 +58,11 @@ const (
 	// SubjectPrefix starts the subject of every envelope:
 	// rujukan.msg.<to>.<from>.
 	SubjectPrefix = "rujukan.msg."
-	// ConsumerName is the name of each agency's durable pull consumer.
-	ConsumerName = "gateway"
+	// LegacyConsumerName is the single durable pull consumer an inbox had
+	// before it had one per sender. The broker deletes it when it
+	// provisions the per-sender consumers; what it had delivered and not
+	// acknowledged stays in the inbox and goes to them.
+	LegacyConsumerName = "gateway"
 	// MaxMessageSize is the largest message the broker stores (data and
 	// headers), equal to the NATS max_payload the broker runs with.
 	MaxMessageSize = 1 << 20
@@ -168,6 +178,11 @@ func Subject(to, from string) string { return SubjectPrefix + to + "." + from }
 // StreamName returns the name of an agency's inbox stream.
 func StreamName(id string) string { return "INBOX_" + id }
 
+// ConsumerFor returns the name of the durable pull consumer that delivers
+// the envelopes of sender from on a recipient's inbox: "from_<from>" (the
+// underscore cannot occur in an agency id).
+func ConsumerFor(from string) string { return "from_" + from }
+
 // InboxPrefix returns an agency's reply-subject prefix.
 func InboxPrefix(id string) string { return "_INBOX_" + id }
 
@@ -263,8 +278,14 @@ type Client struct {
 	opts   options
 	stream string
 
-	mu   sync.Mutex
-	cons jetstream.Consumer
+	closed    chan struct{}
+	closeOnce sync.Once
+	ready     chan struct{} // signalled when a sender's buffer gains a message
+
+	mu      sync.Mutex
+	senders map[string]*sender
+	order   []*sender // by id
+	next    int       // index in order of the sender Fetch serves first
 }
 
 // Connect logs in to the broker at url (one URL or a comma-separated list)
@@ -291,7 +312,7 @@ func Connect(ctx context.Context, url, id string, seed []byte, opts ...Option) (
 	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
 		return nil, errors.New("invalid nkey seed: not a NATS user key")
 	}
-	c := &Client{id: id, opts: o, stream: StreamName(id)}
+	c := &Client{id: id, opts: o, stream: StreamName(id), closed: make(chan struct{}), ready: make(chan struct{}, 1)}
 	nopts := []nats.Option{
 		nats.Name(o.name),
 		nats.Nkey(pub, kp.Sign),
@@ -364,6 +385,7 @@ func (c *Client) ConnectedURL() string { return c.nc.ConnectedUrl() }
 // Close closes the connection. Messages fetched and not yet acknowledged
 // are redelivered after the consumer's ack wait.
 func (c *Client) Close() {
+	c.closeOnce.Do(func() { close(c.closed) })
 	if c.nc != nil {
 		c.nc.Close()
 	}
@@ -414,26 +436,225 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, c.opts.timeout)
 }
 
-func (c *Client) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cons != nil {
-		return c.cons, nil
-	}
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	cons, err := c.js.Consumer(ctx, c.stream, ConsumerName)
-	if err != nil {
-		return nil, fmt.Errorf("%w: look up consumer %s on %s: %v", ErrUnavailable, ConsumerName, c.stream, err)
-	}
-	c.cons = cons
-	return cons, nil
+// Per-sender pulling. Each sender has a consumer of its own on the inbox
+// (ConsumerFor); the client keeps one pull at a time outstanding on each,
+// for at most the room left in that sender's small buffer, and Fetch takes
+// from the buffers in turn. One sender's backlog therefore never sits in
+// front of another sender's envelope: it fills only its own buffer.
+const (
+	// SenderBuffer is how many messages the client holds, pulled and not
+	// yet handed out by Fetch, per sender.
+	SenderBuffer = 4
+	// pullWait is how long one pull waits at the broker for a message.
+	pullWait = 5 * time.Second
+)
+
+// sender is the pulling state of one sender's consumer.
+type sender struct {
+	id   string
+	buf  chan jetstream.Msg // pulled, not yet handed out; only pull adds
+	room chan struct{}      // signalled when Fetch takes from buf
+	stop chan struct{}
+	// state is 0 until the first lookup or pull settles, then 1 while
+	// pulling works and 2 while it fails (the broker refuses the lookup or
+	// the pull, or the consumer is missing).
+	state atomic.Int32
 }
 
-// Fetch pulls up to n messages (at most MaxFetch) from the agency's own
-// consumer. It returns as soon as at least one message is there, or with an
-// empty slice and a nil error after a few seconds (at most until ctx's
-// deadline) without messages.
+// SetSenders sets the agencies whose envelopes the client pulls: one
+// consumer per sender on the agency's inbox, provisioned by the broker for
+// every agency in the directory. The gateway calls it at start and after
+// each directory reload with every agency of the directory (revoked ones
+// included: their waiting envelopes are pulled and refused). Invalid ids
+// are ignored. A sender left out stops being pulled; messages it had
+// buffered are released for redelivery.
+func (c *Client) SetSenders(ids []string) {
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if ValidID(id) {
+			want[id] = true
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.senders == nil {
+		c.senders = map[string]*sender{}
+	}
+	for id, s := range c.senders {
+		if !want[id] {
+			close(s.stop)
+			delete(c.senders, id)
+		}
+	}
+	for id := range want {
+		if c.senders[id] == nil {
+			s := &sender{id: id, buf: make(chan jetstream.Msg, SenderBuffer), room: make(chan struct{}, 1), stop: make(chan struct{})}
+			c.senders[id] = s
+			go c.pull(s)
+		}
+	}
+	c.order = c.order[:0]
+	for id := range want {
+		c.order = append(c.order, c.senders[id])
+	}
+	slices.SortFunc(c.order, func(a, b *sender) int { return strings.Compare(a.id, b.id) })
+	c.next = 0
+}
+
+// pull keeps sender s's buffer filled from its consumer until s is
+// stopped or the client closed.
+func (c *Client) pull(s *sender) {
+	defer func() {
+		// Release what Fetch will not hand out: the broker redelivers it.
+		for {
+			select {
+			case m := <-s.buf:
+				m.Nak()
+			default:
+				return
+			}
+		}
+	}()
+	var cons jetstream.Consumer
+	backoff := 100 * time.Millisecond
+	sleep := func(d time.Duration) bool {
+		select {
+		case <-time.After(d):
+			return true
+		case <-s.stop:
+			return false
+		case <-c.closed:
+			return false
+		}
+	}
+	pause := func() bool {
+		d := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, 5*time.Second)
+		return sleep(d)
+	}
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-c.closed:
+			return
+		default:
+		}
+		if !c.nc.IsConnected() {
+			// Pull again soon after the connection is back.
+			cons, backoff = nil, 100*time.Millisecond
+			if !sleep(200 * time.Millisecond) {
+				return
+			}
+			continue
+		}
+		if cons == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), c.opts.timeout)
+			var err error
+			cons, err = c.js.Consumer(ctx, c.stream, ConsumerFor(s.id))
+			cancel()
+			if err != nil {
+				cons = nil
+				s.state.Store(2)
+				if !pause() {
+					return
+				}
+				continue
+			}
+		}
+		room := cap(s.buf) - len(s.buf)
+		if room == 0 {
+			select {
+			case <-s.room:
+			case <-s.stop:
+				return
+			case <-c.closed:
+				return
+			}
+			continue
+		}
+		s.state.Store(1)
+		batch, err := cons.Fetch(room, jetstream.FetchMaxWait(pullWait))
+		if err != nil {
+			cons = nil
+			s.state.Store(2)
+			if !pause() {
+				return
+			}
+			continue
+		}
+		for m := range batch.Messages() {
+			s.buf <- m // never blocks: only this goroutine adds, within room
+			select {
+			case c.ready <- struct{}{}:
+			default:
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+			// The consumer may be gone or replaced: look it up again.
+			cons = nil
+			s.state.Store(2)
+			if !pause() {
+				return
+			}
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// take hands out up to n buffered messages, one per sender in turn,
+// starting after the sender served last.
+func (c *Client) take(n int) []*Msg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*Msg
+	last := -1
+	for len(out) < n {
+		got := false
+		for i := 0; i < len(c.order) && len(out) < n; i++ {
+			k := (c.next + i) % len(c.order)
+			s := c.order[k]
+			select {
+			case m := <-s.buf:
+				out = append(out, &Msg{m: m, c: c})
+				got, last = true, k
+				select {
+				case s.room <- struct{}{}:
+				default:
+				}
+			default:
+			}
+		}
+		if !got {
+			break
+		}
+	}
+	if last >= 0 {
+		c.next = (last + 1) % len(c.order)
+	}
+	return out
+}
+
+// pullErr returns ErrUnavailable when pulling fails for every sender: the
+// broker refuses the pulls or has no consumer for any of them.
+func (c *Client) pullErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.order {
+		if s.state.Load() != 2 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: no sender's consumer on %s can be pulled", ErrUnavailable, c.stream)
+}
+
+// Fetch returns up to n messages (at most MaxFetch) from the agency's
+// inbox, taken in turn from each sender's consumer (see SetSenders), so
+// that one sender's backlog does not delay another sender's messages. It
+// returns as soon as at least one message is there, or with an empty slice
+// and a nil error after a few seconds (at most until ctx's deadline)
+// without messages.
 func (c *Client) Fetch(ctx context.Context, n int) ([]*Msg, error) {
 	if c.nc.IsClosed() {
 		return nil, ErrClosed
@@ -442,9 +663,11 @@ func (c *Client) Fetch(ctx context.Context, n int) ([]*Msg, error) {
 	if !c.nc.IsConnected() {
 		return nil, fmt.Errorf("%w: not connected", ErrUnavailable)
 	}
-	cons, err := c.consumer(ctx)
-	if err != nil {
-		return nil, err
+	c.mu.Lock()
+	none := len(c.order) == 0
+	c.mu.Unlock()
+	if none {
+		return nil, fmt.Errorf("%w: no senders to pull from (SetSenders)", ErrUnavailable)
 	}
 	wait := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
@@ -453,39 +676,25 @@ func (c *Client) Fetch(ctx context.Context, n int) ([]*Msg, error) {
 	if wait < 10*time.Millisecond {
 		return nil, ctx.Err()
 	}
-	// Take what is there now; if nothing is, wait for one message (a pull
-	// for n would wait until n arrived).
-	batch, err := cons.FetchNoWait(n)
-	if err != nil {
-		return nil, fmt.Errorf("%w: fetch: %v", ErrUnavailable, err)
-	}
-	out, err := c.drain(ctx, batch)
-	if err != nil || len(out) > 0 {
-		return out, err
-	}
-	batch, err = cons.Fetch(1, jetstream.FetchMaxWait(wait))
-	if err != nil {
-		return nil, fmt.Errorf("%w: fetch: %v", ErrUnavailable, err)
-	}
-	return c.drain(ctx, batch)
-}
-
-func (c *Client) drain(ctx context.Context, batch jetstream.MessageBatch) ([]*Msg, error) {
-	var out []*Msg
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	for {
-		select {
-		case m, ok := <-batch.Messages():
-			if !ok {
-				if err := batch.Error(); err != nil && len(out) == 0 {
-					return nil, fmt.Errorf("%w: fetch: %v", ErrUnavailable, err)
-				}
-				return out, nil
+		if out := c.take(n); len(out) > 0 {
+			// Wake another Fetch if more is waiting.
+			select {
+			case c.ready <- struct{}{}:
+			default:
 			}
-			out = append(out, &Msg{m: m, c: c})
-		case <-ctx.Done():
-			// Messages already handed over stay unacknowledged and are
-			// redelivered after the ack wait.
 			return out, nil
+		}
+		select {
+		case <-c.ready:
+		case <-timer.C:
+			return nil, c.pullErr()
+		case <-ctx.Done():
+			return nil, c.pullErr()
+		case <-c.closed:
+			return nil, ErrClosed
 		}
 	}
 }
