@@ -122,23 +122,25 @@ func (e *roundTripEnv) run(ctx context.Context, n, size int) (Result, error) {
 	return r, ctx.Err()
 }
 
-// connectWorkers connects concurrency sender and receiver clients.
+// connectWorkers connects concurrency sender clients and one receiver
+// client that every worker fetches from, as a gateway does. (A receiver
+// per worker would strand a message pulled ahead into the buffer of a
+// worker that has finished.)
 func connectWorkers(ctx context.Context, url string, concurrency int, txSeed, rxSeed []byte) (*roundTripEnv, error) {
 	e := &roundTripEnv{close: func() {}}
+	rx, err := client.Connect(ctx, url, benchRecipient, rxSeed, client.NoRetryOnFailedConnect())
+	if err != nil {
+		return nil, err
+	}
+	rx.SetSenders([]string{benchSender})
 	for range concurrency {
+		e.rx = append(e.rx, rx)
 		tx, err := client.Connect(ctx, url, benchSender, txSeed, client.NoRetryOnFailedConnect())
 		if err != nil {
 			e.Close()
 			return nil, err
 		}
 		e.senders = append(e.senders, tx)
-		rx, err := client.Connect(ctx, url, benchRecipient, rxSeed, client.NoRetryOnFailedConnect())
-		if err != nil {
-			e.Close()
-			return nil, err
-		}
-		rx.SetSenders([]string{benchSender})
-		e.rx = append(e.rx, rx)
 	}
 	return e, nil
 }
