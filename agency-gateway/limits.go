@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/rujukan/rujukan/agency-gateway/store"
 )
 
@@ -75,35 +73,6 @@ type limitDest struct {
 	pending   int           // refusals since the last audit event
 }
 
-// limitMetrics holds the limit counter of each metrics registry (one
-// registry may serve several gateways, as in rujukan dev).
-var (
-	limitMetricsMu sync.Mutex
-	limitMetrics   = map[*prometheus.Registry]*prometheus.CounterVec{}
-)
-
-// limitHits returns the counter of limit refusals, registering it in the
-// gateway's registry the first time.
-func (g *Gateway) limitHits() *prometheus.CounterVec {
-	reg := g.metrics.Registry
-	limitMetricsMu.Lock()
-	defer limitMetricsMu.Unlock()
-	if c, ok := limitMetrics[reg]; ok {
-		return c
-	}
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "rujukan_broker_limit_hits_total",
-		Help: "Publishes the broker refused because a limit was reached, by agency, recipient and limit; the envelopes stay queued.",
-	}, []string{"agency", "to", "reason"})
-	if err := reg.Register(c); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			c = are.ExistingCollector.(*prometheus.CounterVec)
-		}
-	}
-	limitMetrics[reg] = c
-	return c
-}
-
 // limitBlocked reports whether publishing to recipient to waits after a
 // limit refusal.
 func (g *Gateway) limitBlocked(to string, now time.Time) bool {
@@ -145,7 +114,7 @@ func (g *Gateway) limitHit(it store.QueueItem, le *LimitError) {
 	if !limitReasons[reason] {
 		reason = "other"
 	}
-	g.limitHits().WithLabelValues(g.self, it.To, reason).Inc()
+	g.metrics.limitHits.WithLabelValues(g.self, it.To, reason).Inc()
 	now := g.now()
 	g.limits.mu.Lock()
 	if g.limits.dest == nil {

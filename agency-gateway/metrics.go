@@ -25,6 +25,7 @@ type Metrics struct {
 	waiting         *prometheus.CounterVec
 	publishFailures prometheus.Counter
 	witnessAlarms   *prometheus.CounterVec
+	limitHits       *prometheus.CounterVec
 	agency          string
 }
 
@@ -72,11 +73,15 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		witnessAlarms: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rujukan_witness_alarms_total", Help: "Checkpoints of another agency's audit log that did not extend the last one seen (a fork or a rollback), by agency and log.",
 		}, []string{"agency", "log"}),
+		limitHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rujukan_broker_limit_hits_total",
+			Help: "Publishes the broker refused because a limit was reached, by agency, recipient and limit; the envelopes stay queued.",
+		}, []string{"agency", "to", "reason"}),
 		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rujukan_publish_failures_total", Help: "Failed publish attempts (retried).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.refused, m.waiting, m.publishFailures, m.witnessAlarms)
+	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.refused, m.waiting, m.publishFailures, m.witnessAlarms, m.limitHits)
 	return m
 }
 

@@ -95,7 +95,6 @@ var (
 // envelopes to a recipient whose inbox is full (which wait; see limits.go)
 // never hold up those to the others, however many there are.
 func (g *Gateway) publishLoop(ctx context.Context) {
-	g.limitHits() // registered up front, so that /metrics lists it
 	backoff := retryMin
 	var from uint64
 	for ctx.Err() == nil {
