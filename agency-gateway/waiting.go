@@ -80,20 +80,22 @@ func (g *Gateway) park(m Msg, in *Incoming, cause error) error {
 
 // waitingLoop tries waiting envelopes again.
 func (g *Gateway) waitingLoop(ctx context.Context) {
+	var after []byte // where the next scan goes on: every sender's turn comes
 	for ctx.Err() == nil {
-		var all map[string]store.Waiting
+		var all []store.WaitingEntry
 		err := g.db.View(func(tx *store.Tx) (err error) {
-			all, err = tx.AllWaiting(waitBatch)
+			all, after, err = tx.AllWaiting(after, waitBatch)
 			return err
 		})
 		if err != nil {
 			g.log.Error("failed to read waiting envelopes", "err", err)
+			after = nil
 		}
-		for id, w := range all {
+		for _, w := range all {
 			if ctx.Err() != nil {
 				return
 			}
-			g.Receive(ctx, &waitingMsg{id: id, from: w.From, data: w.Envelope, since: w.Since, tries: w.Tries})
+			g.Receive(ctx, &waitingMsg{id: w.ID, from: w.From, data: w.Envelope, since: w.Since, tries: w.Tries})
 		}
 		// A scan opens every waiting envelope again: at most one a second
 		// (or one per waitRetry, when shorter), however often records

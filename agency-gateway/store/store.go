@@ -687,22 +687,42 @@ func (t *Tx) WaitingFrom(from string) int {
 	return n
 }
 
-// AllWaiting returns up to max waiting envelopes by id.
-func (t *Tx) AllWaiting(max int) (map[string]Waiting, error) {
-	out := map[string]Waiting{}
+// WaitingEntry is one waiting envelope with its id.
+type WaitingEntry struct {
+	ID string
+	Waiting
+}
+
+// AllWaiting returns up to max waiting envelopes, in key order (sender,
+// then id) after the key after (nil: from the first), and the key to pass
+// as after for the next scan (nil once the scan reached the end), so that
+// successive scans go round every sender's envelopes however many wait.
+func (t *Tx) AllWaiting(after []byte, max int) ([]WaitingEntry, []byte, error) {
+	var out []WaitingEntry
 	c := t.b(bucketWaiting).Cursor()
-	for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+	k, v := c.First()
+	if after != nil {
+		if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	var last []byte
+	for ; k != nil && len(out) < max; k, v = c.Next() {
+		last = k
 		_, id, ok := bytes.Cut(k, []byte{0})
 		if !ok {
 			continue
 		}
 		var w Waiting
 		if err := json.Unmarshal(v, &w); err != nil {
-			return nil, fmt.Errorf("corrupt waiting entry: %w", err)
+			return nil, nil, fmt.Errorf("corrupt waiting entry: %w", err)
 		}
-		out[string(id)] = w
+		out = append(out, WaitingEntry{ID: string(id), Waiting: w})
 	}
-	return out, nil
+	if k == nil {
+		return out, nil, nil
+	}
+	return out, bytes.Clone(last), nil
 }
 
 func waitKey(from, id string) []byte { return []byte(from + "\x00" + id) }
