@@ -299,8 +299,13 @@ func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error, ea
 			// A copy of what is stored or waiting here: no need to wait
 			// for the broker (a copy it delivers again is told again).
 			m.Term()
-		} else if aerr := m.AckSync(ctx); aerr != nil {
-			g.log.Warn("ack failed; the broker will redeliver", "envelope", in.Header.ID, "err", aerr)
+		} else {
+			// What is committed is acked even while the gateway stops.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if aerr := m.AckSync(actx); aerr != nil {
+				g.log.Warn("ack failed; the broker will redeliver", "envelope", in.Header.ID, "err", aerr)
+			}
+			cancel()
 		}
 		g.metricsEnvelope("in", in.Header.Kind, resultOf(err))
 	case errors.As(err, &perm):
