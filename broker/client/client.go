@@ -281,6 +281,7 @@ type Client struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	ready     chan struct{} // signalled when a sender's buffer gains a message
+	pullers   sync.WaitGroup
 
 	mu      sync.Mutex
 	senders map[string]*sender
@@ -382,10 +383,18 @@ func (c *Client) Connected() bool { return c.nc != nil && c.nc.IsConnected() }
 // "" when disconnected.
 func (c *Client) ConnectedURL() string { return c.nc.ConnectedUrl() }
 
-// Close closes the connection. Messages fetched and not yet acknowledged
-// are redelivered after the consumer's ack wait.
+// Close closes the connection. Messages pulled ahead and not handed out
+// are released first, so the broker redelivers them at once; messages
+// fetched and not yet acknowledged are redelivered after the consumer's
+// ack wait.
 func (c *Client) Close() {
 	c.closeOnce.Do(func() { close(c.closed) })
+	done := make(chan struct{})
+	go func() { c.pullers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
 	if c.nc != nil {
 		c.nc.Close()
 	}
@@ -490,6 +499,7 @@ func (c *Client) SetSenders(ids []string) {
 		if c.senders[id] == nil {
 			s := &sender{id: id, buf: make(chan jetstream.Msg, SenderBuffer), room: make(chan struct{}, 1), stop: make(chan struct{})}
 			c.senders[id] = s
+			c.pullers.Add(1)
 			go c.pull(s)
 		}
 	}
@@ -504,6 +514,7 @@ func (c *Client) SetSenders(ids []string) {
 // pull keeps sender s's buffer filled from its consumer until s is
 // stopped or the client closed.
 func (c *Client) pull(s *sender) {
+	defer c.pullers.Done()
 	defer func() {
 		// Release what Fetch will not hand out: the broker redelivers it.
 		for {
