@@ -76,3 +76,36 @@ var ErrUnavailable = errors.New("broker unavailable")
 // later, once the recipient has read its inbox. A *LimitError says which
 // limit.
 var ErrLimit = errors.New("broker limit reached")
+
+// Chunk is one piece of an attachment's sealed file on its way to another
+// agency (crypto.FileChunkSize bytes, the last shorter), with the headers
+// that say which file and which piece it is (crypto.HeaderAttachment,
+// crypto.HeaderChunk, crypto.HeaderChunkMAC).
+type Chunk struct {
+	MsgID  string
+	Header map[string]string
+	Data   []byte
+}
+
+// FileBus carries attachment chunks: a queue per recipient beside its
+// inbox, with per-sender shares of its own, so a large transfer never
+// holds up envelopes. The broker client and membus implement it.
+type FileBus interface {
+	// PublishChunks stores chunks, in order, in agency to's file queue,
+	// pipelined, and returns how many of them, from the first, the broker
+	// acknowledged before the first error. A chunk the broker already
+	// holds under the same MsgID counts as acknowledged. Errors wrap
+	// ErrUnavailable or match ErrLimit as Publish's do.
+	PublishChunks(ctx context.Context, to string, chunks []Chunk) (int, error)
+	// FetchChunks waits briefly for up to max chunks addressed to this
+	// agency, taking the senders in turn.
+	FetchChunks(ctx context.Context, max int) ([]ChunkMsg, error)
+}
+
+// ChunkMsg is one chunk fetched from the FileBus; From is the sender the
+// broker authenticated.
+type ChunkMsg interface {
+	Msg
+	// Header returns the value of a chunk header ("" when absent).
+	Header(key string) string
+}
