@@ -69,7 +69,7 @@ func (statementRequestKind) Check(g *Gateway, in *Incoming) error {
 	if err := g.allowFrom(in, kindStatementRequest, policy.Facts{}); err != nil {
 		return err
 	}
-	r, fe := body.ParseStatementRequest(in.Body)
+	r, fe := body.ParseStatementRequestReceived(in.Body)
 	if err := fieldErrors(fe); err != nil {
 		return refuse(ReasonBodyInvalid, err)
 	}

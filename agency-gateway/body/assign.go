@@ -80,16 +80,16 @@ func assign(v reflect.Value, x any) error {
 			return errAssign
 		}
 		v.SetBool(b)
-	case reflect.Int:
+	case reflect.Int, reflect.Int64:
 		n, ok := x.(json.Number)
 		if !ok {
 			return errAssign
 		}
-		i, err := strconv.Atoi(string(n))
+		i, err := strconv.ParseInt(string(n), 10, 64)
 		if err != nil {
 			return err
 		}
-		v.SetInt(int64(i))
+		v.SetInt(i)
 	default:
 		return errAssign
 	}

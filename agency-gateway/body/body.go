@@ -135,7 +135,29 @@ type Referral struct {
 	ConsentOverride *ConsentOverride `json:"consent_override,omitempty"`
 	// Notes is free text, at most MaxNotesBytes.
 	Notes string `json:"notes,omitempty"`
+	// Attachments are the files sent with it: only ids in a body sent to
+	// the API, every field in a received one.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
+
+// Attachment is a file sent with a message (schemas AttachmentRef and
+// Attachment). In a body sent to the API only ID is set; the gateway fills
+// in the rest from the upload before it seals the body.
+type Attachment struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	Type string `json:"type,omitempty"`
+	Size int64  `json:"size,omitempty"`
+	// SHA256 is the hex SHA-256 of the file.
+	SHA256 string `json:"sha256,omitempty"`
+	// Key is the age file key of the sealed file, base64 without padding.
+	Key string `json:"key,omitempty"`
+	// SealedSize is the size of the sealed file that travels.
+	SealedSize int64 `json:"sealed_size,omitempty"`
+}
+
+// MaxAttachments is the most files one message carries.
+const MaxAttachments = 20
 
 // Person describes the referred person without naming them.
 type Person struct {
@@ -190,6 +212,8 @@ type StatementRequest struct {
 	Purpose    string    `json:"purpose"`
 	Questions  []string  `json:"questions"`
 	Due        time.Time `json:"due"`
+	// Attachments are the files sent with it (as in Referral).
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 // AgeInfo is what is known of a person's age: exactly one of Age and
@@ -235,6 +259,8 @@ func (d *ConsentDecision) Consent(by string, at time.Time) policy.Consent {
 type Response struct {
 	Statement *Statement `json:"statement,omitempty"`
 	Decline   *Decline   `json:"decline,omitempty"`
+	// Attachments are ids of files uploaded to send with the statement.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 // Statement is a victim statement.
@@ -274,6 +300,8 @@ type StatementBody struct {
 	Statement Statement      `json:"statement"`
 	Consent   policy.Consent `json:"consent"`
 	Person    AgeInfo        `json:"person,omitzero"`
+	// Attachments are the files sent with the statement.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 // ParseReferral decodes and validates a referral body sent by a caller of
@@ -306,9 +334,15 @@ func ParseStatusChange(b []byte) (*StatusChange, []FieldError) {
 	return parse[StatusChange](b, statusChange)
 }
 
-// ParseStatementRequest decodes and validates a statement request (schema
-// StatementRequest), as sent to the API or received in an envelope.
+// ParseStatementRequest decodes and validates a statement request sent to
+// the API (schema StatementRequestInput).
 func ParseStatementRequest(b []byte) (*StatementRequest, []FieldError) {
+	return parse[StatementRequest](b, statementRequestInput)
+}
+
+// ParseStatementRequestReceived decodes and validates the plaintext of a
+// statement-request envelope (schema StatementRequest).
+func ParseStatementRequestReceived(b []byte) (*StatementRequest, []FieldError) {
 	return parse[StatementRequest](b, statementRequest)
 }
 

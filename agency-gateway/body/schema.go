@@ -34,9 +34,10 @@ var (
 	referralReceived = newForm("Referral", MaxReferralBytes, func(c *checker, v any) {
 		referralRules(c, v.(*Referral))
 	})
-	statusChange     = newForm("StatusChange", MaxStatusChangeBytes, nil)
-	statementRequest = newForm("StatementRequest", MaxStatementRequestBytes, nil)
-	consentDecision  = newForm("ConsentDecision", MaxConsentBytes, func(c *checker, v any) {
+	statusChange          = newForm("StatusChange", MaxStatusChangeBytes, nil)
+	statementRequestInput = newForm("StatementRequestInput", MaxStatementRequestBytes, nil)
+	statementRequest      = newForm("StatementRequest", MaxStatementRequestBytes, nil)
+	consentDecision       = newForm("ConsentDecision", MaxConsentBytes, func(c *checker, v any) {
 		d := v.(*ConsentDecision)
 		c.maxBytes("/notes", d.Notes, MaxNotesBytes)
 		if d.Person != nil {
@@ -44,8 +45,12 @@ var (
 		}
 	})
 	response = newForm("StatementResponse", MaxResponseBytes, func(c *checker, v any) {
-		if s := v.(*Response).Statement; s != nil {
+		r := v.(*Response)
+		if s := r.Statement; s != nil {
 			c.maxBytes("/statement/text", s.Text, MaxStatementTextBytes)
+		}
+		if r.Decline != nil && len(r.Attachments) > 0 {
+			c.add("/attachments", CodeConflict, "files are sent with a statement, not with a decline")
 		}
 	})
 	statusBody    = newForm("StatusEnvelope", MaxStatusBodyBytes, nil)
@@ -60,14 +65,15 @@ var (
 // SchemaNames maps each Parse function to the component schema of the
 // OpenAPI description it validates with.
 var SchemaNames = map[string]string{
-	"ParseReferral":         referralInput.name,
-	"ParseReferralReceived": referralReceived.name,
-	"ParseStatusChange":     statusChange.name,
-	"ParseStatementRequest": statementRequest.name,
-	"ParseConsent":          consentDecision.name,
-	"ParseResponse":         response.name,
-	"ParseStatusBody":       statusBody.name,
-	"ParseStatementBody":    statementBody.name,
+	"ParseReferral":                 referralInput.name,
+	"ParseReferralReceived":         referralReceived.name,
+	"ParseStatusChange":             statusChange.name,
+	"ParseStatementRequest":         statementRequestInput.name,
+	"ParseStatementRequestReceived": statementRequest.name,
+	"ParseConsent":                  consentDecision.name,
+	"ParseResponse":                 response.name,
+	"ParseStatusBody":               statusBody.name,
+	"ParseStatementBody":            statementBody.name,
 }
 
 func referralRules(c *checker, r *Referral) {

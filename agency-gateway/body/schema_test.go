@@ -82,7 +82,7 @@ func TestSchemaNames(t *testing.T) {
 			t.Errorf("%s: %v", fn, err)
 		}
 	}
-	if len(SchemaNames) != 8 {
+	if len(SchemaNames) != 9 {
 		t.Errorf("%d parse functions", len(SchemaNames))
 	}
 }

@@ -1,0 +1,207 @@
+package store
+
+import (
+	"bytes"
+	"time"
+)
+
+// Attachments. The files themselves are kept beside the bbolt file, sealed
+// (package crypto); the store keeps what is known of them:
+//
+//   - uploads: a file uploaded here, until it is sent with a message or
+//     expires unsent;
+//   - out-transfers: a file on its way to another agency, with how far the
+//     broker has acknowledged it;
+//   - in-transfers: a file on its way here, with the chunks already written
+//     and fsynced.
+var (
+	bucketUploads      = []byte("att-uploads")
+	bucketTransfersOut = []byte("att-out")
+	bucketTransfersIn  = []byte("att-in")
+)
+
+func init() {
+	allBuckets = append(allBuckets, bucketUploads, bucketTransfersOut, bucketTransfersIn)
+}
+
+// Upload is a file uploaded to this gateway. Its name is sealed at rest:
+// it may speak of the person.
+type Upload struct {
+	ID     string `json:"id"`
+	By     string `json:"by"`
+	For    string `json:"for"`
+	Type   string `json:"type"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// SealedSize is the size of the sealed file on disk.
+	SealedSize int64     `json:"sealed_size"`
+	Name       []byte    `json:"name"`
+	At         time.Time `json:"at"`
+	// Ref is the message that took it ("" until sent).
+	Ref string `json:"ref,omitempty"`
+}
+
+// PutUpload stores (or replaces) an upload.
+func (t *Tx) PutUpload(u *Upload) error { return putJSON(t.b(bucketUploads), []byte(u.ID), u) }
+
+// Upload returns an upload.
+func (t *Tx) Upload(id string) (*Upload, error) {
+	var u Upload
+	if err := getJSON(t.b(bucketUploads), []byte(id), &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// DeleteUpload forgets an upload.
+func (t *Tx) DeleteUpload(id string) error { return t.b(bucketUploads).Delete([]byte(id)) }
+
+// UnsentUploads returns up to max uploads not sent with any message and
+// uploaded before before.
+func (t *Tx) UnsentUploads(before time.Time, max int) ([]Upload, error) {
+	var out []Upload
+	err := t.b(bucketUploads).ForEach(func(k, v []byte) error {
+		if len(out) >= max {
+			return nil
+		}
+		var u Upload
+		if err := getJSON(t.b(bucketUploads), k, &u); err != nil {
+			return err
+		}
+		if u.Ref == "" && u.At.Before(before) {
+			out = append(out, u)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// HasUpload reports whether an upload (sent or not) with id exists.
+func (t *Tx) HasUpload(id string) bool { return t.b(bucketUploads).Get([]byte(id)) != nil }
+
+// TransferOut is a file on its way to agency To, with message Ref.
+type TransferOut struct {
+	To         string `json:"to"`
+	ID         string `json:"id"`
+	Ref        string `json:"ref"`
+	SealedSize int64  `json:"sealed_size"`
+	// Next is the first chunk the broker has not acknowledged.
+	Next int64 `json:"next"`
+	// Round counts the times the transfer started over from a chunk
+	// before Next (a resend): it makes chunk message ids new.
+	Round int `json:"round,omitempty"`
+}
+
+func transferKey(agency, id string) []byte { return []byte(agency + "\x00" + id) }
+
+// PutTransferOut stores (or replaces) an outgoing transfer.
+func (t *Tx) PutTransferOut(tr *TransferOut) error {
+	return putJSON(t.b(bucketTransfersOut), transferKey(tr.To, tr.ID), tr)
+}
+
+// TransferOut returns an outgoing transfer.
+func (t *Tx) TransferOut(to, id string) (*TransferOut, error) {
+	var tr TransferOut
+	if err := getJSON(t.b(bucketTransfersOut), transferKey(to, id), &tr); err != nil {
+		return nil, err
+	}
+	return &tr, nil
+}
+
+// DeleteTransferOut forgets an outgoing transfer.
+func (t *Tx) DeleteTransferOut(to, id string) error {
+	return t.b(bucketTransfersOut).Delete(transferKey(to, id))
+}
+
+// TransfersOut returns every outgoing transfer, by recipient then id.
+func (t *Tx) TransfersOut() ([]TransferOut, error) {
+	var out []TransferOut
+	err := t.b(bucketTransfersOut).ForEach(func(k, v []byte) error {
+		var tr TransferOut
+		if err := getJSON(t.b(bucketTransfersOut), k, &tr); err != nil {
+			return err
+		}
+		out = append(out, tr)
+		return nil
+	})
+	return out, err
+}
+
+// TransferIn is a file on its way here from agency From, listed by message
+// Ref.
+type TransferIn struct {
+	From       string `json:"from"`
+	ID         string `json:"id"`
+	Ref        string `json:"ref"`
+	SealedSize int64  `json:"sealed_size"`
+	// Have has one bit per chunk written and fsynced (chunk i is bit i%8
+	// of byte i/8).
+	Have []byte `json:"have"`
+	// Count is the number of bits set in Have.
+	Count int64 `json:"count"`
+	// Done is when the whole file was verified (zero until then).
+	Done time.Time `json:"done,omitzero"`
+	// Failed is a reason code when the file arrived whole and did not
+	// verify.
+	Failed string `json:"failed,omitempty"`
+	// Since is when the last chunk was written (or the transfer began).
+	Since time.Time `json:"since"`
+}
+
+// Has reports whether chunk i is written.
+func (tr *TransferIn) Has(i int64) bool {
+	return i >= 0 && i/8 < int64(len(tr.Have)) && tr.Have[i/8]&(1<<(i%8)) != 0
+}
+
+// Set marks chunk i written.
+func (tr *TransferIn) Set(i int64) {
+	if tr.Has(i) || i < 0 || i/8 >= int64(len(tr.Have)) {
+		return
+	}
+	tr.Have[i/8] |= 1 << (i % 8)
+	tr.Count++
+}
+
+// FirstMissing returns the first chunk not written, or n when all are.
+func (tr *TransferIn) FirstMissing(n int64) int64 {
+	for i := range n {
+		if !tr.Has(i) {
+			return i
+		}
+	}
+	return n
+}
+
+// PutTransferIn stores (or replaces) an incoming transfer.
+func (t *Tx) PutTransferIn(tr *TransferIn) error {
+	return putJSON(t.b(bucketTransfersIn), transferKey(tr.From, tr.ID), tr)
+}
+
+// TransferIn returns an incoming transfer.
+func (t *Tx) TransferIn(from, id string) (*TransferIn, error) {
+	var tr TransferIn
+	if err := getJSON(t.b(bucketTransfersIn), transferKey(from, id), &tr); err != nil {
+		return nil, err
+	}
+	return &tr, nil
+}
+
+// TransfersIn returns the incoming transfers of message ref (all when ref
+// is "").
+func (t *Tx) TransfersIn(ref string) ([]TransferIn, error) {
+	var out []TransferIn
+	c := t.b(bucketTransfersIn).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if ref != "" && !bytes.Contains(v, []byte(`"ref":"`+ref+`"`)) {
+			continue
+		}
+		var tr TransferIn
+		if err := getJSON(t.b(bucketTransfersIn), k, &tr); err != nil {
+			return nil, err
+		}
+		if ref == "" || tr.Ref == ref {
+			out = append(out, tr)
+		}
+	}
+	return out, nil
+}
