@@ -56,6 +56,8 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	// Audit configures how the gateway treats its audit log.
 	Audit AuditConfig `yaml:"audit"`
+	// Attachments configures the files sent with messages.
+	Attachments AttachmentsConfig `yaml:"attachments"`
 }
 
 // MetricsConfig is the Prometheus listener, separate from the API: the
@@ -313,5 +315,6 @@ func (c *Config) Validate() error {
 	if c.ClockSkew < 0 || c.ClockSkew > 10*time.Minute {
 		return bad("clock_skew", "%s is outside 0..10m", c.ClockSkew)
 	}
-	return nil
+	c.Attachments.defaults()
+	return c.Attachments.validate()
 }

@@ -60,7 +60,9 @@ type Gateway struct {
 	kinds     map[string]Kind
 	waitRetry time.Duration
 	witness   witnessState
-	refusals  refusalLog // refused envelopes counted between flushes (refusals.go)
+	refusals  refusalLog    // refused envelopes counted between flushes (refusals.go)
+	transfers transferState // files being sent (transfer.go)
+	chunks    chunkState    // files arriving (chunks.go)
 
 	opener   *crypto.Opener
 	inflight sync.Map // queue seq -> publishing now
@@ -123,6 +125,7 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: opt.Logger, now: opt.Now, self: cfg.Agency, keys: keys, bus: bus,
 		metrics: opt.Metrics, onOutcome: opt.OnOutcome, kinds: registry(),
 		wake: make(chan struct{}, 1), recheck: make(chan struct{}, 1)}
+	g.transfers.wake = make(chan struct{}, 1)
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -258,6 +261,9 @@ func (g *Gateway) Start() {
 	g.loop(ctx, g.timerLoop)
 	g.loop(ctx, g.waitingLoop)
 	g.loop(ctx, g.witnessLoop)
+	g.loop(ctx, g.transferLoop)
+	g.loop(ctx, g.chunkLoop)
+	g.loop(ctx, g.attachmentsLoop)
 }
 
 func (g *Gateway) loop(ctx context.Context, fn func(context.Context)) {

@@ -3,6 +3,8 @@ package gateway
 import (
 	"time"
 
+	"github.com/rujukan/rujukan/agency-gateway/body"
+
 	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
@@ -98,6 +100,9 @@ type Outgoing struct {
 	After func()
 	// ID is the envelope id (made by Send when empty).
 	ID string
+	// Files are the files sent with it (attachFiles): they follow the
+	// envelope once it is published.
+	Files []body.Attachment
 }
 
 // Incoming is an envelope being received.
@@ -119,4 +124,10 @@ type Incoming struct {
 	Receipt *sealed
 	// outcome is the delivery outcome Apply decided for a sent record.
 	outcome, outcomeRef string
+	// Files are the files the body lists (set by Check with
+	// receivedFiles): their transfers are recorded with the envelope, and
+	// its delivered receipt waits for them. record is the record they
+	// belong to (default: the envelope's id).
+	Files  []body.Attachment
+	record string
 }

@@ -26,6 +26,7 @@ type Metrics struct {
 	publishFailures prometheus.Counter
 	witnessAlarms   *prometheus.CounterVec
 	limitHits       *prometheus.CounterVec
+	attachmentBytes *prometheus.CounterVec
 	agency          string
 }
 
@@ -77,12 +78,20 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Name: "rujukan_broker_limit_hits_total",
 			Help: "Publishes the broker refused because a limit was reached, by agency, recipient and limit; the envelopes stay queued.",
 		}, []string{"agency", "to", "reason"}),
+		attachmentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rujukan_attachment_bytes_total",
+			Help: "Bytes of sealed files acknowledged by the broker (out) or written and fsynced here (in), by agency and direction.",
+		}, []string{"agency", "direction"}),
 		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rujukan_publish_failures_total", Help: "Failed publish attempts (retried).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.refused, m.waiting, m.publishFailures, m.witnessAlarms, m.limitHits)
+	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.refused, m.waiting, m.publishFailures, m.witnessAlarms, m.limitHits, m.attachmentBytes)
 	return m
+}
+
+func (g *Gateway) metricsAttachmentBytes(dir string, n int64) {
+	g.metrics.attachmentBytes.WithLabelValues(g.self, dir).Add(float64(n))
 }
 
 func (g *Gateway) metricsEnvelope(dir, kind, result string) {

@@ -78,6 +78,7 @@ func (g *Gateway) publish(ctx context.Context, it store.QueueItem) error {
 	})
 	if err == nil {
 		g.metricsEnvelope("out", it.Kind, "published")
+		g.pokeTransfers()
 	}
 	return err
 }

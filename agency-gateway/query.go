@@ -36,7 +36,11 @@ type Item struct {
 	// carries.
 	Consent   *ConsentView    `json:"consent,omitempty"`
 	Statement *body.Statement `json:"statement,omitempty"`
-	Timeline  []TimelineEvent `json:"timeline,omitempty"`
+	// Attachments are the files of the record's messages (for a
+	// statement request, those of the request and of the statement), with
+	// their state here.
+	Attachments []AttachmentView `json:"attachments,omitempty"`
+	Timeline    []TimelineEvent  `json:"timeline,omitempty"`
 }
 
 // ConsentView is a consent record as shown.

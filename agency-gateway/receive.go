@@ -156,6 +156,11 @@ func (g *Gateway) receive(ctx context.Context, m Msg, in *Incoming, start time.T
 			if err := k.Apply(g, tx, in); err != nil {
 				return err
 			}
+			if len(in.Files) > 0 {
+				if err := g.expectFiles(tx, in); err != nil {
+					return err
+				}
+			}
 			if m, ok := m.(*waitingMsg); ok {
 				if err := tx.DeleteWaiting(m.from, m.id); err != nil {
 					return err
@@ -504,6 +509,20 @@ func (g *Gateway) receipt(to *crypto.Agency, id, hash, event, reason string, now
 	s.own, s.signed = nil, signed
 	s.item.Ref = ""
 	return s, nil
+}
+
+// addDelivered queues the delivered receipt of a received envelope and
+// keeps its signed copy under record id, unless the envelope lists files:
+// then the receipt waits until they are all here (chunks.go).
+func addDelivered(tx *store.Tx, id string, in *Incoming) error {
+	if in.Receipt == nil {
+		return nil
+	}
+	if err := queueReceipt(tx, in.Receipt); err != nil {
+		return err
+	}
+	_, err := tx.AddReceipt(id, crypto.EventDelivered, in.Receipt.signed)
+	return err
 }
 
 // queueReceipt stores a receipt envelope and its queue entry in tx.

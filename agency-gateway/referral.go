@@ -45,6 +45,9 @@ func (referralKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 	if r.Consent != nil {
 		r.Consent.RecordedBy = by
 	}
+	if r.Attachments, err = g.attachFiles(d, kindReferral, r.Attachments); err != nil {
+		return nil, err
+	}
 	plain, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode referral: %w", err)
@@ -55,7 +58,7 @@ func (referralKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 		c.Reason = "consent-override"
 		c.Detail["waived"] = dec.Waived
 	}
-	return &Outgoing{Kind: kindReferral, To: to, Body: plain, Change: c,
+	return &Outgoing{Kind: kindReferral, To: to, Body: plain, Change: c, Files: r.Attachments,
 		New: &store.Record{Kind: kindReferral, Box: store.Outbox, From: g.self, To: to.ID, Priority: r.Priority,
 			CreatedAt: d.Now, ReceivedAt: d.Now}}, nil
 }
@@ -88,6 +91,7 @@ func (referralKind) Check(g *Gateway, in *Incoming) error {
 	}
 	in.Value = receivedReferral{ref: r, consent: dec}
 	in.Receipt, err = g.receipt(in.Sender, in.Header.ID, in.Hash, crypto.EventDelivered, "", in.Now)
+	receivedFiles(in, r.Attachments)
 	return err
 }
 
@@ -130,10 +134,7 @@ func (g *Gateway) store(tx *store.Tx, in *Incoming, rec *store.Record, c Change)
 	if err := tx.PutEnvelope(rec.ID, in.Env); err != nil {
 		return err
 	}
-	if err := queueReceipt(tx, in.Receipt); err != nil {
-		return err
-	}
-	if _, err := tx.AddReceipt(rec.ID, crypto.EventDelivered, in.Receipt.signed); err != nil {
+	if err := addDelivered(tx, rec.ID, in); err != nil {
 		return err
 	}
 	return g.transition(tx, rec, c)

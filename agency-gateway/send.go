@@ -167,6 +167,15 @@ func (g *Gateway) commit(tx *store.Tx, out *Outgoing, s *sealed) (string, error)
 			return "", err
 		}
 		s.item.Seq = seq
+		if len(out.Files) > 0 {
+			by := g.self
+			if out.Change != nil {
+				by = out.Change.By
+			}
+			if err := g.sendFiles(tx, out, by, s.h.Created); err != nil {
+				return "", err
+			}
+		}
 	}
 	if rec == nil || c == nil {
 		return "", nil

@@ -64,7 +64,11 @@ func (statementKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 	if carried.Witness != "" {
 		carried.Witness = witnessWithheld
 	}
-	sb := body.StatementBody{Ref: rec.ID, Statement: *resp.Statement, Consent: carried, Person: cr.Person}
+	files, err := g.attachFiles(d, kindStatement, resp.Attachments)
+	if err != nil {
+		return nil, err
+	}
+	sb := body.StatementBody{Ref: rec.ID, Statement: *resp.Statement, Consent: carried, Person: cr.Person, Attachments: files}
 	plain, err := json.Marshal(sb)
 	if err != nil {
 		return nil, err
@@ -78,7 +82,7 @@ func (statementKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 		policy.Facts{FromAgency: g.self, ToAgency: to.ID, OpenRequest: true}); err != nil {
 		return nil, err
 	}
-	out := &Outgoing{Kind: kindStatement, To: to, Body: plain, Ref: rec.ID, ID: crypto.NewID(),
+	out := &Outgoing{Kind: kindStatement, To: to, Body: plain, Ref: rec.ID, ID: crypto.NewID(), Files: files,
 		Change: &Change{To: policy.SRAnswered, Role: policy.RoleRecipient, By: by, At: d.Now, Action: ActStatementSend,
 			Detail: map[string]string{"statement_sha256": sha256Hex(plain)}}}
 	out.Store = func(tx *store.Tx, rec *store.Record) error {
@@ -102,6 +106,8 @@ func (statementKind) Check(g *Gateway, in *Incoming) error {
 	in.Value = sb
 	var err error
 	in.Receipt, err = g.receipt(in.Sender, in.Header.ID, in.Hash, crypto.EventDelivered, "", in.Now)
+	receivedFiles(in, sb.Attachments)
+	in.record = sb.Ref
 	return err
 }
 
@@ -156,10 +162,7 @@ func (statementKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	if err := tx.PutEnvelope(in.Header.ID, in.Env); err != nil {
 		return err
 	}
-	if err := queueReceipt(tx, in.Receipt); err != nil {
-		return err
-	}
-	if _, err := tx.AddReceipt(in.Header.ID, crypto.EventDelivered, in.Receipt.signed); err != nil {
+	if err := addDelivered(tx, in.Header.ID, in); err != nil {
 		return err
 	}
 	if rec.Related == nil {

@@ -39,11 +39,14 @@ func (statementRequestKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 	if err := st.rules.Allow(kindStatementRequest, st.self.Kind, to.Kind, policy.Facts{FromAgency: g.self, ToAgency: to.ID}); err != nil {
 		return nil, err
 	}
+	if r.Attachments, err = g.attachFiles(d, kindStatementRequest, r.Attachments); err != nil {
+		return nil, err
+	}
 	plain, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode statement request: %w", err)
 	}
-	return &Outgoing{Kind: kindStatementRequest, To: to, Body: plain,
+	return &Outgoing{Kind: kindStatementRequest, To: to, Body: plain, Files: r.Attachments,
 		New: &store.Record{Kind: kindStatementRequest, Box: store.Outbox, From: g.self, To: to.ID,
 			CreatedAt: d.Now, ReceivedAt: d.Now, Due: r.Due.UTC()},
 		Change: &Change{Create: true, To: policy.SRQueued, Role: policy.RoleSender, By: actorOf(g.self, d.Principal),
@@ -85,6 +88,7 @@ func (statementRequestKind) Check(g *Gateway, in *Incoming) error {
 	in.Value = r
 	var err error
 	in.Receipt, err = g.receipt(in.Sender, in.Header.ID, in.Hash, crypto.EventDelivered, "", in.Now)
+	receivedFiles(in, r.Attachments)
 	return err
 }
 

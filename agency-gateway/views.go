@@ -22,12 +22,15 @@ func (g *Gateway) fullItem(rec *store.Record) (Item, error) {
 	}
 	switch rec.Kind {
 	case kindReferral:
-		it.Referral = b
+		it.Referral = withoutKeys(b)
 	case kindStatementRequest:
-		it.StatementRequest = b
+		it.StatementRequest = withoutKeys(b)
 		if err := g.statementParts(rec, &it); err != nil {
 			return Item{}, err
 		}
+	}
+	if it.Attachments, err = g.recordFiles(rec, b); err != nil {
+		return Item{}, err
 	}
 	return it, nil
 }

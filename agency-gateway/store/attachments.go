@@ -130,10 +130,14 @@ func (t *Tx) TransfersOut() ([]TransferOut, error) {
 // TransferIn is a file on its way here from agency From, listed by message
 // Ref.
 type TransferIn struct {
-	From       string `json:"from"`
-	ID         string `json:"id"`
-	Ref        string `json:"ref"`
-	SealedSize int64  `json:"sealed_size"`
+	From string `json:"from"`
+	ID   string `json:"id"`
+	Ref  string `json:"ref"`
+	// Record is the record the message belongs to, and EnvelopeHash the
+	// hex SHA-256 of its envelope: its delivered receipt names them.
+	Record       string `json:"record"`
+	EnvelopeHash string `json:"envelope_hash"`
+	SealedSize   int64  `json:"sealed_size"`
 	// Have has one bit per chunk written and fsynced (chunk i is bit i%8
 	// of byte i/8).
 	Have []byte `json:"have"`
