@@ -104,6 +104,9 @@ func (c *AttachmentsConfig) validate() error {
 	return nil
 }
 
+// MaxAttachmentSize is the largest file an upload may be.
+func (g *Gateway) MaxAttachmentSize() int64 { return g.cfg.Attachments.MaxSize }
+
 // attachDir is where the sealed files are kept.
 func (g *Gateway) attachDir() string { return filepath.Join(g.cfg.Data, "attachments") }
 
@@ -148,7 +151,13 @@ func (g *Gateway) Upload(ctx context.Context, p policy.Principal, forKind, decla
 	if !ok {
 		return AttachmentInfo{}, invalid("/for", body.CodeEnum, "must be referral, statement-request or statement")
 	}
-	if err := policy.Decide(p, act, policy.Resource{}); err != nil {
+	// A statement answers a request made to this agency: the upload needs
+	// the scope of that answer.
+	res := policy.Resource{}
+	if act == policy.ActionStatementRespond {
+		res = policy.Resource{From: "requester", To: p.Agency}
+	}
+	if err := policy.Decide(p, act, res); err != nil {
 		return AttachmentInfo{}, g.denied(p, act, "", err)
 	}
 	if forKind == "" {

@@ -57,6 +57,7 @@ func New(gw *gateway.Gateway, maxBody int64, log *slog.Logger) *Server {
 	s.route("GET /v1/audit/{seq}/proof", policy.ActionAuditVerify, s.auditInclusion)
 	s.route("GET /v1/audit/consistency", policy.ActionAuditVerify, s.auditConsistency)
 	s.witnessRoutes()
+	s.attachmentRoutes()
 	s.route("GET /v1/audit/export", policy.ActionAuditList, s.auditExport)
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -379,6 +380,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, action polic
 		problem.Write(w, problem.New(http.StatusUnprocessableEntity, safeDetail(err)).WithReason(reason))
 	case errors.As(err, &inv):
 		problem.Write(w, fieldProblem(inv))
+	case errors.Is(err, gateway.ErrTooLarge):
+		problem.Write(w, problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("the file is larger than %d bytes", s.gw.MaxAttachmentSize())))
+	case errors.Is(err, gateway.ErrUnsupportedType):
+		problem.Write(w, problem.New(http.StatusUnsupportedMediaType, "the file is not of an accepted type, or its bytes are not of the type it is sent as").WithReason("file-type"))
+	case errors.Is(err, gateway.ErrArriving):
+		problem.Write(w, problem.New(http.StatusConflict, "the file is still arriving; try again once it is available").WithReason("arriving"))
+	case errors.Is(err, gateway.ErrNoFiles):
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, ""))
 	case errors.Is(err, errTooLarge):
 		problem.Write(w, problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", s.maxBody)))
 	case errors.Is(err, errUnsupportedMedia):

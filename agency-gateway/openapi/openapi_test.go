@@ -50,6 +50,7 @@ func TestRoutes(t *testing.T) {
 	want := []Route{
 		{"GET", "/healthz"},
 		{"GET", "/readyz"},
+		{"POST", "/v1/attachments"},
 		{"GET", "/v1/audit"},
 		{"GET", "/v1/audit/checkpoint"},
 		{"GET", "/v1/audit/consistency"},
@@ -61,11 +62,13 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/v1/referrals"},
 		{"POST", "/v1/referrals"},
 		{"GET", "/v1/referrals/{id}"},
+		{"GET", "/v1/referrals/{id}/attachments/{aid}"},
 		{"GET", "/v1/referrals/{id}/receipts"},
 		{"POST", "/v1/referrals/{id}/status"},
 		{"GET", "/v1/statement-requests"},
 		{"POST", "/v1/statement-requests"},
 		{"GET", "/v1/statement-requests/{id}"},
+		{"GET", "/v1/statement-requests/{id}/attachments/{aid}"},
 		{"POST", "/v1/statement-requests/{id}/consent"}, {"GET", "/v1/statement-requests/{id}/receipts"},
 		{"POST", "/v1/statement-requests/{id}/response"},
 	}
