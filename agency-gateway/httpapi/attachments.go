@@ -117,7 +117,7 @@ func (w *rangeWriter) Write(b []byte) (int, error) {
 }
 
 // contentDisposition is attachment; filename=<ASCII fallback>;
-// filename*=UTF-8''<name> (RFC 6266).
+// filename*=UTF-8”<name> (RFC 6266).
 func contentDisposition(name string) string {
 	ascii := strings.Map(func(r rune) rune {
 		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' || r == '%' {
