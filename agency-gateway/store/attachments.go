@@ -87,9 +87,13 @@ type TransferOut struct {
 	SealedSize int64  `json:"sealed_size"`
 	// Next is the first chunk the broker has not acknowledged.
 	Next int64 `json:"next"`
-	// Round counts the times the transfer started over from a chunk
-	// before Next (a resend): it makes chunk message ids new.
+	// Round counts the times the whole file was published again because
+	// no receipt came (a chunk lost or spoiled in flight): it makes chunk
+	// message ids new.
 	Round int `json:"round,omitempty"`
+	// Finished is when the broker acknowledged the last chunk of this
+	// round (zero while chunks are left to publish).
+	Finished time.Time `json:"finished,omitzero"`
 }
 
 func transferKey(agency, id string) []byte { return []byte(agency + "\x00" + id) }
