@@ -5,7 +5,10 @@
 // that the broker grants it (never the shared _INBOX), publishes envelopes
 // to rujukan.msg.<to>.<self> and waits for the broker's acknowledgement, and
 // pulls from the durable consumers of the agency's own stream INBOX_<id>,
-// one per sender (ConsumerFor), in turn (SetSenders, Fetch).
+// one per sender (ConsumerFor), in turn (SetSenders, Fetch). Attachment
+// chunks go the same way through the agency's file queue FILES_<id>
+// (PublishChunks to rujukan.file.<to>.<self>, FetchChunks), pulled apart
+// from the envelopes with buffers of their own.
 //
 // # Guarantees
 //
@@ -25,7 +28,8 @@
 //
 // Fetch serves the senders given to SetSenders; until it is called Fetch
 // fails with ErrUnavailable. Up to SenderBuffer messages per sender are
-// pulled ahead of Fetch: they are delivered and their ack wait runs.
+// pulled ahead of Fetch (ChunkBuffer chunks ahead of FetchChunks): they
+// are delivered and their ack wait runs.
 //
 // The sender shown by Msg.From is the subject token the broker enforced at
 // publish time: the broker only lets agency S publish on
