@@ -274,3 +274,43 @@ func TestFilesUpgrade(t *testing.T) {
 	}
 	fetchChunks(t, police, 2)
 }
+
+// TestFilesShareLoweredKeepsChunks: lowering a sender's files share by
+// reload drops none of the chunks it already holds; new ones are refused
+// until the recipient has read them.
+func TestFilesShareLoweredKeepsChunks(t *testing.T) {
+	n := newTestNet(t, "iom", "police")
+	s := mustStart(t, n.config(t))
+	iom := mustConnect(t, s.ClientURL(), n.Agencies["iom"])
+	ctx := context.Background()
+	if k, err := iom.PublishChunks(ctx, "police", chunks("held", 6, 1000)); k != 6 || err != nil {
+		t.Fatalf("PublishChunks: %d, %v", k, err)
+	}
+	n.Dir.Version = 2
+	n.setLimits("police", &crypto.Limits{FilesSenderMaxBytes: crypto.MinFilesBytes})
+	if err := s.Reload(n.sign(t)); err != nil {
+		t.Fatal(err)
+	}
+	info := filesInfo(t, s, "police")
+	if info.State.Msgs != 6 || info.Config.MaxMsgsPerSubject != 6 || !slices.Equal(info.Config.Subjects, []string{"rujukan.file.police.*"}) {
+		t.Fatalf("after lowering the share: %d chunks, share %d, subjects %v", info.State.Msgs, info.Config.MaxMsgsPerSubject, info.Config.Subjects)
+	}
+	k, err := iom.PublishChunks(ctx, "police", chunks("new", 1, 1000))
+	var le *client.LimitError
+	if k != 0 || !errors.As(err, &le) || le.Reason != client.LimitSenderShare {
+		t.Fatalf("over the held share: %d, %v", k, err)
+	}
+	police := mustConnect(t, s.ClientURL(), n.Agencies["police"])
+	for _, m := range fetchChunks(t, police, 6) {
+		if err := m.AckSync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Dir.Version = 3
+	if err := s.Reload(n.sign(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := filesInfo(t, s, "police").Config.MaxMsgsPerSubject; got != 4 {
+		t.Fatalf("share after the backlog was read: %d, want 4", got)
+	}
+}
