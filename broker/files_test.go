@@ -314,3 +314,35 @@ func TestFilesShareLoweredKeepsChunks(t *testing.T) {
 		t.Fatalf("share after the backlog was read: %d, want 4", got)
 	}
 }
+
+// TestFilesCloseReleases: chunks pulled ahead and not handed out are
+// released when the client closes, so the next connection gets them at
+// once, not after the ack wait.
+func TestFilesCloseReleases(t *testing.T) {
+	n := newTestNet(t, "iom", "police")
+	s := mustStart(t, n.config(t))
+	url := s.ClientURL()
+	iom := mustConnect(t, url, n.Agencies["iom"])
+	ctx := context.Background()
+	if k, err := iom.PublishChunks(ctx, "police", chunks("c", 3, 100)); k != 3 || err != nil {
+		t.Fatalf("PublishChunks: %d, %v", k, err)
+	}
+	first := mustConnect(t, url, n.Agencies["police"])
+	got := fetchChunks(t, first, 1)
+	if err := got[0].AckSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the others are pulled ahead
+	first.Close()
+	second := mustConnect(t, url, n.Agencies["police"])
+	start := time.Now()
+	rest := fetchChunks(t, second, 2)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("released chunks came after %v", d)
+	}
+	for i, m := range rest {
+		if m.MsgID() != fmt.Sprintf("c-%d", i+1) {
+			t.Fatalf("chunk %d is %s", i, m.MsgID())
+		}
+	}
+}

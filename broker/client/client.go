@@ -290,8 +290,9 @@ type Client struct {
 	pullers   sync.WaitGroup
 
 	mu    sync.Mutex
-	inbox *pool // envelopes: the consumers of INBOX_<id>
-	files *pool // attachment chunks: the consumers of FILES_<id>
+	want  map[string]bool // the senders of the last SetSenders
+	inbox *pool           // envelopes: the consumers of INBOX_<id>
+	files *pool           // attachment chunks: the consumers of FILES_<id>
 }
 
 // pool is the per-sender pulling of one stream: the envelopes of the
@@ -304,10 +305,11 @@ type pool struct {
 	senders map[string]*sender
 	order   []*sender // by id; guarded by Client.mu
 	next    int       // index in order of the sender served first
+	active  bool      // pulling: from SetSenders on (inbox), from the first FetchChunks on (files)
 }
 
 func newPool(stream string, bufSize int) *pool {
-	return &pool{stream: stream, bufSize: bufSize, ready: make(chan struct{}, 1), senders: map[string]*sender{}}
+	return &pool{stream: stream, bufSize: bufSize, ready: make(chan struct{}, 1), senders: map[string]*sender{}, active: true}
 }
 
 // Connect logs in to the broker at url (one URL or a comma-separated list)
@@ -336,6 +338,7 @@ func Connect(ctx context.Context, url, id string, seed []byte, opts ...Option) (
 	}
 	c := &Client{id: id, opts: o, closed: make(chan struct{}),
 		inbox: newPool(StreamName(id), SenderBuffer), files: newPool(FilesStreamName(id), ChunkBuffer)}
+	c.files.active = false // until the first FetchChunks
 	nopts := []nats.Option{
 		nats.Name(o.name),
 		nats.Nkey(pub, kp.Sign),
@@ -496,7 +499,9 @@ type sender struct {
 // SetSenders sets the agencies whose envelopes and attachment chunks the
 // client pulls: one consumer per sender on the agency's inbox, and one on
 // its file queue, provisioned by the broker for every agency in the
-// directory. The gateway calls it at start and after
+// directory (the file queue's from the first FetchChunks on, so a client
+// that never asks for chunks pulls none ahead). The gateway calls it at
+// start and after
 // each directory reload with every agency of the directory (revoked ones
 // included: their waiting envelopes are pulled and refused). Invalid ids
 // are ignored. A sender left out stops being pulled; messages it had
@@ -510,11 +515,17 @@ func (c *Client) SetSenders(ids []string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.want = want
 	c.setSenders(c.inbox, want)
 	c.setSenders(c.files, want)
 }
 
+// setSenders starts and stops pool p's pullers, if p is active, to pull
+// from the senders in want.
 func (c *Client) setSenders(p *pool, want map[string]bool) {
+	if !p.active {
+		return
+	}
 	for id, s := range p.senders {
 		if !want[id] {
 			close(s.stop)

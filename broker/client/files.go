@@ -184,10 +184,16 @@ func (c *Client) chunkErr(to string, i int, err error) error {
 // FetchChunks returns up to n attachment chunks (at most MaxFetch) from
 // the agency's file queue, taken in turn from each sender's consumer (see
 // SetSenders). The chunks are pulled apart from the envelopes Fetch
-// returns, at most ChunkBuffer ahead per sender. It returns as soon as at
+// returns, from the first call on, at most ChunkBuffer ahead per sender. It returns as soon as at
 // least one chunk is there, or with an empty slice and a nil error after a
 // few seconds (at most until ctx's deadline) without chunks. Each chunk
 // is settled as an envelope is: AckSync once it is stored, Nak or Term.
 func (c *Client) FetchChunks(ctx context.Context, n int) ([]*Msg, error) {
+	c.mu.Lock()
+	if !c.files.active {
+		c.files.active = true
+		c.setSenders(c.files, c.want)
+	}
+	c.mu.Unlock()
 	return c.fetch(ctx, c.files, n)
 }
