@@ -457,28 +457,18 @@ func (g *Gateway) attachmentViews(b []byte, from string) ([]AttachmentView, erro
 	return out, err
 }
 
-// withoutKeys returns a body with the file keys of its attachments taken
-// out: they open the files and are for the gateway only.
-func withoutKeys(b []byte) []byte {
-	if !strings.Contains(string(b), `"attachments"`) {
+// withoutFiles returns a body without its list of files: they are shown
+// once, with their state here, in the item's attachments, and their file
+// keys are for the gateway only.
+func withoutFiles(b []byte) []byte {
+	if !bytes.Contains(b, []byte(`"attachments"`)) {
 		return b
 	}
 	var m map[string]json.RawMessage
 	if json.Unmarshal(b, &m) != nil {
 		return b
 	}
-	var atts []map[string]json.RawMessage
-	if json.Unmarshal(m["attachments"], &atts) != nil {
-		return b
-	}
-	for _, a := range atts {
-		delete(a, "key")
-	}
-	raw, err := json.Marshal(atts)
-	if err != nil {
-		return b
-	}
-	m["attachments"] = raw
+	delete(m, "attachments")
 	out, err := json.Marshal(m)
 	if err != nil {
 		return b

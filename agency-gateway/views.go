@@ -22,9 +22,9 @@ func (g *Gateway) fullItem(rec *store.Record) (Item, error) {
 	}
 	switch rec.Kind {
 	case kindReferral:
-		it.Referral = withoutKeys(b)
+		it.Referral = withoutFiles(b)
 	case kindStatementRequest:
-		it.StatementRequest = withoutKeys(b)
+		it.StatementRequest = withoutFiles(b)
 		if err := g.statementParts(rec, &it); err != nil {
 			return Item{}, err
 		}

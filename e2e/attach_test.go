@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -34,7 +35,9 @@ func (f fileOf) reader() io.Reader {
 	if f.size < int64(len(head)) {
 		head = head[:f.size]
 	}
-	rest := io.LimitReader(&randReader{r: rand.New(rand.NewPCG(f.seed, 7))}, f.size-int64(len(head)))
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[:], f.seed)
+	rest := io.LimitReader(rand.NewChaCha8(seed), f.size-int64(len(head)))
 	return io.MultiReader(bytes.NewReader(head), rest)
 }
 
@@ -42,21 +45,6 @@ func (f fileOf) sha256() string {
 	h := sha256.New()
 	io.Copy(h, f.reader())
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-type randReader struct{ r *rand.Rand }
-
-func (r *randReader) Read(p []byte) (int, error) {
-	for i := 0; i+8 <= len(p); i += 8 {
-		v := r.r.Uint64()
-		for j := range 8 {
-			p[i+j] = byte(v >> (8 * j))
-		}
-	}
-	for i := len(p) &^ 7; i < len(p); i++ {
-		p[i] = byte(r.r.Uint32())
-	}
-	return len(p), nil
 }
 
 // upload streams a file to POST /v1/attachments and returns its id.

@@ -147,7 +147,7 @@ type Attachment struct {
 	ID   string `json:"id"`
 	Name string `json:"name,omitempty"`
 	Type string `json:"type,omitempty"`
-	Size int64  `json:"size,omitempty"`
+	Size int64  `json:"size"`
 	// SHA256 is the hex SHA-256 of the file.
 	SHA256 string `json:"sha256,omitempty"`
 	// Key is the age file key of the sealed file, base64 without padding.
