@@ -23,7 +23,7 @@ var testPDF = []byte("%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n
 // formFile is a file part of a multipart form.
 type formFile struct {
 	name, typ string
-	data []byte
+	data      []byte
 }
 
 // multipartBody builds a form as a browser sends it: the fields in order,
