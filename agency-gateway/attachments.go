@@ -278,13 +278,10 @@ func (g *Gateway) attachFiles(d Draft, kind string, refs []body.Attachment) ([]b
 		var u *store.Upload
 		err := g.db.View(func(tx *store.Tx) (err error) { u, err = tx.Upload(ref.ID); return err })
 		if errors.Is(err, store.ErrNotFound) || (err == nil && u.By != by) {
-			return nil, invalid(field, "unknown", "is not a file you uploaded (or it expired unsent)")
+			return nil, invalid(field, "unknown", "is not a file you uploaded and have not sent yet (a file goes with one message; one not sent expires)")
 		}
 		if err != nil {
 			return nil, err
-		}
-		if u.Ref != "" {
-			return nil, invalid(field, "sent", "was already sent with another message: upload it again")
 		}
 		if u.For != kind {
 			return nil, invalid(field, "kind", "was uploaded for a "+u.For+", not a "+kind)
@@ -314,20 +311,19 @@ func (g *Gateway) ownFileKey(aid string) ([]byte, error) {
 	return crypto.FileKey(f, g.keys.identities()...)
 }
 
-// sendFiles, in Send's transaction, marks each file of out as sent with
-// its envelope and queues its transfer, which starts once the envelope is
-// published.
+// sendFiles, in Send's transaction, takes each file of out from the
+// uploads (it goes with this message only; the sealed file stays, for the
+// sender's own view) and queues its transfer, which starts once the
+// envelope is published.
 func (g *Gateway) sendFiles(tx *store.Tx, out *Outgoing, by string, now time.Time) error {
-	for _, a := range out.Files {
-		u, err := tx.Upload(a.ID)
-		if err != nil {
+	for i, a := range out.Files {
+		if _, err := tx.Upload(a.ID); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return invalid(fmt.Sprintf("/attachments/%d/id", i), "unknown", "was sent with another message meanwhile")
+			}
 			return err
 		}
-		if u.Ref != "" {
-			return invalid("/attachments", "sent", "a file was sent with another message meanwhile")
-		}
-		u.Ref = out.ID
-		if err := tx.PutUpload(u); err != nil {
+		if err := tx.DeleteUpload(a.ID); err != nil {
 			return err
 		}
 		if err := tx.PutTransferOut(&store.TransferOut{To: out.To.ID, ID: a.ID, Ref: out.ID, SealedSize: a.SealedSize}); err != nil {
@@ -603,8 +599,10 @@ func (g *Gateway) expireUploads(now time.Time) {
 	}
 	for _, u := range old {
 		err := g.db.Update(func(tx *store.Tx) error {
-			cur, err := tx.Upload(u.ID)
-			if err != nil || cur.Ref != "" {
+			if _, err := tx.Upload(u.ID); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					return nil // sent meanwhile
+				}
 				return err
 			}
 			if err := tx.DeleteUpload(u.ID); err != nil {
@@ -629,7 +627,7 @@ func (g *Gateway) attachmentsLoop(ctx context.Context) {
 			os.Remove(t)
 		}
 	}
-	every := min(time.Minute, max(time.Second, g.cfg.Attachments.UnsentTTL/10))
+	every := min(5*time.Second, max(time.Second, g.cfg.Attachments.UnsentTTL/10))
 	for {
 		g.expireUploads(g.now())
 		select {

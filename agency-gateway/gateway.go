@@ -47,22 +47,23 @@ import (
 
 // Gateway is one running agency gateway.
 type Gateway struct {
-	cfg       Config
-	log       *slog.Logger
-	now       func() time.Time
-	self      string
-	keys      Keys
-	db        *store.DB
-	bus       Bus
-	verifier  *policy.Verifier
-	metrics   *Metrics
-	onOutcome func(id, outcome string)
-	kinds     map[string]Kind
-	waitRetry time.Duration
-	witness   witnessState
-	refusals  refusalLog    // refused envelopes counted between flushes (refusals.go)
-	transfers transferState // files being sent (transfer.go)
-	chunks    chunkState    // files arriving (chunks.go)
+	cfg        Config
+	log        *slog.Logger
+	now        func() time.Time
+	self       string
+	keys       Keys
+	db         *store.DB
+	bus        Bus
+	verifier   *policy.Verifier
+	metrics    *Metrics
+	onOutcome  func(id, outcome string)
+	kinds      map[string]Kind
+	waitRetry  time.Duration
+	fileResend time.Duration
+	witness    witnessState
+	refusals   refusalLog    // refused envelopes counted between flushes (refusals.go)
+	transfers  transferState // files being sent (transfer.go)
+	chunks     chunkState    // files arriving (chunks.go)
 
 	opener   *crypto.Opener
 	inflight sync.Map // queue seq -> publishing now
@@ -110,6 +111,10 @@ type Options struct {
 	// the log grew by this many events since it was last sent (default
 	// 256), so a burst of activity is witnessed within a second or so.
 	WitnessBurst int
+	// FileResend is how long a file sent whole waits for the recipient's
+	// receipt before it is published again (default 2 min, doubling each
+	// time): a chunk lost or spoiled in flight is sent again this way.
+	FileResend time.Duration
 }
 
 // New opens the gateway's store and loads the directory and the token
@@ -126,6 +131,10 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 		metrics: opt.Metrics, onOutcome: opt.OnOutcome, kinds: registry(),
 		wake: make(chan struct{}, 1), recheck: make(chan struct{}, 1)}
 	g.transfers.wake = make(chan struct{}, 1)
+	g.fileResend = opt.FileResend
+	if g.fileResend <= 0 {
+		g.fileResend = 2 * time.Minute
+	}
 	if g.log == nil {
 		g.log = slog.Default()
 	}

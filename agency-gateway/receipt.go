@@ -146,7 +146,8 @@ func applyReceipt(g *Gateway, tx *store.Tx, rec *store.Record, in *Incoming, r c
 // itself.
 var gatewayReasons = []string{ReasonBodyInvalid, ReasonBodyMismatch, ReasonIDCollision, ReasonKindUnsupported,
 	ReasonReceiptInvalid, ReasonReceiptMismatch, ReasonReplay, ReasonSenderMismatch, ReasonUndelivered,
-	ReasonWaitedTooLong, ReasonTooManyWaiting, ReasonCheckpointInvalid, ReasonCosignatureInvalid, ReasonFork, ReasonRollback}
+	ReasonWaitedTooLong, ReasonTooManyWaiting, ReasonCheckpointInvalid, ReasonCosignatureInvalid, ReasonFork, ReasonRollback,
+	ReasonAttachmentInvalid, ReasonAttachmentReused, ReasonChunkInvalid, ReasonAttachmentUnknown}
 
 // knownReason reports whether a reason code is one any gateway may send.
 func knownReason(code string) bool {

@@ -90,6 +90,10 @@ func (g *Gateway) transferRound(ctx context.Context, fb FileBus) (bool, error) {
 		if !ready {
 			continue
 		}
+		if !tr.Finished.IsZero() {
+			g.maybeResend(tr)
+			continue
+		}
 		n, err := g.sendBatch(ctx, fb, tr)
 		if n > 0 {
 			busy = true
@@ -107,10 +111,15 @@ func (g *Gateway) transferRound(ctx context.Context, fb FileBus) (bool, error) {
 }
 
 // transferReady says whether a transfer's envelope has left (ready) or
-// will never leave, its record having failed or been withdrawn (drop).
+// will never leave, its record having failed or been withdrawn, or whether
+// the recipient has answered for it (drop).
 func (g *Gateway) transferReady(tr *store.TransferOut) (ready, drop bool, err error) {
 	err = g.db.View(func(tx *store.Tx) error {
 		if _, queued := tx.QueuedEnvelope(tr.Ref); queued {
+			return nil
+		}
+		if tx.HasReceipt(tr.Ref, crypto.EventDelivered) || tx.HasReceipt(tr.Ref, crypto.EventRejected) {
+			drop = true
 			return nil
 		}
 		ref := tx.Link(tr.Ref)
@@ -136,6 +145,9 @@ func (g *Gateway) transferReady(tr *store.TransferOut) (ready, drop bool, err er
 }
 
 func (g *Gateway) dropTransfer(tr *store.TransferOut) {
+	g.transfers.mu.Lock()
+	delete(g.transfers.keys, tr.ID)
+	g.transfers.mu.Unlock()
 	if err := g.db.Update(func(tx *store.Tx) error { return tx.DeleteTransferOut(tr.To, tr.ID) }); err != nil {
 		g.log.Warn("failed to drop a transfer", "attachment", tr.ID, "err", err)
 	}
@@ -148,6 +160,7 @@ func (g *Gateway) sendBatch(ctx context.Context, fb FileBus, tr *store.TransferO
 	if tr.Next >= total {
 		return 0, g.finishTransfer(tr)
 	}
+
 	key, err := g.transferKey(tr.ID)
 	if err != nil {
 		return 0, err
@@ -199,11 +212,11 @@ func (g *Gateway) sendBatch(ctx context.Context, fb FileBus, tr *store.TransferO
 	return n, perr
 }
 
-// finishTransfer forgets a transfer the broker has whole.
+// finishTransfer notes that the broker has the whole file. The transfer is
+// kept until the recipient's receipt for the envelope arrives: should a
+// chunk be lost or spoiled in flight, the recipient cannot complete the
+// file, no receipt comes, and the file is published again (maybeResend).
 func (g *Gateway) finishTransfer(tr *store.TransferOut) error {
-	g.transfers.mu.Lock()
-	delete(g.transfers.keys, tr.ID)
-	g.transfers.mu.Unlock()
 	return g.db.Update(func(tx *store.Tx) error {
 		cur, err := tx.TransferOut(tr.To, tr.ID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -212,11 +225,40 @@ func (g *Gateway) finishTransfer(tr *store.TransferOut) error {
 		if err != nil {
 			return err
 		}
-		if cur.Next < crypto.FileChunks(cur.SealedSize) {
-			return nil // a resend started meanwhile
+		if cur.Next < crypto.FileChunks(cur.SealedSize) || !cur.Finished.IsZero() {
+			return nil
 		}
-		return tx.DeleteTransferOut(tr.To, tr.ID)
+		cur.Finished = g.now().UTC()
+		return tx.PutTransferOut(cur)
 	})
+}
+
+// maybeResend publishes a whole file again, under new message ids, when
+// no receipt came within the resend interval of the last round (doubling
+// each round, at most an hour). The recipient keeps each chunk once, so
+// only what it lacks is written.
+func (g *Gateway) maybeResend(tr *store.TransferOut) {
+	wait := g.fileResend << min(tr.Round, 10)
+	if wait > time.Hour {
+		wait = time.Hour
+	}
+	if g.now().Sub(tr.Finished) < wait {
+		return
+	}
+	err := g.db.Update(func(tx *store.Tx) error {
+		cur, err := tx.TransferOut(tr.To, tr.ID)
+		if err != nil || cur.Round != tr.Round {
+			return err
+		}
+		cur.Round++
+		cur.Next, cur.Finished = 0, time.Time{}
+		return tx.PutTransferOut(cur)
+	})
+	if err != nil {
+		g.log.Warn("failed to start a resend", "attachment", tr.ID, "err", err)
+		return
+	}
+	g.log.Warn("no receipt for a file sent whole: publishing it again", "to", tr.To, "attachment", tr.ID, "round", tr.Round+1)
 }
 
 // transferKey returns the file key of a file being sent, read once from

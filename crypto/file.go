@@ -81,7 +81,7 @@ func ChunkMAC(fileKey []byte, aid string, sealedSize int64, index int64, data []
 // its length and its MAC.
 func VerifyChunk(fileKey []byte, aid string, sealedSize int64, index, mac string, data []byte) (int64, error) {
 	i, err := strconv.ParseInt(index, 10, 64)
-	if err != nil || i < 0 || i >= FileChunks(sealedSize) {
+	if err != nil || i < 0 || i >= FileChunks(sealedSize) || strconv.FormatInt(i, 10) != index {
 		return 0, fmt.Errorf("%w: chunk index %q", ErrChunk, index)
 	}
 	want := int64(FileChunkSize)

@@ -35,6 +35,8 @@ type network struct {
 	inproc     map[string]*run.Running
 	procs      map[string]*exec.Cmd
 	tokens     map[string]string
+	// tweak, when set, changes every gateway's configuration.
+	tweak func(*gateway.Config)
 }
 
 func newNetwork(t testing.TB) *network {
@@ -108,6 +110,9 @@ func (n *network) config(id string) gateway.Config {
 	gc := cli.DevGatewayConfig(n.data, id, n.brokerURL())
 	gc.HTTP.Listen = "127.0.0.1:" + strconv.Itoa(n.ports[id])
 	gc.Metrics.Listen = "127.0.0.1:" + strconv.Itoa(n.mports[id])
+	if n.tweak != nil {
+		n.tweak(&gc)
+	}
 	return gc
 }
 

@@ -8,8 +8,8 @@ import (
 // Attachments. The files themselves are kept beside the bbolt file, sealed
 // (package crypto); the store keeps what is known of them:
 //
-//   - uploads: a file uploaded here, until it is sent with a message or
-//     expires unsent;
+//   - uploads: a file uploaded here and not sent yet (it leaves the list
+//     when it is sent with a message, or expires unsent);
 //   - out-transfers: a file on its way to another agency, with how far the
 //     broker has acknowledged it;
 //   - in-transfers: a file on its way here, with the chunks already written
@@ -37,8 +37,6 @@ type Upload struct {
 	SealedSize int64     `json:"sealed_size"`
 	Name       []byte    `json:"name"`
 	At         time.Time `json:"at"`
-	// Ref is the message that took it ("" until sent).
-	Ref string `json:"ref,omitempty"`
 }
 
 // PutUpload stores (or replaces) an upload.
@@ -56,8 +54,8 @@ func (t *Tx) Upload(id string) (*Upload, error) {
 // DeleteUpload forgets an upload.
 func (t *Tx) DeleteUpload(id string) error { return t.b(bucketUploads).Delete([]byte(id)) }
 
-// UnsentUploads returns up to max uploads not sent with any message and
-// uploaded before before.
+// UnsentUploads returns up to max uploads (none of them sent) uploaded
+// before before.
 func (t *Tx) UnsentUploads(before time.Time, max int) ([]Upload, error) {
 	var out []Upload
 	err := t.b(bucketUploads).ForEach(func(k, v []byte) error {
@@ -68,16 +66,13 @@ func (t *Tx) UnsentUploads(before time.Time, max int) ([]Upload, error) {
 		if err := getJSON(t.b(bucketUploads), k, &u); err != nil {
 			return err
 		}
-		if u.Ref == "" && u.At.Before(before) {
+		if u.At.Before(before) {
 			out = append(out, u)
 		}
 		return nil
 	})
 	return out, err
 }
-
-// HasUpload reports whether an upload (sent or not) with id exists.
-func (t *Tx) HasUpload(id string) bool { return t.b(bucketUploads).Get([]byte(id)) != nil }
 
 // TransferOut is a file on its way to agency To, with message Ref.
 type TransferOut struct {
@@ -87,9 +82,13 @@ type TransferOut struct {
 	SealedSize int64  `json:"sealed_size"`
 	// Next is the first chunk the broker has not acknowledged.
 	Next int64 `json:"next"`
-	// Round counts the times the transfer started over from a chunk
-	// before Next (a resend): it makes chunk message ids new.
+	// Round counts the times the whole file was published again because
+	// no receipt came (a chunk lost or spoiled in flight): it makes chunk
+	// message ids new.
 	Round int `json:"round,omitempty"`
+	// Finished is when the broker acknowledged the last chunk of this
+	// round (zero while chunks are left to publish).
+	Finished time.Time `json:"finished,omitzero"`
 }
 
 func transferKey(agency, id string) []byte { return []byte(agency + "\x00" + id) }

@@ -1,0 +1,24 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzFileName: whatever name an uploader sends, an accepted one is one
+// line of valid UTF-8, at most 255 bytes, with no path in it.
+func FuzzFileName(f *testing.F) {
+	for _, s := range []string{"scan.pdf", "../../etc/passwd", `C:\Users\x\foto.jpg`, "a\nb", "\u202ereverse", "", "  "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		name, err := fileName(s)
+		if err != nil {
+			return
+		}
+		if name == "" || len(name) > 255 || !utf8.ValidString(name) || strings.ContainsAny(name, "/\\\n\r\x00") {
+			t.Fatalf("accepted %q as %q", s, name)
+		}
+	})
+}
