@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
@@ -35,6 +36,9 @@ const (
 	fileField = "file"
 	// attachmentField holds the id of a file already uploaded.
 	attachmentField = "attachment"
+	// attachmentNameField tells the name and size of an uploaded file
+	// ("id/size/name"), to show it with a form shown again.
+	attachmentNameField = "attachment_name"
 	// csrfHeader carries the CSRF token of a script's upload.
 	csrfHeader = "X-CSRF-Token"
 	// nameHeader carries the file name of a script's upload,
@@ -278,13 +282,30 @@ func (o obj) files(v url.Values) {
 	o["attachments"] = refs
 }
 
-// keptFiles are the files a form shown again still holds.
+// keptFiles are the files a form shown again still holds. Their names
+// come from this request's uploads or, for those uploaded before (by the
+// script, or with a form shown again), from the form's "attachment_name"
+// fields ("id/size/name"): shown as text to the one who chose the files.
 func keptFiles(c *ctx, v url.Values) []keptFile {
+	told := map[string]keptFile{}
+	for _, nv := range v[attachmentNameField] {
+		parts := strings.SplitN(nv, "/", 3)
+		if len(parts) != 3 || len(parts[2]) > 255 {
+			continue
+		}
+		size, err := strconv.ParseInt(parts[1], 10, 64)
+		if err != nil || size < 0 {
+			continue
+		}
+		told[parts[0]] = keptFile{ID: parts[0], Name: parts[2], Size: size}
+	}
 	var out []keptFile
 	for _, id := range attachmentIDs(v) {
 		k, ok := c.up.names[id]
 		if !ok {
-			k = keptFile{ID: id}
+			if k, ok = told[id]; !ok {
+				k = keptFile{ID: id}
+			}
 		}
 		out = append(out, k)
 	}

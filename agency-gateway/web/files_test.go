@@ -313,7 +313,17 @@ func TestFilesByScript(t *testing.T) {
 	}
 	v := referralValues("shelter")
 	v.Set("attachment", res.ID)
+	v.Set("attachment_name", res.ID+"/77/Surat keterangan é.pdf")
+	// A form shown again (a required field left out) keeps the file,
+	// named.
+	v.Del("pseudonym")
 	p := cw.post("/ui/referrals/new", "/ui/referrals", v)
+	if p.Code != http.StatusUnprocessableEntity || !strings.Contains(p.Body, `value="`+res.ID+`" checked`) ||
+		!strings.Contains(p.Body, "Surat keterangan é.pdf") {
+		t.Fatalf("form shown again: %d\n%s", p.Code, p.Body)
+	}
+	v.Set("pseudonym", "V-2026-0042")
+	p = cw.post("/ui/referrals/new", "/ui/referrals", v)
 	if !carriesFiles(n) {
 		if p.Code != http.StatusServiceUnavailable || !strings.Contains(p.Body, `value="`+res.ID+`"`) {
 			t.Fatalf("send without a file bus: %d\n%s", p.Code, p.Body)

@@ -80,6 +80,11 @@
           hidden.name = 'attachment';
           hidden.value = res.id;
           li.appendChild(hidden);
+          var named = document.createElement('input');
+          named.type = 'hidden';
+          named.name = 'attachment_name';
+          named.value = res.id + '/' + res.size + '/' + file.name;
+          li.appendChild(named);
           var rm = document.createElement('button');
           rm.type = 'button';
           rm.className = 'link remove';
