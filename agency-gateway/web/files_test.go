@@ -339,7 +339,7 @@ func TestFilesByScript(t *testing.T) {
 	}
 	// The same id again: already sent.
 	p = cw.post("/ui/referrals/new", "/ui/referrals", v)
-	if p.Code != http.StatusUnprocessableEntity || !strings.Contains(p.Body, "Already sent with another message") {
+	if p.Code != http.StatusUnprocessableEntity || !strings.Contains(p.Body, "upload it again") {
 		t.Fatalf("id sent twice: %d\n%s", p.Code, p.Body)
 	}
 	scw := shelter.client()
