@@ -37,6 +37,10 @@ func TestWebAttach(t *testing.T) {
 	pdf := append([]byte("%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"), bytes.Repeat([]byte("% scan of the identity document\n"), 1250)...)
 	pdf = append(pdf, []byte("trailer\n<< /Root 1 0 R >>\n%%EOF\n")...)
 	dir := t.TempDir()
+	fake := filepath.Join(dir, "scan.pdf")
+	if err := os.WriteFile(fake, []byte("<!DOCTYPE html><html><body><p>not a scan</p></body></html>"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, lang := range []string{"en", "id"} {
 		t.Run(lang, func(t *testing.T) {
 			name := "Laporan medis " + lang + ".pdf"
@@ -44,17 +48,17 @@ func TestWebAttach(t *testing.T) {
 			if err := os.WriteFile(path, pdf, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			attachScenario(t, wn, b, lang, name, path)
+			attachScenario(t, wn, b, lang, name, path, fake)
 		})
 	}
 }
 
 var attachWords = map[string]map[string]string{
-	"en": {"available": "available", "uploaded": "Uploaded", "size": "40.1 KB", "nofiles": "cannot carry files"},
-	"id": {"available": "tersedia", "uploaded": "Terunggah", "size": "40,1 KB", "nofiles": "belum dapat membawa berkas"},
+	"en": {"available": "available", "uploaded": "Uploaded", "size": "40.1 KB", "nofiles": "cannot carry files", "type": "This type of file is not accepted"},
+	"id": {"available": "tersedia", "uploaded": "Terunggah", "size": "40,1 KB", "nofiles": "belum dapat membawa berkas", "type": "Jenis berkas ini tidak diterima"},
 }
 
-func attachScenario(t *testing.T, wn *webNet, b map[string]context.Context, lang, name, path string) {
+func attachScenario(t *testing.T, wn *webNet, b map[string]context.Context, lang, name, path, fake string) {
 	w := attachWords[lang]
 	iom, shelter := wn.urls["iom"], wn.urls["shelter"]
 	q := "?lang=" + lang
@@ -71,7 +75,21 @@ func attachScenario(t *testing.T, wn *webNet, b map[string]context.Context, lang
 		chromedp.Click(chromedp.CSS(`input[name=consent][value=given]`)),
 		chromedp.Click(chromedp.CSS(`input[name=purposes][value=services]`)),
 		chromedp.SetValue(chromedp.CSS("#method"), "written"),
-		chromedp.SendKeys(chromedp.CSS("#notes"), "Medical report attached."),
+		chromedp.SendKeys(chromedp.CSS("#notes"), "Medical report attached."))
+	// A web page named .pdf: refused, the message next to the file input.
+	brun(t, cw, "a web page as a PDF",
+		chromedp.SetUploadFiles(chromedp.CSS("#files"), []string{fake}),
+		chromedp.WaitVisible(chromedp.CSS(".upload-errors .field-error")))
+	msg := value(t, cw, "refusal", chromedp.Text(chromedp.CSS(".upload-errors .field-error")))
+	if !strings.Contains(msg, w["type"]) || !strings.Contains(msg, filepath.Base(fake)) {
+		t.Errorf("refusal shown: %q", msg)
+	}
+	if n := value(t, cw, "uploads", chromedp.Evaluate[int64](`document.querySelectorAll('input[name=attachment]').length`)); n != 0 {
+		t.Errorf("%d uploads after a refusal", n)
+	}
+	brun(t, cw, "scroll to the files", chromedp.Evaluate[chromedp.Void](`document.querySelector('fieldset.files').scrollIntoView()`))
+	shoot(t, cw, "attach-refused-"+lang)
+	brun(t, cw, "attach",
 		chromedp.SetUploadFiles(chromedp.CSS("#files"), []string{path}),
 		chromedp.WaitVisible(chromedp.CSS(".uploads li progress")),
 		poll(`!!document.querySelector('.uploads li.done input[type=hidden][name=attachment]')`))

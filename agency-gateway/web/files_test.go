@@ -462,3 +462,45 @@ func TestSizes(t *testing.T) {
 		t.Errorf("percent %d", p)
 	}
 }
+
+// TestFileStates: how the list shows each state of a file, names as text
+// only, the hash abbreviated with the whole in a details element.
+func TestFileStates(t *testing.T) {
+	cat, err := loadCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cat: cat, log: quiet, pages: pages}
+	sha := strings.Repeat("ab", 32)
+	files := []gateway.AttachmentView{
+		{ID: "f1", Name: `<img src=x onerror=alert(1)>.pdf`, Type: "application/pdf", Size: 45_300, SHA256: sha, State: "available"},
+		{ID: "f2", Name: "rekaman.m4a", Type: "audio/x-m4a", Size: 1_000_000, SHA256: sha, State: "arriving", Received: 450_000, SealedSize: 1_000_000},
+		{ID: "f3", Name: "foto.jpg", Type: "image/jpeg", Size: 2000, SHA256: sha, State: "failed"},
+	}
+	for lang, want := range map[string][]string{
+		"en": {"45.3 KB", "available", "arriving, 45%", "1.0 MB", "failed: the file did not arrive intact", "M4A", "JPEG"},
+		"id": {"45,3 KB", "tersedia", "sedang diterima, 45%", "1,0 MB", "gagal: berkas tidak diterima dengan utuh"},
+	} {
+		l := &loc{lang: lang, l: cat.locs[lang], s: s}
+		var buf bytes.Buffer
+		if err := pages["referral"].ExecuteTemplate(&buf, "files", map[string]any{"L": l, "Files": files, "Base": "/ui/referrals/R1"}); err != nil {
+			t.Fatal(err)
+		}
+		out := buf.String()
+		for _, w := range append(want, `href="/ui/referrals/R1/files/f1"`, `<progress max="100" value="45">`,
+			"&lt;img src=x onerror=alert(1)&gt;.pdf", "<details", sha, "abababababab…") {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: %q missing in\n%s", lang, w, out)
+			}
+		}
+		for _, bad := range []string{"<img", "files/f2", "files/f3"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("%s: %q in\n%s", lang, bad, out)
+			}
+		}
+	}
+}
