@@ -251,8 +251,9 @@ func TestFilesNeedCSRF(t *testing.T) {
 	iom := mustApp(t, n, "iom")
 	cw := iom.client()
 	cw.login("cw")
-	if r := cw.raw("POST", "/ui/attachments?for=referral", "application/pdf", testPDF, map[string]string{nameHeader: "a.pdf"}); r.Code != http.StatusForbidden {
-		t.Fatalf("upload without a token: %d", r.Code)
+	if r := cw.raw("POST", "/ui/attachments?for=referral", "application/pdf", testPDF, map[string]string{nameHeader: "a.pdf"}); r.Code != http.StatusForbidden ||
+		!strings.Contains(r.Body, `"error":"This form has expired`) {
+		t.Fatalf("upload without a token: %d %s", r.Code, r.Body)
 	}
 	if r := cw.raw("POST", "/ui/attachments?for=referral", "application/pdf", testPDF, map[string]string{csrfHeader: "forged"}); r.Code != http.StatusForbidden {
 		t.Fatalf("upload with a wrong token: %d", r.Code)

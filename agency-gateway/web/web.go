@@ -209,14 +209,22 @@ func (s *server) routeWith(pattern string, roles []staff.Role, o postOpts, h fun
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		c := s.newCtx(w, r)
 		post := r.Method == http.MethodPost
+		refuse := func(code int, key string) {
+			if o.raw {
+				// The script shows the message next to its file.
+				writeJSON(w, code, map[string]string{"error": c.L.T(key)})
+				return
+			}
+			s.errorPage(c, code, key, "")
+		}
 		if post && !sameOrigin(r) {
-			s.errorPage(c, http.StatusForbidden, "error.csrf", "")
+			refuse(http.StatusForbidden, "error.csrf")
 			return
 		}
 		sess, err := s.session(r, r.URL.Path != "/ui/events")
 		if err != nil {
 			if post || r.URL.Path == "/ui/events" {
-				s.errorPage(c, http.StatusForbidden, "error.session", "")
+				refuse(http.StatusForbidden, "error.session")
 				return
 			}
 			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
@@ -227,12 +235,12 @@ func (s *server) routeWith(pattern string, roles []staff.Role, o postOpts, h fun
 			// The role is checked before any of the body is read; the
 			// CSRF token before any file is stored.
 			if len(roles) > 0 && !slices.ContainsFunc(roles, sess.Has) {
-				s.errorPage(c, http.StatusForbidden, "error.role", "")
+				refuse(http.StatusForbidden, "error.role")
 				return
 			}
 			if o.raw {
 				if !csrfOK(sess, r.Header.Get(csrfHeader)) {
-					s.errorPage(c, http.StatusForbidden, "error.csrf", "")
+					refuse(http.StatusForbidden, "error.csrf")
 					return
 				}
 			} else if code, key := s.readMultipart(c, o.files); code != 0 {
