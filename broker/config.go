@@ -42,10 +42,11 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// MaxMsgSize is the largest message an inbox accepts.
 	MaxMsgSize int32
-	// MaxStore caps the disk the inboxes use together (JetStream's max
-	// store). 0: the sum of every agency's inbox byte limit in the
-	// directory, raised as the directory grows. When set, a directory whose
-	// inboxes could need more is refused. Each inbox's own limits (and each
+	// MaxStore caps the disk the inboxes and file queues use together
+	// (JetStream's max store). 0: the sum of every agency's inbox and files
+	// byte limits in the directory, raised as the directory grows. When
+	// set, a directory whose inboxes and file queues could need more is
+	// refused. Each inbox's own limits (and each
 	// sender's share of it) come from the directory: crypto.Limits.
 	MaxStore int64
 	// MaxMemory caps memory-backed JetStream storage (the inboxes are on

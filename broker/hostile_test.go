@@ -428,3 +428,231 @@ func TestHostileIsolation(t *testing.T) {
 		}
 	})
 }
+
+// filesIntact checks B's file queue holds exactly want, undelivered and
+// unacked, with its configuration and consumers as provisioned.
+func filesIntact(t *testing.T, s *Server, id string, want []queued) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ctx, client.FilesStreamName(id))
+	if err != nil {
+		t.Fatalf("file queue of %s: %v", id, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != uint64(len(want)) {
+		t.Fatalf("stream %s holds %d chunks, want %d", info.Config.Name, info.State.Msgs, len(want))
+	}
+	if len(info.Config.Subjects) != 1 || info.Config.Subjects[0] != client.FileSubjectPrefix+id+".*" ||
+		info.Config.Retention != jetstream.WorkQueuePolicy || !info.Config.DenyPurge || !info.Config.DenyDelete {
+		t.Fatalf("stream %s config changed: %+v", info.Config.Name, info.Config)
+	}
+	var cons []string
+	for n := range st.ConsumerNames(ctx).Name() {
+		cons = append(cons, n)
+	}
+	slices.Sort(cons)
+	var wantCons []string
+	for _, a := range s.Directory().Agencies {
+		wantCons = append(wantCons, client.ConsumerFor(a.ID))
+	}
+	slices.Sort(wantCons)
+	if !slices.Equal(cons, wantCons) {
+		t.Fatalf("stream %s has consumers %v, want %v", info.Config.Name, cons, wantCons)
+	}
+	// A consumer counts a chunk stored a moment ago a moment later.
+	for try := 0; ; try++ {
+		var pending uint64
+		for _, name := range cons {
+			ci, err := st.Consumer(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cinfo, err := ci.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cinfo.NumAckPending != 0 || cinfo.NumRedelivered != 0 ||
+				(cinfo.NumPending > 0 && cinfo.Delivered.Stream >= info.State.FirstSeq) {
+				t.Fatalf("consumer %s of %s disturbed: pending %d, ack pending %d, delivered %d",
+					name, info.Config.Name, cinfo.NumPending, cinfo.NumAckPending, cinfo.Delivered.Consumer)
+			}
+			pending += cinfo.NumPending
+		}
+		if pending == uint64(len(want)) {
+			break
+		}
+		if try == 20 {
+			t.Fatalf("consumers of %s have %d chunks pending, want %d", info.Config.Name, pending, len(want))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i, w := range want {
+		m, err := st.GetMsg(ctx, info.State.FirstSeq+uint64(i))
+		if err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		if m.Subject != w.subject || !bytes.Equal(m.Data, w.data) {
+			t.Fatalf("chunk %d changed: %s %q", i, m.Subject, m.Data)
+		}
+	}
+}
+
+// TestHostileFiles: agency A, with its own valid credentials, cannot touch
+// another agency's file queue: not send chunks as someone else, not pull,
+// read, ack, term, delete or create consumers, not purge or delete the
+// stream or its chunks. Its own file queue it can only pull and ack. A
+// revoked agency cannot send chunks.
+func TestHostileFiles(t *testing.T) {
+	const idA, idB, idC = "shelter-a", "dinsos-ntb", "police"
+	n := newTestNet(t, idA, idB, idC)
+	s := mustStart(t, n.config(t))
+	url := s.ClientURL()
+	A, C := n.Agencies[idA], n.Agencies[idC]
+	ctx := context.Background()
+
+	// C queues three chunks for B, and one for A.
+	gwC := mustConnect(t, url, C)
+	cs := chunks("att", 3, 100)
+	if k, err := gwC.PublishChunks(ctx, idB, cs); k != 3 || err != nil {
+		t.Fatalf("PublishChunks: %d, %v", k, err)
+	}
+	var want []queued
+	for _, c := range cs {
+		want = append(want, queued{client.FileSubject(idB, idC), c.Data})
+	}
+	if k, err := gwC.PublishChunks(ctx, idA, chunks("for-a", 1, 10)); k != 1 || err != nil {
+		t.Fatalf("PublishChunks: %d, %v", k, err)
+	}
+	filesIntact(t, s, idB, want)
+
+	h := dialHostile(t, url, A)
+	filesB, filesA := client.FilesStreamName(idB), client.FilesStreamName(idA)
+	spy := []byte(`{"stream_name":"` + filesB + `","config":{"durable_name":"spy","ack_policy":"none","deliver_policy":"all"}}`)
+	own := []byte(`{"stream_name":"` + filesA + `","config":{"durable_name":"other","ack_policy":"none","deliver_policy":"all"}}`)
+	next := []byte(`{"batch":10,"no_wait":true}`)
+	ackSubj := func(stream, cons string) string {
+		return "$JS.ACK." + stream + "." + cons + ".1.1.1.1700000000000000000.2"
+	}
+
+	cases := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"publish a chunk as C", func(t *testing.T) { h.deniedPub(t, client.FileSubject(idB, idC), []byte("forged")) }},
+		{"publish a chunk as B to B", func(t *testing.T) { h.deniedPub(t, client.FileSubject(idB, idB), []byte("forged")) }},
+		{"publish a chunk into B's stream subjects", func(t *testing.T) { h.deniedPub(t, "rujukan.file."+idB, []byte("forged")) }},
+		{"subscribe to B's chunks", func(t *testing.T) { h.deniedSub(t, "rujukan.file."+idB+".*") }},
+		{"subscribe to every chunk", func(t *testing.T) { h.deniedSub(t, "rujukan.file.>") }},
+		{"pull B's consumer of C's chunks", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.MSG.NEXT."+filesB+"."+client.ConsumerFor(idC), next)
+		}},
+		{"pull B's consumer of A's own chunks", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.MSG.NEXT."+filesB+"."+client.ConsumerFor(idA), next)
+		}},
+		{"read B's files consumer info", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.INFO."+filesB+"."+client.ConsumerFor(idC), nil)
+		}},
+		{"ack B's chunks", func(t *testing.T) { h.deniedPub(t, ackSubj(filesB, client.ConsumerFor(idC)), []byte("+ACK")) }},
+		{"term B's chunks", func(t *testing.T) { h.deniedPub(t, ackSubj(filesB, client.ConsumerFor(idC)), []byte("+TERM")) }},
+		{"nak B's chunks", func(t *testing.T) { h.deniedPub(t, ackSubj(filesB, client.ConsumerFor(idC)), []byte("-NAK")) }},
+		{"delete B's files consumer", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.DELETE."+filesB+"."+client.ConsumerFor(idC), nil)
+		}},
+		{"delete own files consumer", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.DELETE."+filesA+"."+client.ConsumerFor(idC), nil)
+		}},
+		{"pause B's files consumer", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.PAUSE."+filesB+"."+client.ConsumerFor(idC), []byte(`{"pause_until":"2100-01-01T00:00:00Z"}`))
+		}},
+		{"create a consumer on B's file queue", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.CREATE."+filesB+".spy", spy)
+		}},
+		{"create an ephemeral consumer on B's file queue", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.CREATE."+filesB, spy)
+		}},
+		{"create a durable consumer on B's file queue", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.DURABLE.CREATE."+filesB+".spy", spy)
+		}},
+		{"create a consumer on own file queue", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.CONSUMER.CREATE."+filesA+".other", own)
+		}},
+		{"delete B's file queue", func(t *testing.T) { h.deniedRequest(t, "$JS.API.STREAM.DELETE."+filesB, nil) }},
+		{"delete own file queue", func(t *testing.T) { h.deniedRequest(t, "$JS.API.STREAM.DELETE."+filesA, nil) }},
+		{"update own file queue", func(t *testing.T) { h.deniedRequest(t, "$JS.API.STREAM.UPDATE."+filesA, nil) }},
+		{"purge B's file queue", func(t *testing.T) { h.deniedRequest(t, "$JS.API.STREAM.PURGE."+filesB, nil) }},
+		{"purge own file queue", func(t *testing.T) { h.deniedRequest(t, "$JS.API.STREAM.PURGE."+filesA, nil) }},
+		{"delete a chunk of B", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.STREAM.MSG.DELETE."+filesB, []byte(`{"seq":1}`))
+		}},
+		{"delete a chunk of own", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.STREAM.MSG.DELETE."+filesA, []byte(`{"seq":1}`))
+		}},
+		{"read B's chunks through STREAM.MSG.GET", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.STREAM.MSG.GET."+filesB, []byte(`{"seq":1}`))
+		}},
+		{"read B's chunks through DIRECT.GET", func(t *testing.T) {
+			h.deniedRequest(t, "$JS.API.DIRECT.GET."+filesB, []byte(`{"seq":1}`))
+		}},
+		{"read B's file queue info", func(t *testing.T) { h.deniedRequest(t, "$JS.API.STREAM.INFO."+filesB, nil) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t)
+			filesIntact(t, s, idB, want)
+			if !h.nc.IsConnected() {
+				t.Fatal("the broker dropped A's connection")
+			}
+		})
+	}
+
+	t.Run("own file queue works", func(t *testing.T) {
+		gwA := mustConnect(t, url, A)
+		ms := fetchChunks(t, gwA, 1)
+		if ms[0].From() != idC || ms[0].MsgID() != "for-a-0" {
+			t.Fatalf("A got %s from %s", ms[0].MsgID(), ms[0].From())
+		}
+		if err := ms[0].AckSync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// A can send B chunks as itself, and B gets them.
+		if k, err := gwA.PublishChunks(ctx, idB, chunks("from-a", 1, 10)); k != 1 || err != nil {
+			t.Fatalf("A's own chunk: %d, %v", k, err)
+		}
+		want := append(slices.Clone(want), queued{client.FileSubject(idB, idA), make([]byte, 10)})
+		filesIntact(t, s, idB, want)
+	})
+
+	t.Run("a revoked agency cannot send chunks", func(t *testing.T) {
+		gwA := mustConnect(t, url, A)
+		closed := make(chan struct{})
+		go func() {
+			for gwA.Connected() {
+				time.Sleep(20 * time.Millisecond)
+			}
+			close(closed)
+		}()
+		n.Dir.Version = 2
+		n.revoke(idA)
+		if err := s.Reload(n.sign(t)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the revoked agency's connection stays open")
+		}
+		if k, err := gwA.PublishChunks(ctx, idB, chunks("revoked", 1, 10)); k != 0 || err == nil {
+			t.Fatalf("revoked agency's chunk: %d, %v", k, err)
+		}
+		if _, err := client.Connect(ctx, url, idA, A.Seed, client.NoRetryOnFailedConnect()); !errors.Is(err, client.ErrAuth) {
+			t.Fatalf("revoked agency logged in: %v", err)
+		}
+		if got := filesInfo(t, s, idB).State.Msgs; got != 4 {
+			t.Fatalf("B's file queue holds %d chunks, want C's 3 and A's 1 sent before the revocation", got)
+		}
+	})
+}

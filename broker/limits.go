@@ -25,6 +25,10 @@ import (
 //     sender). NATS has no per-subject byte limit: the sender's byte share
 //     is enforced as a message count, SenderMaxBytes / MaxMsgSize, so even
 //     messages of the largest size cannot take more;
+//   - an agency's file queue (attachment chunks) keeps at most
+//     crypto.Limits.FilesMaxBytes, and one sender at most filesSenderMax
+//     chunks of it (FilesSenderMaxBytes / crypto.FileChunkSize, per
+//     subject as for the inbox);
 //   - an agency's account has at most MaxConnections connections, each with
 //     at most MaxSubscriptions subscriptions and messages of at most
 //     client.MaxMessageSize (account limits);
@@ -44,26 +48,34 @@ func senderMax(l crypto.Limits, maxMsgSize int32) int64 {
 	return max(1, min(l.SenderMaxMessages, l.SenderMaxBytes/int64(max(1, maxMsgSize))))
 }
 
-// storeNeeded returns the disk the inbox streams of d may use together:
-// the sum of every agency's inbox byte limit, revoked agencies included
-// (their inboxes are kept until their messages age out). JetStream reserves
-// each stream's MaxBytes against the server's max store.
+// filesSenderMax returns the number of chunks one sender may keep in a
+// file queue with limits l.
+func filesSenderMax(l crypto.Limits) int64 {
+	return max(1, l.FilesSenderMaxBytes/crypto.FileChunkSize)
+}
+
+// storeNeeded returns the disk the inbox and file queue streams of d may
+// use together: the sum of every agency's inbox and files byte limits,
+// revoked agencies included (their streams are kept until their messages
+// age out). JetStream reserves each stream's MaxBytes against the server's
+// max store.
 func storeNeeded(d *crypto.Directory) int64 {
 	var n int64
 	for _, a := range d.Agencies {
-		n += d.LimitsOf(a.ID).InboxMaxBytes
+		l := d.LimitsOf(a.ID)
+		n += l.InboxMaxBytes + l.FilesMaxBytes
 	}
 	return n
 }
 
 // maxStore returns the JetStream max store to run with for directory d:
-// Config.MaxStore when set, else what the inboxes need. It is never lower
+// Config.MaxStore when set, else what the inboxes and file queues need. It is never lower
 // than cur (NATS cannot lower it at run time).
 func (s *Server) maxStore(d *crypto.Directory, cur int64) (int64, error) {
 	need := storeNeeded(d)
 	if s.cfg.MaxStore > 0 {
 		if need > s.cfg.MaxStore {
-			return 0, fmt.Errorf("%w: the inboxes of directory version %d may hold %d bytes together (the sum of their inbox_max_bytes), more than the broker's max store of %d bytes: raise the max store or lower the limits",
+			return 0, fmt.Errorf("%w: the inboxes and file queues of directory version %d may hold %d bytes together (the sum of their inbox_max_bytes and files_max_bytes), more than the broker's max store of %d bytes: raise the max store or lower the limits",
 				ErrConfig, d.Version, need, s.cfg.MaxStore)
 		}
 		return s.cfg.MaxStore, nil
@@ -103,8 +115,10 @@ func perSubjectCounts(ctx context.Context, st jetstream.Stream) (map[string]uint
 }
 
 // pausedSubject is what an inbox captures while its per-sender share is
-// being lowered: nothing publishes there.
-func pausedSubject(id string) string { return "rujukan.paused." + id }
+// being lowered, and pausedFilesSubject what a file queue captures:
+// nothing publishes there.
+func pausedSubject(id string) string      { return "rujukan.paused." + id }
+func pausedFilesSubject(id string) string { return "rujukan.paused.file." + id }
 
 // lowerShareSafely makes sure that applying cfg to an existing inbox
 // drops no stored message. NATS applies a lowered per-subject limit by
@@ -117,7 +131,7 @@ func pausedSubject(id string) string { return "rujukan.paused." + id }
 // provisioning (a reload or a restart), once that backlog has been read.
 // The caller's update gives the inbox its subjects back; if it fails, the
 // caller calls the returned resume.
-func (s *Server) lowerShareSafely(ctx context.Context, js jetstream.JetStream, id string, cfg *jetstream.StreamConfig) (resume func() error, err error) {
+func (s *Server) lowerShareSafely(ctx context.Context, js jetstream.JetStream, id, paused string, cfg *jetstream.StreamConfig) (resume func() error, err error) {
 	resume = func() error { return nil }
 	st, err := js.Stream(ctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -130,9 +144,9 @@ func (s *Server) lowerShareSafely(ctx context.Context, js jetstream.JetStream, i
 	if cur.MaxMsgsPerSubject > 0 && cfg.MaxMsgsPerSubject >= cur.MaxMsgsPerSubject {
 		return resume, nil // not lowered
 	}
-	paused := cur
-	paused.Subjects = []string{pausedSubject(id)}
-	if _, err := js.UpdateStream(ctx, paused); err != nil {
+	pausedCfg := cur
+	pausedCfg.Subjects = []string{paused}
+	if _, err := js.UpdateStream(ctx, pausedCfg); err != nil {
 		return resume, fmt.Errorf("failed to pause the inbox to lower its per-sender share: %w", err)
 	}
 	// Give the inbox its subjects back as they were.

@@ -290,16 +290,17 @@ func TestLimitReload(t *testing.T) {
 }
 
 // TestLimitMaxStore: an explicit max store that the directory's inboxes
-// could outgrow is refused at start and on reload, with the numbers; the
-// default sizes itself from the directory and grows with it.
+// and file queues could outgrow is refused at start and on reload, with the
+// numbers; the default sizes itself from the directory and grows with it.
 func TestLimitMaxStore(t *testing.T) {
 	n := newTestNet(t, "iom", "police")
 	cfg := n.config(t)
 	cfg.MaxStore = 1 << 30
-	if _, err := New(cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "2147483648 bytes") {
+	// Two agencies: two 1 GiB inboxes and two 4 GiB file queues.
+	if _, err := New(cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "10737418240 bytes") {
 		t.Fatalf("New with a max store below the inboxes' limits: %v", err)
 	}
-	cfg.MaxStore = 3 << 30
+	cfg.MaxStore = 11 << 30
 	s := mustStart(t, cfg)
 	n.Dir.Version = 2
 	n.setLimits("police", &crypto.Limits{InboxMaxBytes: 3 << 30})
@@ -309,8 +310,8 @@ func TestLimitMaxStore(t *testing.T) {
 
 	auto := newTestNet(t, "iom", "police")
 	a := mustStart(t, auto.config(t))
-	if got := a.ns.JetStreamConfig().MaxStore; got != 2<<30 {
-		t.Fatalf("automatic max store %d, want the two inboxes' 2 GiB", got)
+	if got := a.ns.JetStreamConfig().MaxStore; got != 10<<30 {
+		t.Fatalf("automatic max store %d, want the two inboxes' 2 GiB and file queues' 8 GiB", got)
 	}
 	if got := a.ns.JetStreamConfig().MaxMemory; got != DefaultConfig().MaxMemory {
 		t.Fatalf("max memory %d, want %d", got, DefaultConfig().MaxMemory)
@@ -321,8 +322,8 @@ func TestLimitMaxStore(t *testing.T) {
 	if err := a.Reload(auto.sign(t)); err != nil {
 		t.Fatal(err)
 	}
-	if got := a.ns.JetStreamConfig().MaxStore; got != 6<<30 {
-		t.Fatalf("automatic max store after reload %d, want 6 GiB", got)
+	if got := a.ns.JetStreamConfig().MaxStore; got != 18<<30 {
+		t.Fatalf("automatic max store after reload %d, want 6 GiB of inboxes and 12 GiB of file queues", got)
 	}
 	c := mustConnect(t, a.ClientURL(), auto.Agencies["iom"])
 	publishN(t, c, "shelter", "x", 1, 100)
@@ -450,7 +451,9 @@ func TestLimitBrokerView(t *testing.T) {
 		`rujukan_broker_inbox_max_bytes{inbox="police"} 1073741824`,
 		`rujukan_broker_connections{agency="iom"} 1`,
 		`rujukan_broker_max_connections{agency="iom"} 8`,
-		`rujukan_broker_max_store_bytes 3221225472`,
+		`rujukan_broker_max_store_bytes 16106127360`,
+		`rujukan_broker_files_max_bytes{inbox="police"} 4294967296`,
+		`rujukan_broker_files_sender_share_chunks{inbox="police"} 4096`,
 	} {
 		if !strings.Contains(string(raw), want+"\n") {
 			t.Errorf("metrics lack %s:\n%s", want, raw)

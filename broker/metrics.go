@@ -30,6 +30,13 @@ type InboxUsage struct {
 	MaxConnections  int64
 	SharesFull      []string // senders holding their whole share, sorted
 	InboxNearlyFull bool     // at 90% of its message or byte limit
+
+	// The agency's file queue (attachment chunks), likewise.
+	FileChunks, FileBytes uint64
+	FilesMaxBytes         int64
+	FilesSenderShare      int64             // chunks one sender may keep there
+	FileSenders           map[string]uint64 // sender -> chunks waiting
+	FileSharesFull        []string          // senders holding their whole files share, sorted
 }
 
 // Usage returns, for every active agency, what its inbox holds and who
@@ -67,12 +74,40 @@ func (s *Server) Usage(ctx context.Context) ([]InboxUsage, error) {
 		sort.Strings(u.SharesFull)
 		u.InboxNearlyFull = (u.MaxMessages > 0 && u.Messages*10 >= uint64(u.MaxMessages)*9) ||
 			(u.MaxBytes > 0 && u.Bytes*10 >= uint64(u.MaxBytes)*9)
+		if err := fileUsage(ctx, js, id, &u); err != nil {
+			return nil, err
+		}
 		if acc, err := ns.LookupAccount(accountName(id)); err == nil {
 			u.Connections = acc.NumLocalConnections()
 		}
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// fileUsage fills in what agency id's file queue holds.
+func fileUsage(ctx context.Context, js jetstream.JetStream, id string, u *InboxUsage) error {
+	st, err := js.Stream(ctx, client.FilesStreamName(id))
+	if err != nil {
+		return fmt.Errorf("file queue %s: %w", id, err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		return fmt.Errorf("file queue %s: %w", id, err)
+	}
+	u.FileChunks, u.FileBytes = info.State.Msgs, info.State.Bytes
+	u.FilesMaxBytes, u.FilesSenderShare = info.Config.MaxBytes, info.Config.MaxMsgsPerSubject
+	u.FileSenders = map[string]uint64{}
+	for subj, n := range info.State.Subjects {
+		if _, from, err := client.ParseFileSubject(subj); err == nil {
+			u.FileSenders[from] += n
+			if u.FilesSenderShare > 0 && int64(u.FileSenders[from]) >= u.FilesSenderShare {
+				u.FileSharesFull = append(u.FileSharesFull, from)
+			}
+		}
+	}
+	sort.Strings(u.FileSharesFull)
+	return nil
 }
 
 // watchUsage logs, at warn, an inbox that is nearly full and a sender that
@@ -112,6 +147,12 @@ func (s *Server) watchUsage(ctx context.Context) {
 				if due(u.Agency + "/" + from) {
 					s.log.Warn("a sender holds its whole share of an inbox: the broker refuses its further envelopes to that agency until the agency reads them",
 						"inbox", u.Agency, "sender", from, "messages", u.Senders[from], "share", u.SenderShare)
+				}
+			}
+			for _, from := range u.FileSharesFull {
+				if due("files/" + u.Agency + "/" + from) {
+					s.log.Warn("a sender holds its whole share of a file queue: the broker refuses its further attachment chunks to that agency until the agency reads them",
+						"files", u.Agency, "sender", from, "chunks", u.FileSenders[from], "share", u.FilesSenderShare)
 				}
 			}
 			if u.InboxNearlyFull && due(u.Agency) {
@@ -210,6 +251,33 @@ func writeMetrics(w io.Writer, us []InboxUsage, st storeStats) {
 		sort.Strings(senders)
 		for _, from := range senders {
 			series("rujukan_broker_sender_messages", float64(u.Senders[from]), "inbox", u.Agency, "sender", from)
+		}
+	}
+	gauge("rujukan_broker_files_chunks", "Attachment chunks waiting in an agency's file queue.")
+	for _, u := range us {
+		series("rujukan_broker_files_chunks", float64(u.FileChunks), "inbox", u.Agency)
+	}
+	gauge("rujukan_broker_files_bytes", "Bytes waiting in an agency's file queue.")
+	for _, u := range us {
+		series("rujukan_broker_files_bytes", float64(u.FileBytes), "inbox", u.Agency)
+	}
+	gauge("rujukan_broker_files_max_bytes", "The file queue's byte limit (from the directory).")
+	for _, u := range us {
+		series("rujukan_broker_files_max_bytes", float64(u.FilesMaxBytes), "inbox", u.Agency)
+	}
+	gauge("rujukan_broker_files_sender_share_chunks", "Chunks one sender may keep waiting in the file queue; more are refused.")
+	for _, u := range us {
+		series("rujukan_broker_files_sender_share_chunks", float64(u.FilesSenderShare), "inbox", u.Agency)
+	}
+	gauge("rujukan_broker_files_sender_chunks", "Attachment chunks waiting in a file queue, by sender (as the broker authenticated it).")
+	for _, u := range us {
+		senders := make([]string, 0, len(u.FileSenders))
+		for from := range u.FileSenders {
+			senders = append(senders, from)
+		}
+		sort.Strings(senders)
+		for _, from := range senders {
+			series("rujukan_broker_files_sender_chunks", float64(u.FileSenders[from]), "inbox", u.Agency, "sender", from)
 		}
 	}
 	gauge("rujukan_broker_connections", "Open connections of an agency.")

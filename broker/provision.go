@@ -20,31 +20,42 @@ import (
 // what the broker isolation of README.md's security model allows and
 // nothing else.
 //
-//   - publish rujukan.msg.*.<self>: send to anyone, only as itself;
-//   - publish $JS.API.CONSUMER.MSG.NEXT.INBOX_<self>.*: pull from the
-//     consumers of its own inbox, one per sender (the JetStream API is
-//     restricted per stream, because subscribe permissions do not limit
-//     what a consumer delivers);
-//   - publish $JS.API.CONSUMER.INFO.INBOX_<self>.*: read the state of its
-//     own inbox's consumers (nats.go looks one up before pulling);
-//   - publish $JS.ACK.INBOX_<self>.*.>: ack, nak and term its own
-//     messages;
+//   - publish rujukan.msg.*.<self>: send envelopes to anyone, only as
+//     itself;
+//   - publish rujukan.file.*.<self>: send attachment chunks to anyone,
+//     only as itself;
+//   - publish $JS.API.CONSUMER.MSG.NEXT.INBOX_<self>.* and
+//     $JS.API.CONSUMER.MSG.NEXT.FILES_<self>.*: pull from the consumers of
+//     its own inbox and its own file queue, one per sender (the JetStream
+//     API is restricted per stream, because subscribe permissions do not
+//     limit what a consumer delivers);
+//   - publish $JS.API.CONSUMER.INFO.INBOX_<self>.* and
+//     $JS.API.CONSUMER.INFO.FILES_<self>.*: read the state of those
+//     consumers (nats.go looks one up before pulling);
+//   - publish $JS.ACK.INBOX_<self>.*.> and $JS.ACK.FILES_<self>.*.>: ack,
+//     nak and term its own messages and chunks;
 //   - subscribe _INBOX_<self>.>: its own replies (publish acks, pulled
 //     messages), never the shared _INBOX.>.
 //
-// The wildcard is the consumer name: every consumer of INBOX_<self>
-// delivers only envelopes addressed to <self>, and the stream token cannot
-// match another inbox (an agency id has no "." and no "_", so INBOX_<self>
-// is one token naming one stream). No stream or consumer administration,
-// no other agency's stream, no direct get, no account information.
+// The wildcard is the consumer name: every consumer of INBOX_<self> and
+// FILES_<self> delivers only what is addressed to <self>, and the stream
+// token cannot match another agency's stream (an agency id has no "." and
+// no "_", so INBOX_<self> and FILES_<self> are each one token naming one
+// stream). No stream or consumer administration, no other agency's
+// stream, no direct get, no purge or message delete, no account
+// information.
 func permissions(id string) *server.Permissions {
-	stream := client.StreamName(id)
+	stream, files := client.StreamName(id), client.FilesStreamName(id)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
 			client.SubjectPrefix + "*." + id,
+			client.FileSubjectPrefix + "*." + id,
 			"$JS.API.CONSUMER.MSG.NEXT." + stream + ".*",
 			"$JS.API.CONSUMER.INFO." + stream + ".*",
 			"$JS.ACK." + stream + ".*.>",
+			"$JS.API.CONSUMER.MSG.NEXT." + files + ".*",
+			"$JS.API.CONSUMER.INFO." + files + ".*",
+			"$JS.ACK." + files + ".*.>",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			client.InboxPrefix(id) + ".>",
@@ -52,7 +63,8 @@ func permissions(id string) *server.Permissions {
 	}
 }
 
-// The broker's accounts. Every inbox stream lives in the inbox account,
+// The broker's accounts. Every inbox stream and file queue stream lives in
+// the inbox account,
 // where only the broker's own provisioning user logs in. Each agency has an
 // account of its own that imports, as services, exactly its own subjects
 // from the inbox account.
@@ -84,6 +96,7 @@ func (s *Server) accountsConfig(d *crypto.Directory, bare map[string]bool) strin
 	fmt.Fprintf(&b, "  %s {\n    jetstream: enabled\n    users: [ {nkey: %q} ]\n", inboxAccount, s.adminPub)
 	b.WriteString("    exports: [\n")
 	fmt.Fprintf(&b, "      {service: %q}\n", client.SubjectPrefix+">")
+	fmt.Fprintf(&b, "      {service: %q}\n", client.FileSubjectPrefix+">")
 	fmt.Fprintf(&b, "      {service: %q, response: stream}\n", "$JS.API.CONSUMER.MSG.NEXT.*.*")
 	fmt.Fprintf(&b, "      {service: %q}\n", "$JS.API.CONSUMER.INFO.*.*")
 	fmt.Fprintf(&b, "      {service: %q}\n", "$JS.ACK.*.*.>")
@@ -151,6 +164,34 @@ func (s *Server) streamConfig(d *crypto.Directory, id string) jetstream.StreamCo
 	}
 }
 
+// filesStreamConfig returns the file queue stream of an agency with the
+// limits of directory d: attachment chunks, kept until the agency acks them
+// (work queue) and at most MaxAge, like the inbox, with a byte limit and
+// per-sender shares of its own.
+func (s *Server) filesStreamConfig(d *crypto.Directory, id string) jetstream.StreamConfig {
+	dup := min(s.cfg.DuplicateWindow, s.cfg.MaxAge)
+	l := d.LimitsOf(id)
+	return jetstream.StreamConfig{
+		Name:        client.FilesStreamName(id),
+		Description: "Rujukan file queue of agency " + id,
+		Subjects:    []string{client.FileSubjectPrefix + id + ".*"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      s.cfg.MaxAge,
+		Duplicates:  dup,
+		MaxMsgSize:  client.MaxChunkMessage,
+		MaxBytes:    l.FilesMaxBytes,
+		Discard:     jetstream.DiscardNew,
+		// One subject per sender: each sender's share of the queue.
+		MaxMsgsPerSubject:    filesSenderMax(l),
+		DiscardNewPerSubject: true,
+		Replicas:             s.cfg.replicas(),
+		DenyDelete:           true,
+		DenyPurge:            true,
+		AllowDirect:          false,
+	}
+}
+
 // Per-consumer bounds. A consumer delivers one sender's envelopes, so
 // these bound what one sender can hold of the recipient's gateway: at most
 // senderMaxAckPending delivered and not yet settled (the others' consumers
@@ -180,6 +221,26 @@ func (s *Server) consumerConfig(to, from string) jetstream.ConsumerConfig {
 	}
 }
 
+// Per-consumer bounds on a file queue: a chunk is up to 512 KiB, so one
+// sender holds far fewer of them delivered and unsettled.
+const (
+	filesMaxAckPending   = 64
+	filesMaxWaiting      = 16
+	filesMaxRequestBatch = 16
+)
+
+// filesConsumerConfig returns the durable pull consumer that delivers
+// sender from's chunks on recipient to's file queue.
+func (s *Server) filesConsumerConfig(to, from string) jetstream.ConsumerConfig {
+	cc := s.consumerConfig(to, from)
+	cc.Description = "Rujukan gateway pull consumer of " + to + " for the attachment chunks of " + from
+	cc.FilterSubject = client.FileSubject(to, from)
+	cc.MaxAckPending = filesMaxAckPending
+	cc.MaxWaiting = filesMaxWaiting
+	cc.MaxRequestBatch = filesMaxRequestBatch
+	return cc
+}
+
 // senders returns the agencies that get a consumer on every inbox of d:
 // every agency in the directory, whatever its status. A revoked agency
 // keeps its consumers, so that envelopes it left waiting are still
@@ -194,8 +255,8 @@ func senders(d *crypto.Directory) []string {
 	return ids
 }
 
-// provision creates or updates the inbox stream and consumer of each
-// agency in ids, with the limits of directory d, a few at a time.
+// provision creates or updates the inbox and file queue streams and their
+// consumers of each agency in ids, with the limits of directory d, a few at a time.
 func (s *Server) provision(ctx context.Context, js jetstream.JetStream, d *crypto.Directory, ids []string) error {
 	const workers = 8
 	work := make(chan string)
@@ -232,10 +293,18 @@ func (s *Server) provision(ctx context.Context, js jetstream.JetStream, d *crypt
 }
 
 func (s *Server) provisionOne(ctx context.Context, js jetstream.JetStream, d *crypto.Directory, id string) error {
+	if err := s.provisionInbox(ctx, js, d, id); err != nil {
+		return err
+	}
+	return s.provisionFiles(ctx, js, d, id)
+}
+
+// provisionInbox creates or updates agency id's inbox and its consumers.
+func (s *Server) provisionInbox(ctx context.Context, js jetstream.JetStream, d *crypto.Directory, id string) error {
 	cfg := s.streamConfig(d, id)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resume, err := s.lowerShareSafely(rctx, js, id, &cfg)
+	resume, err := s.lowerShareSafely(rctx, js, id, pausedSubject(id), &cfg)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
@@ -254,6 +323,32 @@ func (s *Server) provisionOne(ctx context.Context, js jetstream.JetStream, d *cr
 	for _, from := range senders(d) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := js.CreateOrUpdateConsumer(cctx, cfg.Name, s.consumerConfig(id, from))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("consumer %s on %s: %w", client.ConsumerFor(from), cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// provisionFiles creates or updates agency id's file queue and its
+// consumers. A broker of an earlier version had none: it is created beside
+// the inbox, which is left as it was.
+func (s *Server) provisionFiles(ctx context.Context, js jetstream.JetStream, d *crypto.Directory, id string) error {
+	cfg := s.filesStreamConfig(d, id)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resume, err := s.lowerShareSafely(rctx, js, id, pausedFilesSubject(id), &cfg)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	if _, err := js.CreateOrUpdateStream(rctx, cfg); err != nil {
+		resume()
+		return fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	for _, from := range senders(d) {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := js.CreateOrUpdateConsumer(cctx, cfg.Name, s.filesConsumerConfig(id, from))
 		cancel()
 		if err != nil {
 			return fmt.Errorf("consumer %s on %s: %w", client.ConsumerFor(from), cfg.Name, err)

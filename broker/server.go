@@ -9,17 +9,23 @@
 // (client.ConsumerFor: "from_<sender>", filtered on
 // rujukan.msg.<id>.<sender>), so that the gateway pulls each sender's
 // envelopes in turn and one sender's backlog never sits in front of
-// another's. Gateways create nothing.
+// another's. Beside the inbox it provisions a file queue FILES_<id>
+// capturing rujukan.file.<id>.* (attachment chunks, sealed files cut into
+// pieces of crypto.FileChunkSize) with per-sender consumers of its own,
+// limits of its own (crypto.Limits.FilesMaxBytes, FilesSenderMaxBytes) and
+// work-queue retention, so a large transfer never holds up an envelope.
+// Gateways create nothing.
 //
 // # Guarantees
 //
 //   - Every write is fsynced before it is acknowledged (JetStream
 //     SyncAlways), so an acknowledged message survives a crash of the
 //     process or the machine.
-//   - An agency's user may publish only as itself (rujukan.msg.*.<self>),
-//     pull from, read and ack only the consumers of its own inbox, and
-//     subscribe only to its own reply prefix _INBOX_<self>. It cannot read, forge, purge or
-//     otherwise administer any stream or consumer.
+//   - An agency's user may publish only as itself (rujukan.msg.*.<self>,
+//     rujukan.file.*.<self>), pull from, read and ack only the consumers of
+//     its own inbox and file queue, and subscribe only to its own reply
+//     prefix _INBOX_<self>. It cannot read, forge, purge or otherwise
+//     administer any stream or consumer.
 //   - Each agency's user is in an account of its own; the inboxes are in a
 //     separate account that the agency reaches only through service
 //     imports of its own subjects. Replies across an import are rewritten,
@@ -42,7 +48,8 @@
 //     subscriptions. A full inbox refuses new messages (a JetStream error
 //     the client reports as client.ErrLimit) and keeps what it holds.
 //   - The broker's disk and memory are bounded: JetStream's max store
-//     (Config.MaxStore, by default the sum of the inbox byte limits) and
+//     (Config.MaxStore, by default the sum of the inbox and file queue
+//     byte limits) and
 //     max memory, and bounded ingest buffers per stream and outbound
 //     buffers per client. A flood of the largest messages from one agency
 //     leaves the broker's memory flat (TestFloodBounded).
@@ -60,10 +67,15 @@
 // stranded; a consumer is never deleted when its agency leaves the
 // directory.
 //
-// An inbox has one consumer per agency of the directory, so a network of N
-// agencies has N*N consumers, and a gateway keeps one pull outstanding per
-// sender (one subscription each, within its max_subscriptions). This suits
-// networks of tens to a few hundred agencies.
+// An inbox and a file queue each have one consumer per agency of the
+// directory, so a network of N agencies has 2*N*N consumers, and a gateway
+// keeps two pulls outstanding per sender (one subscription each, within
+// its max_subscriptions). This suits networks of tens to a few hundred
+// agencies.
+//
+// File queues appeared after inboxes: a broker of an earlier version gets
+// them at its first start or reload with this one, beside its inboxes,
+// which are left as they were (TestFilesUpgrade).
 //
 // Inboxes provisioned by earlier versions had a single catch-all consumer
 // named "gateway" (client.LegacyConsumerName). Provisioning deletes it

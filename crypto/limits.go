@@ -28,6 +28,12 @@ type Limits struct {
 	// and MaxSubscriptions the subscriptions of each connection.
 	MaxConnections   int64 `json:"max_connections,omitempty"`
 	MaxSubscriptions int64 `json:"max_subscriptions,omitempty"`
+	// FilesMaxBytes caps the agency's file queue (attachment chunks
+	// waiting to be read, beside the inbox), and FilesSenderMaxBytes what
+	// one sender may have waiting there. The broker enforces the sender's
+	// share as a number of chunks: FilesSenderMaxBytes / FileChunkSize.
+	FilesMaxBytes       int64 `json:"files_max_bytes,omitempty"`
+	FilesSenderMaxBytes int64 `json:"files_sender_max_bytes,omitempty"`
 }
 
 // Bounds of the limits a directory may set. Anything outside is refused as
@@ -37,6 +43,9 @@ const (
 	// MinInboxBytes is the smallest byte limit of an inbox or of a
 	// sender's share: one envelope of the largest size must fit.
 	MinInboxBytes = 1 << 20
+	// MinFilesBytes is the smallest byte limit of a file queue or of a
+	// sender's share of it: a few chunks.
+	MinFilesBytes = 4 * FileChunkSize
 	maxLimitBytes = 1 << 40 // 1 TiB
 	maxLimitMsgs  = 100_000_000
 	maxLimitConns = 10_000
@@ -46,15 +55,18 @@ const (
 // DefaultLimits are the limits of an agency when the directory sets none,
 // sized for a small network on small machines: a 1 GiB inbox of at most
 // 100,000 envelopes, of which one sender may hold a quarter (256 MiB and
-// 25,000 envelopes), 8 connections and 1,000 subscriptions per connection.
+// 25,000 envelopes), 8 connections and 1,000 subscriptions per connection,
+// and a 4 GiB file queue of which one sender may hold half.
 func DefaultLimits() Limits {
 	return Limits{
-		InboxMaxBytes:     1 << 30,
-		InboxMaxMessages:  100_000,
-		SenderMaxBytes:    256 << 20,
-		SenderMaxMessages: 25_000,
-		MaxConnections:    8,
-		MaxSubscriptions:  1_000,
+		InboxMaxBytes:       1 << 30,
+		InboxMaxMessages:    100_000,
+		SenderMaxBytes:      256 << 20,
+		SenderMaxMessages:   25_000,
+		MaxConnections:      8,
+		MaxSubscriptions:    1_000,
+		FilesMaxBytes:       4 << 30,
+		FilesSenderMaxBytes: 2 << 30,
 	}
 }
 
@@ -74,6 +86,8 @@ func (l Limits) over(o *Limits) Limits {
 	set(&l.SenderMaxMessages, o.SenderMaxMessages)
 	set(&l.MaxConnections, o.MaxConnections)
 	set(&l.MaxSubscriptions, o.MaxSubscriptions)
+	set(&l.FilesMaxBytes, o.FilesMaxBytes)
+	set(&l.FilesSenderMaxBytes, o.FilesSenderMaxBytes)
 	return l
 }
 
@@ -108,6 +122,8 @@ func (l *Limits) check(where string) error {
 		{"sender_max_messages", l.SenderMaxMessages, 1, maxLimitMsgs},
 		{"max_connections", l.MaxConnections, 1, maxLimitConns},
 		{"max_subscriptions", l.MaxSubscriptions, 1, maxLimitSubs},
+		{"files_max_bytes", l.FilesMaxBytes, MinFilesBytes, maxLimitBytes},
+		{"files_sender_max_bytes", l.FilesSenderMaxBytes, MinFilesBytes, maxLimitBytes},
 	} {
 		switch {
 		case f.v == 0:
@@ -120,13 +136,17 @@ func (l *Limits) check(where string) error {
 	return nil
 }
 
-// consistent refuses resolved limits whose sender share exceeds the inbox.
+// consistent refuses resolved limits whose sender share exceeds the inbox
+// (or the file queue).
 func (l Limits) consistent(who string) error {
 	if l.SenderMaxBytes > l.InboxMaxBytes {
 		return fmt.Errorf("%w: %s: sender_max_bytes %d is more than inbox_max_bytes %d", ErrDirectoryMalformed, who, l.SenderMaxBytes, l.InboxMaxBytes)
 	}
 	if l.SenderMaxMessages > l.InboxMaxMessages {
 		return fmt.Errorf("%w: %s: sender_max_messages %d is more than inbox_max_messages %d", ErrDirectoryMalformed, who, l.SenderMaxMessages, l.InboxMaxMessages)
+	}
+	if l.FilesSenderMaxBytes > l.FilesMaxBytes {
+		return fmt.Errorf("%w: %s: files_sender_max_bytes %d is more than files_max_bytes %d", ErrDirectoryMalformed, who, l.FilesSenderMaxBytes, l.FilesMaxBytes)
 	}
 	return nil
 }

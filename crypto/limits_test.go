@@ -17,12 +17,13 @@ func TestLimitsDefaultsAndOverrides(t *testing.T) {
 	d.Version++
 	d.Limits = &Limits{InboxMaxBytes: 512 << 20, MaxConnections: 4}
 	police, _ := d.Agency("police")
-	police.Limits = &Limits{InboxMaxBytes: 2 << 30, SenderMaxMessages: 500}
+	police.Limits = &Limits{InboxMaxBytes: 2 << 30, SenderMaxMessages: 500, FilesMaxBytes: 8 << 30, FilesSenderMaxBytes: 1 << 30}
 	n.resign(t, d)
 
 	got := n.dir.LimitsOf("police")
 	want := DefaultLimits()
 	want.InboxMaxBytes, want.MaxConnections, want.SenderMaxMessages = 2<<30, 4, 500
+	want.FilesMaxBytes, want.FilesSenderMaxBytes = 8<<30, 1<<30
 	if got != want {
 		t.Fatalf("police limits %+v, want %+v", got, want)
 	}
@@ -75,6 +76,10 @@ func TestLimitsRefused(t *testing.T) {
 		{"absurd connections", nil, &Limits{MaxConnections: 1 << 40}, "max_connections"},
 		{"negative subscriptions", &Limits{MaxSubscriptions: -1}, nil, "max_subscriptions"},
 		{"sender share above the inbox", &Limits{InboxMaxBytes: 64 << 20}, nil, "sender_max_bytes 268435456 is more than inbox_max_bytes 67108864"},
+		{"file queue smaller than a few chunks", &Limits{FilesMaxBytes: FileChunkSize}, nil, "limits.files_max_bytes is 524288: it must be between"},
+		{"negative files share", nil, &Limits{FilesSenderMaxBytes: -1}, "agency police: limits.files_sender_max_bytes is -1"},
+		{"absurd file queue", &Limits{FilesMaxBytes: 1 << 50}, nil, "files_max_bytes"},
+		{"files share above the file queue", &Limits{FilesMaxBytes: 1 << 30}, nil, "files_sender_max_bytes 2147483648 is more than files_max_bytes 1073741824"},
 		{"agency sender share above its inbox", nil, &Limits{SenderMaxMessages: 200_000}, "agency police: limits: sender_max_messages 200000 is more than inbox_max_messages 100000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

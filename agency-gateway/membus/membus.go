@@ -2,7 +2,11 @@
 // keeps one inbox per agency, drops a second publish of the same message
 // id, redelivers what is not acked, can be taken down to simulate an
 // unreachable broker, and can cap each sender's share of an inbox as the
-// broker does (SetSenderLimit). It keeps nothing across processes.
+// broker does (SetSenderLimit). Beside each inbox it keeps a file queue of
+// attachment chunks (gateway.FileBus), with the same behaviour, a share per
+// sender of its own (SetChunkSenderLimit) and a filter through which every
+// published chunk passes, so tests can tamper with chunks in flight
+// (SetChunkFilter). It keeps nothing across processes.
 package membus
 
 import (
@@ -23,6 +27,15 @@ type Network struct {
 	share   map[string]int // inbox -> messages one sender may keep there
 	// Published counts accepted publishes.
 	Published int
+
+	files       map[string]*fileQueue
+	chunkSeen   map[string]bool // recipient + "/" + chunk message id
+	chunkShare  map[string]int  // file queue -> chunks one sender may keep there
+	chunkFilter func(to string, c gateway.Chunk) []gateway.Chunk
+	seq         int // chunks enqueued, for redelivery in order
+	// PublishedChunks counts accepted chunk publishes (not counting
+	// duplicates of a message id already stored).
+	PublishedChunks int
 }
 
 type inbox struct {
@@ -33,7 +46,8 @@ type inbox struct {
 
 // New returns an empty network.
 func New() *Network {
-	return &Network{inboxes: map[string]*inbox{}, seen: map[string]bool{}}
+	return &Network{inboxes: map[string]*inbox{}, seen: map[string]bool{},
+		files: map[string]*fileQueue{}, chunkSeen: map[string]bool{}}
 }
 
 func (n *Network) box(id string) *inbox {
@@ -116,7 +130,11 @@ type Bus struct {
 	id string
 }
 
-var _ gateway.Bus = (*Bus)(nil)
+var (
+	_ gateway.Bus      = (*Bus)(nil)
+	_ gateway.FileBus  = (*Bus)(nil)
+	_ gateway.ChunkMsg = (*ChunkMsg)(nil)
+)
 
 // Publish implements gateway.Bus.
 func (b *Bus) Publish(ctx context.Context, to, id string, env []byte) error {

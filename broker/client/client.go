@@ -5,7 +5,10 @@
 // that the broker grants it (never the shared _INBOX), publishes envelopes
 // to rujukan.msg.<to>.<self> and waits for the broker's acknowledgement, and
 // pulls from the durable consumers of the agency's own stream INBOX_<id>,
-// one per sender (ConsumerFor), in turn (SetSenders, Fetch).
+// one per sender (ConsumerFor), in turn (SetSenders, Fetch). Attachment
+// chunks go the same way through the agency's file queue FILES_<id>
+// (PublishChunks to rujukan.file.<to>.<self>, FetchChunks), pulled apart
+// from the envelopes with buffers of their own.
 //
 // # Guarantees
 //
@@ -25,7 +28,8 @@
 //
 // Fetch serves the senders given to SetSenders; until it is called Fetch
 // fails with ErrUnavailable. Up to SenderBuffer messages per sender are
-// pulled ahead of Fetch: they are delivered and their ack wait runs.
+// pulled ahead of Fetch (ChunkBuffer chunks ahead of FetchChunks): they
+// are delivered and their ack wait runs.
 //
 // The sender shown by Msg.From is the subject token the broker enforced at
 // publish time: the broker only lets agency S publish on
@@ -188,7 +192,11 @@ func InboxPrefix(id string) string { return "_INBOX_" + id }
 
 // ParseSubject splits rujukan.msg.<to>.<from> into its two agency ids.
 func ParseSubject(subject string) (to, from string, err error) {
-	rest, ok := strings.CutPrefix(subject, SubjectPrefix)
+	return parseSubject(SubjectPrefix, subject)
+}
+
+func parseSubject(prefix, subject string) (to, from string, err error) {
+	rest, ok := strings.CutPrefix(subject, prefix)
 	if !ok {
 		return "", "", ErrBadSubject
 	}
@@ -272,21 +280,36 @@ func NoRetryOnFailedConnect() Option {
 // Client is one agency's connection to the broker. It is safe for
 // concurrent use.
 type Client struct {
-	id     string
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	opts   options
-	stream string
+	id   string
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts options
 
 	closed    chan struct{}
 	closeOnce sync.Once
-	ready     chan struct{} // signalled when a sender's buffer gains a message
 	pullers   sync.WaitGroup
 
-	mu      sync.Mutex
+	mu    sync.Mutex
+	want  map[string]bool // the senders of the last SetSenders
+	inbox *pool           // envelopes: the consumers of INBOX_<id>
+	files *pool           // attachment chunks: the consumers of FILES_<id>
+}
+
+// pool is the per-sender pulling of one stream: the envelopes of the
+// inbox, or the chunks of the file queue. The two are pulled apart, so a
+// large transfer never holds up an envelope.
+type pool struct {
+	stream  string
+	bufSize int           // messages pulled ahead per sender
+	ready   chan struct{} // signalled when a sender's buffer gains a message
 	senders map[string]*sender
-	order   []*sender // by id
-	next    int       // index in order of the sender Fetch serves first
+	order   []*sender // by id; guarded by Client.mu
+	next    int       // index in order of the sender served first
+	active  bool      // pulling: from SetSenders on (inbox), from the first FetchChunks on (files)
+}
+
+func newPool(stream string, bufSize int) *pool {
+	return &pool{stream: stream, bufSize: bufSize, ready: make(chan struct{}, 1), senders: map[string]*sender{}, active: true}
 }
 
 // Connect logs in to the broker at url (one URL or a comma-separated list)
@@ -313,7 +336,9 @@ func Connect(ctx context.Context, url, id string, seed []byte, opts ...Option) (
 	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
 		return nil, errors.New("invalid nkey seed: not a NATS user key")
 	}
-	c := &Client{id: id, opts: o, stream: StreamName(id), closed: make(chan struct{}), ready: make(chan struct{}, 1)}
+	c := &Client{id: id, opts: o, closed: make(chan struct{}),
+		inbox: newPool(StreamName(id), SenderBuffer), files: newPool(FilesStreamName(id), ChunkBuffer)}
+	c.files.active = false // until the first FetchChunks
 	nopts := []nats.Option{
 		nats.Name(o.name),
 		nats.Nkey(pub, kp.Sign),
@@ -352,7 +377,7 @@ func Connect(ctx context.Context, url, id string, seed []byte, opts ...Option) (
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(o.timeout))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(o.timeout), jetstream.WithPublishAsyncTimeout(o.timeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("failed to set up JetStream: %w", err)
@@ -461,6 +486,7 @@ const (
 // sender is the pulling state of one sender's consumer.
 type sender struct {
 	id   string
+	p    *pool
 	buf  chan jetstream.Msg // pulled, not yet handed out; only pull adds
 	room chan struct{}      // signalled when Fetch takes from buf
 	stop chan struct{}
@@ -470,9 +496,12 @@ type sender struct {
 	state atomic.Int32
 }
 
-// SetSenders sets the agencies whose envelopes the client pulls: one
-// consumer per sender on the agency's inbox, provisioned by the broker for
-// every agency in the directory. The gateway calls it at start and after
+// SetSenders sets the agencies whose envelopes and attachment chunks the
+// client pulls: one consumer per sender on the agency's inbox, and one on
+// its file queue, provisioned by the broker for every agency in the
+// directory (the file queue's from the first FetchChunks on, so a client
+// that never asks for chunks pulls none ahead). The gateway calls it at
+// start and after
 // each directory reload with every agency of the directory (revoked ones
 // included: their waiting envelopes are pulled and refused). Invalid ids
 // are ignored. A sender left out stops being pulled; messages it had
@@ -486,29 +515,37 @@ func (c *Client) SetSenders(ids []string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.senders == nil {
-		c.senders = map[string]*sender{}
+	c.want = want
+	c.setSenders(c.inbox, want)
+	c.setSenders(c.files, want)
+}
+
+// setSenders starts and stops pool p's pullers, if p is active, to pull
+// from the senders in want.
+func (c *Client) setSenders(p *pool, want map[string]bool) {
+	if !p.active {
+		return
 	}
-	for id, s := range c.senders {
+	for id, s := range p.senders {
 		if !want[id] {
 			close(s.stop)
-			delete(c.senders, id)
+			delete(p.senders, id)
 		}
 	}
 	for id := range want {
-		if c.senders[id] == nil {
-			s := &sender{id: id, buf: make(chan jetstream.Msg, SenderBuffer), room: make(chan struct{}, 1), stop: make(chan struct{})}
-			c.senders[id] = s
+		if p.senders[id] == nil {
+			s := &sender{id: id, p: p, buf: make(chan jetstream.Msg, p.bufSize), room: make(chan struct{}, 1), stop: make(chan struct{})}
+			p.senders[id] = s
 			c.pullers.Add(1)
 			go c.pull(s)
 		}
 	}
-	c.order = c.order[:0]
+	p.order = p.order[:0]
 	for id := range want {
-		c.order = append(c.order, c.senders[id])
+		p.order = append(p.order, p.senders[id])
 	}
-	slices.SortFunc(c.order, func(a, b *sender) int { return strings.Compare(a.id, b.id) })
-	c.next = 0
+	slices.SortFunc(p.order, func(a, b *sender) int { return strings.Compare(a.id, b.id) })
+	p.next = 0
 }
 
 // pull keeps sender s's buffer filled from its consumer until s is
@@ -562,7 +599,7 @@ func (c *Client) pull(s *sender) {
 		if cons == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), c.opts.timeout)
 			var err error
-			cons, err = c.js.Consumer(ctx, c.stream, ConsumerFor(s.id))
+			cons, err = c.js.Consumer(ctx, s.p.stream, ConsumerFor(s.id))
 			cancel()
 			if err != nil {
 				cons = nil
@@ -597,7 +634,7 @@ func (c *Client) pull(s *sender) {
 		for m := range batch.Messages() {
 			s.buf <- m // never blocks: only this goroutine adds, within room
 			select {
-			case c.ready <- struct{}{}:
+			case s.p.ready <- struct{}{}:
 			default:
 			}
 		}
@@ -616,16 +653,16 @@ func (c *Client) pull(s *sender) {
 
 // take hands out up to n buffered messages, one per sender in turn,
 // starting after the sender served last.
-func (c *Client) take(n int) []*Msg {
+func (c *Client) take(p *pool, n int) []*Msg {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []*Msg
 	last := -1
 	for len(out) < n {
 		got := false
-		for i := 0; i < len(c.order) && len(out) < n; i++ {
-			k := (c.next + i) % len(c.order)
-			s := c.order[k]
+		for i := 0; i < len(p.order) && len(out) < n; i++ {
+			k := (p.next + i) % len(p.order)
+			s := p.order[k]
 			select {
 			case m := <-s.buf:
 				out = append(out, &Msg{m: m, c: c})
@@ -642,22 +679,22 @@ func (c *Client) take(n int) []*Msg {
 		}
 	}
 	if last >= 0 {
-		c.next = (last + 1) % len(c.order)
+		p.next = (last + 1) % len(p.order)
 	}
 	return out
 }
 
 // pullErr returns ErrUnavailable when pulling fails for every sender: the
 // broker refuses the pulls or has no consumer for any of them.
-func (c *Client) pullErr() error {
+func (c *Client) pullErr(p *pool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, s := range c.order {
+	for _, s := range p.order {
 		if s.state.Load() != 2 {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: no sender's consumer on %s can be pulled", ErrUnavailable, c.stream)
+	return fmt.Errorf("%w: no sender's consumer on %s can be pulled", ErrUnavailable, p.stream)
 }
 
 // Fetch returns up to n messages (at most MaxFetch) from the agency's
@@ -667,6 +704,11 @@ func (c *Client) pullErr() error {
 // and a nil error after a few seconds (at most until ctx's deadline)
 // without messages.
 func (c *Client) Fetch(ctx context.Context, n int) ([]*Msg, error) {
+	return c.fetch(ctx, c.inbox, n)
+}
+
+// fetch takes up to n messages from pool p's senders in turn.
+func (c *Client) fetch(ctx context.Context, p *pool, n int) ([]*Msg, error) {
 	if c.nc.IsClosed() {
 		return nil, ErrClosed
 	}
@@ -675,7 +717,7 @@ func (c *Client) Fetch(ctx context.Context, n int) ([]*Msg, error) {
 		return nil, fmt.Errorf("%w: not connected", ErrUnavailable)
 	}
 	c.mu.Lock()
-	none := len(c.order) == 0
+	none := len(p.order) == 0
 	c.mu.Unlock()
 	if none {
 		return nil, fmt.Errorf("%w: no senders to pull from (SetSenders)", ErrUnavailable)
@@ -690,20 +732,20 @@ func (c *Client) Fetch(ctx context.Context, n int) ([]*Msg, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		if out := c.take(n); len(out) > 0 {
+		if out := c.take(p, n); len(out) > 0 {
 			// Wake another Fetch if more is waiting.
 			select {
-			case c.ready <- struct{}{}:
+			case p.ready <- struct{}{}:
 			default:
 			}
 			return out, nil
 		}
 		select {
-		case <-c.ready:
+		case <-p.ready:
 		case <-timer.C:
-			return nil, c.pullErr()
+			return nil, c.pullErr(p)
 		case <-ctx.Done():
-			return nil, c.pullErr()
+			return nil, c.pullErr(p)
 		case <-c.closed:
 			return nil, ErrClosed
 		}
@@ -749,15 +791,26 @@ func (m *Msg) Data() []byte { return m.m.Data() }
 // Subject returns the message subject, rujukan.msg.<to>.<from>.
 func (m *Msg) Subject() string { return m.m.Subject() }
 
-// From returns the sender's agency id from the subject, or "" if the
+// From returns the sender's agency id from the subject
+// (rujukan.msg.<to>.<from> or rujukan.file.<to>.<from>), or "" if the
 // subject is malformed (which the broker's permissions rule out).
 func (m *Msg) From() string {
-	_, from, err := ParseSubject(m.m.Subject())
+	subj := m.m.Subject()
+	parse := ParseSubject
+	if strings.HasPrefix(subj, FileSubjectPrefix) {
+		parse = ParseFileSubject
+	}
+	_, from, err := parse(subj)
 	if err != nil {
 		return ""
 	}
 	return from
 }
+
+// Header returns the value of header key of the message ("" when absent):
+// for an attachment chunk, crypto.HeaderAttachment, HeaderChunk and
+// HeaderChunkMAC.
+func (m *Msg) Header(key string) string { return m.m.Headers().Get(key) }
 
 // MsgID returns the Nats-Msg-Id header (the envelope id the sender gave).
 func (m *Msg) MsgID() string { return m.m.Headers().Get(nats.MsgIdHdr) }

@@ -1,0 +1,257 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/store"
+	"github.com/rujukan/rujukan/crypto"
+	"github.com/rujukan/rujukan/policy"
+)
+
+// pdfOf is n bytes that start as a PDF does.
+func pdfOf(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	copy(b, "%PDF-1.7\n")
+	return b
+}
+
+func hexSum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// uploadAt uploads a file at agency id as its staff.
+func (c *core) uploadAt(id string, data []byte) gateway.AttachmentInfo {
+	c.t.Helper()
+	info, err := c.gws[id].Upload(context.Background(), c.staff(id), "referral", "application/pdf", "scan.pdf", bytes.NewReader(data))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return info
+}
+
+// readAll downloads a file of a referral at agency id.
+func (c *core) readAll(id, ref, aid string) ([]byte, error) {
+	f, err := c.gws[id].OpenAttachment(context.Background(), c.staff(id), "referral", ref, aid)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.NewSectionReader(f, 0, f.Size))
+}
+
+func withAttachments(b map[string]any, ids ...string) map[string]any {
+	var atts []map[string]string
+	for _, id := range ids {
+		atts = append(atts, map[string]string{"id": id})
+	}
+	b["attachments"] = atts
+	return b
+}
+
+// TestAttachmentChunksTamperedInFlight: chunks replaced, dropped,
+// duplicated or reordered between the broker and the recipient. A replaced
+// chunk is refused before it is written and a dropped one never arrives:
+// either way the file is not complete, no receipt comes, the sender
+// publishes the file again and the recipient writes what it lacks. Copies
+// and reordering do no harm. The file that arrives has the uploaded bytes,
+// and the referral is delivered only then.
+func TestAttachmentChunksTamperedInFlight(t *testing.T) {
+	cases := map[string]func(state *tamper, to string, ch gateway.Chunk) []gateway.Chunk{
+		"replaced": func(s *tamper, to string, ch gateway.Chunk) []gateway.Chunk {
+			if ch.Header[crypto.HeaderChunk] == "1" && s.once() {
+				d := bytes.Clone(ch.Data)
+				d[100] ^= 1
+				ch.Data = d
+			}
+			return []gateway.Chunk{ch}
+		},
+		"dropped": func(s *tamper, to string, ch gateway.Chunk) []gateway.Chunk {
+			if ch.Header[crypto.HeaderChunk] == "2" && s.once() {
+				return nil
+			}
+			return []gateway.Chunk{ch}
+		},
+		"duplicated": func(s *tamper, to string, ch gateway.Chunk) []gateway.Chunk {
+			return []gateway.Chunk{ch, ch}
+		},
+		"reordered": func(s *tamper, to string, ch gateway.Chunk) []gateway.Chunk {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if ch.Header[crypto.HeaderChunk] == "0" && s.held == nil {
+				s.held = &ch
+				return nil
+			}
+			if ch.Header[crypto.HeaderChunk] == "2" && s.held != nil {
+				h := *s.held
+				return []gateway.Chunk{ch, h}
+			}
+			return []gateway.Chunk{ch}
+		},
+	}
+	for name, f := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := mustCoreOpts(t, gateway.Options{FileResend: 300 * time.Millisecond})
+			s := &tamper{}
+			c.net.SetChunkFilter(func(to string, ch gateway.Chunk) []gateway.Chunk { return f(s, to, ch) })
+			data := pdfOf(3*crypto.FileChunkSize+1000, 7)
+			info := c.uploadAt("iom", data)
+			acc := c.mustSend("iom", "referral", policy.ActionReferralSend, "", withAttachments(referral("shelter"), info.ID))
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				it := c.item("iom", policy.ActionReferralRead, acc.ID)
+				if it.Status == policy.RefDelivered {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not delivered: %s", it.Status)
+				}
+				// The recipient never serves a file that is not whole.
+				if it2, err := c.gws["shelter"].Item(c.staff("shelter"), policy.ActionReferralRead, acc.ID); err == nil {
+					if len(it2.Attachments) == 1 && it2.Attachments[0].State == gateway.AttachmentArriving {
+						if _, err := c.readAll("shelter", acc.ID, info.ID); !errors.Is(err, gateway.ErrArriving) {
+							t.Fatalf("a file still arriving opened: %v", err)
+						}
+					}
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			got, err := c.readAll("shelter", acc.ID, info.ID)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("the file at the shelter: %d bytes, %v", len(got), err)
+			}
+			if name == "replaced" {
+				ev := c.waitAudit("shelter", func(e store.AuditEvent) bool { return e.Action == gateway.ActEnvelopesRefused })
+				if ev.Detail["refused."+gateway.ReasonChunkInvalid] == "" {
+					t.Fatalf("the spoiled chunk is not counted: %+v", ev)
+				}
+			}
+		})
+	}
+}
+
+type tamper struct {
+	mu   sync.Mutex
+	done bool
+	held *gateway.Chunk
+}
+
+func (s *tamper) once() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return false
+	}
+	s.done = true
+	return true
+}
+
+// TestAttachmentSwappedFile: the sealed body promises one file and the
+// chunks that arrive, correctly authenticated, make another (a sender
+// whose record of the upload lies). The recipient opens the whole file,
+// finds the hash differs, keeps nothing and answers with a rejected
+// receipt: the referral fails at the sender with the reason.
+func TestAttachmentSwappedFile(t *testing.T) {
+	c := mustCore(t)
+	info := c.uploadAt("iom", pdfOf(200_000, 3))
+	err := c.gws["iom"].DB().Update(func(tx *store.Tx) error {
+		u, err := tx.Upload(info.ID)
+		if err != nil {
+			return err
+		}
+		u.SHA256 = hexSum([]byte("another file"))
+		return tx.PutUpload(u)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := c.mustSend("iom", "referral", policy.ActionReferralSend, "", withAttachments(referral("shelter"), info.ID))
+	it := c.waitStatus("iom", policy.ActionReferralRead, acc.ID, policy.RefFailed)
+	last := it.Timeline[len(it.Timeline)-1]
+	if last.Reason != gateway.ReasonAttachmentInvalid {
+		t.Fatalf("failed with %q", last.Reason)
+	}
+	sh := c.item("shelter", policy.ActionReferralRead, acc.ID)
+	if len(sh.Attachments) != 1 || sh.Attachments[0].State != gateway.AttachmentFailed {
+		t.Fatalf("the shelter shows %+v", sh.Attachments)
+	}
+	kept, _ := filepath.Glob(filepath.Join(c.data, "gateways", "shelter", "attachments", "in", "*", "*"))
+	if len(kept) != 0 {
+		t.Fatalf("the shelter kept %v", kept)
+	}
+	if _, err := c.readAll("shelter", acc.ID, info.ID); !errors.Is(err, gateway.ErrNotFound) {
+		t.Fatalf("a file that did not verify opens: %v", err)
+	}
+}
+
+// TestAttachmentListedBySomeoneElse: a file can be sent only by whoever
+// uploaded it, once, with the kind of message it was uploaded for.
+func TestAttachmentListedBySomeoneElse(t *testing.T) {
+	c := mustCore(t)
+	info := c.uploadAt("iom", pdfOf(1000, 1))
+	other := c.staff("iom")
+	other.Subject = "someone-else"
+	raw, _ := json.Marshal(withAttachments(referral("shelter"), info.ID))
+	_, err := c.gws["iom"].Send(context.Background(), other, gateway.Draft{Kind: "referral", Action: policy.ActionReferralSend, Body: raw})
+	var invalid *gateway.InvalidError
+	if !errors.As(err, &invalid) || invalid.Fields[0].Field != "/attachments/0/id" {
+		t.Fatalf("someone else's upload: %v", err)
+	}
+	// Fields the gateway fills in may not come from the caller.
+	forged := []byte(strings.Replace(string(raw), `{"id":"`+info.ID+`"}`,
+		`{"id":"`+info.ID+`","key":"AAAAAAAAAAAAAAAAAAAAAA"}`, 1))
+	if _, err := c.send("iom", "referral", policy.ActionReferralSend, "", forged); !errors.As(err, &invalid) {
+		t.Fatalf("a caller setting the key: %v", err)
+	}
+	// An upload needs the scope of the message it goes with.
+	inv := policy.Principal{Agency: "police", Subject: "investigator", Scopes: []string{policy.ScopeStatementRequest}}
+	if _, err := c.gws["police"].Upload(context.Background(), inv, "referral", "application/pdf", "x.pdf", bytes.NewReader(pdfOf(10, 1))); !errors.Is(err, policy.ErrInsufficientScope) {
+		t.Fatalf("an upload for a referral without referral:send: %v", err)
+	}
+	if _, err := c.gws["police"].Upload(context.Background(), inv, "statement-request", "application/pdf", "x.pdf", bytes.NewReader(pdfOf(10, 1))); err != nil {
+		t.Fatalf("an upload for a statement request: %v", err)
+	}
+	// Nothing is left of an upload that is refused.
+	_, err = c.gws["iom"].Upload(context.Background(), c.staff("iom"), "referral", "application/pdf", "x.pdf", strings.NewReader("<html>"))
+	if !errors.Is(err, gateway.ErrUnsupportedType) {
+		t.Fatalf("HTML as a PDF: %v", err)
+	}
+	left, _ := os.ReadDir(filepath.Join(c.data, "gateways", "iom", "attachments"))
+	if len(left) != 1 {
+		t.Fatalf("files left: %d", len(left))
+	}
+}
+
+// TestUnsentUploadsExpire: an upload not sent with any message is deleted
+// after the configured time, file and record, with an audit event.
+func TestUnsentUploadsExpire(t *testing.T) {
+	c := mustCore(t)
+	info := c.uploadAt("iom", pdfOf(1000, 1))
+	path := filepath.Join(c.data, "gateways", "iom", "attachments", info.ID+".age")
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	c.clock.Advance(25 * time.Hour)
+	c.waitAudit("iom", func(e store.AuditEvent) bool { return e.Action == gateway.ActAttachmentExpire && e.Object == info.ID })
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file is still there: %v", err)
+	}
+}
