@@ -21,6 +21,12 @@ type form struct {
 	// Refusal is the message id of a policy refusal, Reason its code.
 	Refusal string
 	Reason  string
+	// Files are the files uploaded and not sent yet, kept with the form;
+	// FileErr the message of an upload that failed, FileName its file's
+	// name.
+	Files    []keptFile
+	FileErr  string
+	FileName string
 }
 
 type formErrs struct {
@@ -86,13 +92,22 @@ func (l *loc) Label(p string) string {
 
 // sendForm sends a draft and answers with a redirect to next, or shows the
 // form again: with field errors (422) or a policy refusal.
+//
+// A form whose file failed to upload is shown again with that error and
+// nothing is sent; the files that did upload are kept with it.
 func (s *server) sendForm(c *ctx, d gateway.Draft, next func(gateway.Accepted) string, again func(code int, f *form)) {
+	if c.up.errKey != "" {
+		f := &form{V: c.r.PostForm, Errs: formErrs{l: c.L}, Files: keptFiles(c, c.r.PostForm),
+			FileErr: s.fileMsg(c.L, c.up.errKey), FileName: c.up.errName}
+		again(c.up.errCode, f)
+		return
+	}
 	acc, err := s.gw.Send(c.r.Context(), c.sess.Principal, d)
 	if err == nil {
 		http.Redirect(c.w, c.r, next(acc), http.StatusSeeOther)
 		return
 	}
-	f := &form{V: c.r.PostForm, Errs: formErrs{l: c.L}}
+	f := &form{V: c.r.PostForm, Errs: formErrs{l: c.L}, Files: keptFiles(c, c.r.PostForm)}
 	var inv *gateway.InvalidError
 	if errors.As(err, &inv) {
 		f.Errs.list = inv.Fields

@@ -47,6 +47,13 @@ func mustNetwork(t testing.TB) *network {
 // logger and the retry wait are set here).
 func mustNetworkOpts(t testing.TB, opts gateway.Options) *network {
 	t.Helper()
+	return mustNetworkConfig(t, opts, nil)
+}
+
+// mustNetworkConfig is mustNetworkOpts with each gateway's config changed
+// by edit.
+func mustNetworkConfig(t testing.TB, opts gateway.Options, edit func(*gateway.Config)) *network {
+	t.Helper()
 	data := t.TempDir()
 	bus := membus.New()
 	n := &network{gws: map[string]*gateway.Gateway{}, kinds: map[string]string{}, keys: map[string]gateway.Keys{}, bus: bus, data: data}
@@ -84,6 +91,9 @@ func mustNetworkOpts(t testing.TB, opts gateway.Options) *network {
 	}
 	for _, id := range ids {
 		cfg := gatewayConfig(data, id)
+		if edit != nil {
+			edit(&cfg)
+		}
 		keys, err := gateway.LoadKeys(cfg)
 		if err != nil {
 			t.Fatal(err)

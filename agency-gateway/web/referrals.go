@@ -129,12 +129,15 @@ type referralForm struct {
 	*form
 	Priorities, Sexes, Exploitations, Needs, Risks, Purposes, Methods, WitnessRoles []string
 	Now                                                                             string
+	// Accept lists the file types accepted, MaxSize the largest file.
+	Accept, MaxSize string
 }
 
 func (s *server) showReferralForm(c *ctx, code int, f *form) {
 	s.render(c, code, "referral_form", "nav.newreferral", referralForm{form: f, Priorities: priorities, Sexes: sexes,
 		Exploitations: exploitations, Needs: needs, Risks: risks, Purposes: purposes, Methods: methods,
-		WitnessRoles: witnessRoles, Now: localInput(time.Now(), s.cfg.Location)})
+		WitnessRoles: witnessRoles, Now: localInput(time.Now(), s.cfg.Location),
+		Accept: acceptTypes, MaxSize: c.L.Size(s.gw.MaxAttachmentSize())})
 }
 
 func (s *server) referralForm(c *ctx) {
@@ -194,6 +197,7 @@ func referralBody(f url.Values, tz *time.Location) []byte {
 	ov.text("justification", f.Get("override"))
 	o.sub("consent_override", ov)
 	o.text("notes", f.Get("notes"))
+	o.files(f)
 	return o.json()
 }
 

@@ -31,11 +31,13 @@ func (s *server) requests(c *ctx) {
 
 type requestForm struct {
 	*form
-	Purposes []string
+	Purposes        []string
+	Accept, MaxSize string
 }
 
 func (s *server) showRequestForm(c *ctx, code int, f *form) {
-	s.render(c, code, "request_form", "nav.newrequest", requestForm{form: f, Purposes: srPurposes})
+	s.render(c, code, "request_form", "nav.newrequest", requestForm{form: f, Purposes: srPurposes,
+		Accept: acceptTypes, MaxSize: c.L.Size(s.gw.MaxAttachmentSize())})
 }
 
 func (s *server) requestForm(c *ctx) {
@@ -64,6 +66,7 @@ func (s *server) sendRequest(c *ctx) {
 		o["questions"] = []string{}
 	}
 	o.when("due", f.Get("due"), s.cfg.Location)
+	o.files(f)
 	d := gateway.Draft{Kind: "statement-request", Action: policy.ActionStatementRequestSend, Body: o.json()}
 	s.sendForm(c, d, func(a gateway.Accepted) string { return "/ui/requests/" + a.ID },
 		func(code int, f *form) { s.showRequestForm(c, code, f) })
@@ -79,6 +82,7 @@ type requestView struct {
 	CanConsent, CanAnswer, CanDecline               bool
 	Purposes, Methods, WitnessRoles, DeclineReasons []string
 	Now                                             string
+	Accept, MaxSize                                 string
 	// Form is the form shown again, and which one it is.
 	Which string
 	*form
@@ -94,7 +98,8 @@ func (s *server) showRequest(c *ctx, code int, which string, f *form) {
 		return
 	}
 	v := requestView{It: it, Inbox: it.Box == store.Inbox, form: f, Which: which, Purposes: purposes, Methods: methods,
-		WitnessRoles: witnessRoles, DeclineReasons: declineReasons, Now: localInput(time.Now(), s.cfg.Location)}
+		WitnessRoles: witnessRoles, DeclineReasons: declineReasons, Now: localInput(time.Now(), s.cfg.Location),
+		Accept: acceptTypes, MaxSize: c.L.Size(s.gw.MaxAttachmentSize())}
 	if len(it.StatementRequest) > 0 {
 		var r body.StatementRequest
 		if json.Unmarshal(it.StatementRequest, &r) == nil {
@@ -164,6 +169,7 @@ func (s *server) respond(c *ctx) {
 		st.when("taken_at", f.Get("taken_at"), s.cfg.Location)
 		st.str("taken_by", f.Get("taken_by"))
 		o["statement"] = map[string]any(st)
+		o.files(f)
 	}
 	d := gateway.Draft{Kind: "statement", Action: policy.ActionStatementRespond, Ref: id, Body: o.json()}
 	s.sendForm(c, d, func(gateway.Accepted) string { return "/ui/requests/" + id },

@@ -111,8 +111,9 @@ func New(gw *gateway.Gateway, auth Auth, cfg Config) (http.Handler, error) {
 	cw := []staff.Role{staff.RoleCaseworker}
 	s.route("GET /ui/referrals", cw, s.referrals)
 	s.route("GET /ui/referrals/new", cw, s.referralForm)
-	s.route("POST /ui/referrals", cw, s.sendReferral)
+	s.routeWith("POST /ui/referrals", cw, postOpts{files: "referral"}, s.sendReferral)
 	s.route("GET /ui/referrals/{id}", cw, s.referral)
+	s.route("GET /ui/referrals/{id}/files/{aid}", cw, s.download("referral"))
 	s.route("POST /ui/referrals/{id}/status", cw, s.referralStatus)
 
 	sr := []staff.Role{staff.RoleInvestigator, staff.RoleConsentRecorder}
@@ -120,10 +121,14 @@ func New(gw *gateway.Gateway, auth Auth, cfg Config) (http.Handler, error) {
 	rec := []staff.Role{staff.RoleConsentRecorder}
 	s.route("GET /ui/requests", sr, s.requests)
 	s.route("GET /ui/requests/new", inv, s.requestForm)
-	s.route("POST /ui/requests", inv, s.sendRequest)
+	s.routeWith("POST /ui/requests", inv, postOpts{files: "statement-request"}, s.sendRequest)
 	s.route("GET /ui/requests/{id}", sr, s.request)
+	s.route("GET /ui/requests/{id}/files/{aid}", sr, s.download("statement-request"))
 	s.route("POST /ui/requests/{id}/consent", rec, s.recordConsent)
-	s.route("POST /ui/requests/{id}/response", rec, s.respond)
+	s.routeWith("POST /ui/requests/{id}/response", rec, postOpts{files: "statement"}, s.respond)
+	// Uploads by script, one file a request, before its form is sent.
+	s.routeWith("POST /ui/attachments", []staff.Role{staff.RoleCaseworker, staff.RoleInvestigator, staff.RoleConsentRecorder},
+		postOpts{raw: true}, s.upload)
 
 	op := []staff.Role{staff.RoleOperator}
 	s.route("GET /ui/deliveries", op, s.deliveries)
@@ -162,6 +167,8 @@ type ctx struct {
 	r    *http.Request
 	sess *staff.Session
 	L    *loc
+	// up is what the files of a multipart form came to (files.go).
+	up uploads
 }
 
 func (s *server) newCtx(w http.ResponseWriter, r *http.Request) *ctx {
@@ -184,31 +191,72 @@ func (s *server) public(pattern string, h func(*ctx)) {
 // when roles is empty). A POST must come from this origin and carry the
 // session's CSRF token.
 func (s *server) route(pattern string, roles []staff.Role, h func(*ctx)) {
+	s.routeWith(pattern, roles, postOpts{}, h)
+}
+
+// postOpts says how a route reads the body of a POST.
+type postOpts struct {
+	// files is the kind of message (referral, statement-request,
+	// statement) whose form may post as multipart/form-data with files,
+	// which are uploaded as they are read (files.go).
+	files string
+	// raw: the body is a file, left unread; the CSRF token comes in the
+	// X-CSRF-Token header.
+	raw bool
+}
+
+func (s *server) routeWith(pattern string, roles []staff.Role, o postOpts, h func(*ctx)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		c := s.newCtx(w, r)
 		post := r.Method == http.MethodPost
+		refuse := func(code int, key string) {
+			if o.raw {
+				// The script shows the message next to its file.
+				writeJSON(w, code, map[string]string{"error": c.L.T(key)})
+				return
+			}
+			s.errorPage(c, code, key, "")
+		}
 		if post && !sameOrigin(r) {
-			s.errorPage(c, http.StatusForbidden, "error.csrf", "")
+			refuse(http.StatusForbidden, "error.csrf")
 			return
 		}
 		sess, err := s.session(r, r.URL.Path != "/ui/events")
 		if err != nil {
 			if post || r.URL.Path == "/ui/events" {
-				s.errorPage(c, http.StatusForbidden, "error.session", "")
+				refuse(http.StatusForbidden, "error.session")
 				return
 			}
 			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 			return
 		}
 		c.sess = sess
+		if post && (o.raw || (o.files != "" && isMultipart(r))) {
+			// The role is checked before any of the body is read; the
+			// CSRF token before any file is stored.
+			if len(roles) > 0 && !slices.ContainsFunc(roles, sess.Has) {
+				refuse(http.StatusForbidden, "error.role")
+				return
+			}
+			if o.raw {
+				if !csrfOK(sess, r.Header.Get(csrfHeader)) {
+					refuse(http.StatusForbidden, "error.csrf")
+					return
+				}
+			} else if code, key := s.readMultipart(c, o.files); code != 0 {
+				s.errorPage(c, code, key, "")
+				return
+			}
+			h(c)
+			return
+		}
 		if post {
 			r.Body = http.MaxBytesReader(w, r.Body, 256<<10)
 			if err := r.ParseForm(); err != nil {
 				s.errorPage(c, http.StatusBadRequest, "error.badrequest", "")
 				return
 			}
-			tok := r.PostForm.Get("csrf")
-			if sess.CSRF == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(sess.CSRF)) != 1 {
+			if !csrfOK(sess, r.PostForm.Get("csrf")) {
 				s.errorPage(c, http.StatusForbidden, "error.csrf", "")
 				return
 			}
@@ -219,6 +267,11 @@ func (s *server) route(pattern string, roles []staff.Role, h func(*ctx)) {
 		}
 		h(c)
 	})
+}
+
+// csrfOK reports whether tok is the session's CSRF token.
+func csrfOK(sess *staff.Session, tok string) bool {
+	return sess.CSRF != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(sess.CSRF)) == 1
 }
 
 func (s *server) session(r *http.Request, use bool) (*staff.Session, error) {
@@ -392,6 +445,8 @@ func classify(err error) (int, string, string) {
 		return http.StatusUnprocessableEntity, "error.invalid", reason
 	case errors.Is(err, gateway.ErrNotFound):
 		return http.StatusNotFound, "error.notfound", ""
+	case errors.Is(err, gateway.ErrNoFiles):
+		return http.StatusServiceUnavailable, "files.error.nofiles", ""
 	case errors.Is(err, gateway.ErrBadRequest):
 		return http.StatusBadRequest, "error.badrequest", ""
 	}

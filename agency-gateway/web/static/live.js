@@ -32,6 +32,10 @@
       if (again) { again = false; refresh(); }
     });
   }
+  // A file still arriving: its share here grows without an event.
+  setInterval(function () {
+    if (document.querySelector('[data-live] .state-arriving')) refresh();
+  }, 3000);
   var first = true;
   var es = new EventSource('/ui/events');
   es.addEventListener('unread', function (e) {
