@@ -66,12 +66,22 @@ func (g *Gateway) chunkLoop(ctx context.Context) {
 			continue
 		}
 		if len(msgs) > 0 {
+			g.yieldToEnvelopes(ctx)
 			g.receiveChunks(ctx, msgs)
 		}
 	}
 }
 
-// pending is a chunk verified and written, to record and ack.
+// yieldToEnvelopes lets envelopes fetched meanwhile be stored first (for
+// at most 100 ms): a referral does not wait behind a file's writes and
+// fsyncs.
+func (g *Gateway) yieldToEnvelopes(ctx context.Context) {
+	for i := 0; i < 50 && g.inHand.Load() > 0 && ctx.Err() == nil; i++ {
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// pendingChunk is a chunk verified and written, to record and ack.
 type pendingChunk struct {
 	m     ChunkMsg
 	from  string
@@ -153,7 +163,7 @@ func (g *Gateway) receiveChunks(ctx context.Context, msgs []ChunkMsg) {
 		}
 	}
 	var complete []*store.TransferIn
-	err := g.db.Update(func(tx *store.Tx) error {
+	err := g.db.Batch(func(tx *store.Tx) error {
 		complete = complete[:0]
 		seen := map[string]*store.TransferIn{}
 		for _, p := range written {

@@ -64,6 +64,7 @@ type Gateway struct {
 	refusals   refusalLog    // refused envelopes counted between flushes (refusals.go)
 	transfers  transferState // files being sent (transfer.go)
 	chunks     chunkState    // files arriving (chunks.go)
+	inHand     atomic.Int64  // envelopes fetched and not yet settled
 
 	opener   *crypto.Opener
 	inflight sync.Map // queue seq -> publishing now

@@ -62,6 +62,7 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 					return
 				}
 				g.receive(ctx, it.m, it.in, it.start)
+				g.inHand.Add(-1)
 			}
 		}()
 	}
@@ -83,6 +84,7 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 					q.release(len(it.m.Data()))
 					g.settle(ctx, it.m, in, err, true)
 					g.observe(in, err, it.start)
+					g.inHand.Add(-1)
 					continue
 				}
 				it.in, it.urgent = in, urgent(in.Body)
@@ -103,6 +105,7 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 			continue
 		}
 		start := time.Now()
+		g.inHand.Add(int64(len(msgs)))
 		for _, m := range msgs {
 			q.reserve(len(m.Data()))
 			screen <- queued{m: m, start: start}

@@ -190,7 +190,7 @@ func (g *Gateway) sendBatch(ctx context.Context, fb FileBus, tr *store.TransferO
 	n, perr := fb.PublishChunks(ctx, tr.To, chunks)
 	if n > 0 {
 		tr.Next += int64(n)
-		err := g.db.Update(func(tx *store.Tx) error {
+		err := g.db.Batch(func(tx *store.Tx) error {
 			cur, err := tx.TransferOut(tr.To, tr.ID)
 			if err != nil {
 				return err

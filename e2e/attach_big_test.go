@@ -60,7 +60,10 @@ func TestAttachment1GiB(t *testing.T) {
 	took := time.Since(start)
 	during := <-busy
 	stop()
-	waitStatusWithin(t, n.url("iom"), n.tokens["iom"], ref, "delivered", 30*time.Second)
+	eventually(t, "the delivered outcome at iom", 30*time.Second, func() (bool, string) {
+		_, r := statusOf(t, n.url("iom"), n.tokens["iom"], ref)
+		return r.str("outcome") == "delivered", r.str("status")
+	})
 	sum, got := downloadHash(t, n.url("shelter"), n.tokens["shelter"], ref, aid)
 	if sum != f.sha256() || got != size {
 		t.Fatalf("the shelter serves %d bytes with sha256 %s", got, sum)
