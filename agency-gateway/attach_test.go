@@ -50,7 +50,7 @@ func (c *core) uploadAt(id string, data []byte) gateway.AttachmentInfo {
 
 // readAll downloads a file of a referral at agency id.
 func (c *core) readAll(id, ref, aid string) ([]byte, error) {
-	f, err := c.gws[id].OpenAttachment(context.Background(), c.staff(id), "referral", ref, aid)
+	f, err := c.gws[id].OpenAttachment(context.Background(), c.staff(id), "referral", ref, aid, true)
 	if err != nil {
 		return nil, err
 	}
@@ -253,5 +253,110 @@ func TestUnsentUploadsExpire(t *testing.T) {
 	c.waitAudit("iom", func(e store.AuditEvent) bool { return e.Action == gateway.ActAttachmentExpire && e.Object == info.ID })
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the file is still there: %v", err)
+	}
+}
+
+// TestNoReadBeforeFiles: while a referral's files are still arriving, its
+// recipient may open it but the sender learns nothing more than sent, and
+// a status change waits for the files.
+func TestNoReadBeforeFiles(t *testing.T) {
+	c := mustCore(t)
+	c.net.SetChunkFilter(func(to string, ch gateway.Chunk) []gateway.Chunk { return nil }) // nothing arrives
+	info := c.uploadAt("iom", pdfOf(10_000, 1))
+	acc := c.mustSend("iom", "referral", policy.ActionReferralSend, "", withAttachments(referral("shelter"), info.ID))
+	c.waitStatus("iom", policy.ActionReferralRead, acc.ID, policy.RefSent)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := c.gws["shelter"].Item(c.staff("shelter"), policy.ActionReferralRead, acc.ID); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the referral did not arrive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	it, err := c.gws["shelter"].Get(context.Background(), c.staff("shelter"), acc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Status != policy.RefDelivered || it.Attachments[0].State != gateway.AttachmentArriving {
+		t.Fatalf("opened while its file arrives: %s, %+v", it.Status, it.Attachments)
+	}
+	_, err = c.send("shelter", "status", policy.ActionReferralStatus, acc.ID, map[string]string{"status": "accepted"})
+	if !errors.Is(err, policy.ErrConflict) {
+		t.Fatalf("a decision before the files: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if it := c.item("iom", policy.ActionReferralRead, acc.ID); it.Status != policy.RefSent || it.Outcome != "" {
+		t.Fatalf("the sender sees %s (outcome %q) before the file arrived", it.Status, it.Outcome)
+	}
+}
+
+// TestCompletionCutShort: the last chunk is recorded but the file cannot
+// be kept (here: its place is taken); once the obstacle is gone, a
+// restarted gateway completes it, and the referral is delivered.
+func TestCompletionCutShort(t *testing.T) {
+	c := mustCore(t)
+	data := pdfOf(700_000, 2)
+	info := c.uploadAt("iom", data)
+	block := filepath.Join(c.data, "gateways", "shelter", "attachments", "in", "iom", info.ID+".age")
+	if err := os.MkdirAll(filepath.Join(block, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	acc := c.mustSend("iom", "referral", policy.ActionReferralSend, "", withAttachments(referral("shelter"), info.ID))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		it, err := c.gws["shelter"].Item(c.staff("shelter"), policy.ActionReferralRead, acc.ID)
+		if err == nil && len(it.Attachments) == 1 && it.Attachments[0].Received == info.Size+(it.Attachments[0].Received-info.Size) &&
+			it.Attachments[0].Received >= it.Attachments[0].Size {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the chunks did not all arrive: %+v", it.Attachments)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if it := c.item("iom", policy.ActionReferralRead, acc.ID); it.Outcome != "" {
+		t.Fatalf("delivered although the file was not kept: %s", it.Status)
+	}
+	os.RemoveAll(block)
+	c.stop("shelter")
+	c.start("shelter")
+	c.waitStatus("iom", policy.ActionReferralRead, acc.ID, policy.RefDelivered)
+	got, err := c.readAll("shelter", acc.ID, info.ID)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the file after the restart: %d bytes, %v", len(got), err)
+	}
+}
+
+// TestHostileFileDeclarations: a member agency, with its own keys, sends
+// envelopes listing files the recipient would not take from its own staff
+// (over its size limit, of a type it does not accept): refused, nothing
+// kept.
+func TestHostileFileDeclarations(t *testing.T) {
+	c := mustCore(t)
+	for name, att := range map[string]map[string]any{
+		"half a terabyte": {"size": int64(1) << 39, "type": "application/pdf", "sealed_size": int64(1)<<39 + 16 + 16*(int64(1)<<23)},
+		"a web page": {"size": 1000, "type": "text/html", "sealed_size": 1000 + 32 + 1600},
+	} {
+		b := referral("shelter")
+		att["id"], att["name"], att["sha256"], att["key"] = crypto.NewID(), "bukti.pdf", strings.Repeat("a", 64), "AAAAAAAAAAAAAAAAAAAAAA"
+		b["attachments"] = []any{att}
+		b["consent"].(map[string]any)["recorded_by"] = "iom/someone"
+		env := c.seal("iom", "shelter", crypto.KindReferral, b)
+		h, err := crypto.ParseHeader(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.net.Inject("shelter", "iom", env)
+		c.waitAudit("shelter", func(e store.AuditEvent) bool {
+			return e.Object == h.ID && e.Reason == gateway.ReasonAttachmentInvalid
+		})
+		var n int
+		c.gws["shelter"].DB().View(func(tx *store.Tx) error { trs, _ := tx.TransfersIn(""); n = len(trs); return nil })
+		if n != 0 {
+			t.Fatalf("%s: %d transfers kept", name, n)
+		}
 	}
 }

@@ -352,13 +352,44 @@ func (g *Gateway) expectFiles(tx *store.Tx, in *Incoming) error {
 		if err := checkSealedSize(a); err != nil {
 			return refuse(ReasonAttachmentInvalid, err)
 		}
+		// A file this gateway would not take from its own staff it does
+		// not take from another agency either.
+		if a.Size > g.cfg.Attachments.MaxSize || !g.acceptsType(a.Type) {
+			return refuse(ReasonAttachmentInvalid, fmt.Errorf("attachment %s: %d bytes of %s is not accepted here", a.ID, a.Size, a.Type))
+		}
 		n := crypto.FileChunks(a.SealedSize)
 		if err := tx.PutTransferIn(&store.TransferIn{From: in.Sender.ID, ID: a.ID, Ref: in.Header.ID, Record: record,
-			EnvelopeHash: in.Hash, SealedSize: a.SealedSize, Have: make([]byte, (n+7)/8), Since: in.Now}); err != nil {
+			EnvelopeHash: in.Hash, SealedSize: a.SealedSize, Chunks: n, Have: make([]byte, (n+7)/8), Since: in.Now}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// acceptsType reports whether typ is one of the configured types.
+func (g *Gateway) acceptsType(typ string) bool {
+	want := filetype.Canonical(typ)
+	for _, t := range g.cfg.Attachments.Types {
+		if filetype.Canonical(t) == want {
+			return want != ""
+		}
+	}
+	return false
+}
+
+// filesPending reports whether a message received here lists files that
+// are neither kept nor failed yet.
+func (g *Gateway) filesPending(tx *store.Tx, ref string) bool {
+	trs, err := tx.TransfersIn(ref)
+	if err != nil {
+		return true
+	}
+	for _, tr := range trs {
+		if tr.Done.IsZero() && tr.Failed == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // checkSealedSize checks that a file's sealed size is what age makes of its
@@ -461,11 +492,11 @@ func (g *Gateway) attachmentViews(b []byte, from string) ([]AttachmentView, erro
 // once, with their state here, in the item's attachments, and their file
 // keys are for the gateway only.
 func withoutFiles(b []byte) []byte {
-	if !bytes.Contains(b, []byte(`"attachments"`)) {
-		return b
-	}
 	var m map[string]json.RawMessage
 	if json.Unmarshal(b, &m) != nil {
+		return b
+	}
+	if _, ok := m["attachments"]; !ok {
 		return b
 	}
 	delete(m, "attachments")
@@ -491,9 +522,10 @@ func (a *AttachmentFile) Close() error { return a.f.Close() }
 // OpenAttachment opens file aid of the referral or statement request ref
 // for a member of staff who may read that record. A file of another
 // message, or of a record the caller may not see, is not found; a file
-// still arriving is ErrArriving. The download is audited with the file's
-// hash.
-func (g *Gateway) OpenAttachment(ctx context.Context, p policy.Principal, kind, ref, aid string) (*AttachmentFile, error) {
+// still arriving is ErrArriving. A download from the start (from, true)
+// is audited with the file's hash; the later parts of one (a player's
+// range requests) are not, so reading a recording does not fill the log.
+func (g *Gateway) OpenAttachment(ctx context.Context, p policy.Principal, kind, ref, aid string, fromStart bool) (*AttachmentFile, error) {
 	act := policy.ActionReferralRead
 	if kind == kindStatementRequest {
 		act = policy.ActionStatementRequestRead
@@ -545,9 +577,11 @@ func (g *Gateway) OpenAttachment(ctx context.Context, p policy.Principal, kind, 
 			f.Close()
 			return nil, fmt.Errorf("attachment %s does not open: %v", aid, err)
 		}
-		if err := g.allowed(p, ActAttachmentDownload, ref, map[string]string{"attachment": aid, "sha256": v.SHA256}); err != nil {
-			f.Close()
-			return nil, err
+		if fromStart {
+			if err := g.allowed(p, ActAttachmentDownload, ref, map[string]string{"attachment": aid, "sha256": v.SHA256}); err != nil {
+				f.Close()
+				return nil, err
+			}
 		}
 		return &AttachmentFile{AttachmentView: v, ReaderAt: ra, ModTime: st.ModTime(), f: f}, nil
 	}
@@ -588,13 +622,16 @@ func (g *Gateway) expireUploads(now time.Time) {
 		return
 	}
 	for _, u := range old {
+		deleted := false
 		err := g.db.Update(func(tx *store.Tx) error {
+			deleted = false
 			if _, err := tx.Upload(u.ID); err != nil {
 				if errors.Is(err, store.ErrNotFound) {
 					return nil // sent meanwhile
 				}
 				return err
 			}
+			deleted = true
 			if err := tx.DeleteUpload(u.ID); err != nil {
 				return err
 			}
@@ -605,7 +642,9 @@ func (g *Gateway) expireUploads(now time.Time) {
 			g.log.Warn("failed to expire an upload", "attachment", u.ID, "err", err)
 			continue
 		}
-		os.Remove(g.ownPath(u.ID))
+		if deleted {
+			os.Remove(g.ownPath(u.ID))
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rujukan/rujukan/agency-gateway/body"
+	"github.com/rujukan/rujukan/agency-gateway/filetype"
 	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/crypto"
 )
@@ -57,6 +58,7 @@ func (g *Gateway) chunkLoop(ctx context.Context) {
 	if !ok {
 		return
 	}
+	g.settleWhole()
 	for ctx.Err() == nil {
 		msgs, err := fb.FetchChunks(ctx, chunkFetch)
 		if err != nil {
@@ -126,6 +128,9 @@ func (g *Gateway) receiveChunks(ctx context.Context, msgs []ChunkMsg) {
 		}
 		if tr.Has(i) {
 			m.Term() // already written and recorded
+			if tr.Count == tr.Chunks {
+				g.completeFile(tr) // a completion cut short
+			}
 			continue
 		}
 		k := from + "/" + aid
@@ -209,6 +214,19 @@ func (g *Gateway) receiveChunks(ctx context.Context, msgs []ChunkMsg) {
 	}
 }
 
+// settleWhole completes the files that hold every chunk but were neither
+// kept nor failed: their completion was cut short by a crash or an error.
+func (g *Gateway) settleWhole() {
+	var trs []store.TransferIn
+	if err := g.db.View(func(tx *store.Tx) (err error) { trs, err = tx.UnsettledTransfersIn(100); return err }); err != nil {
+		g.log.Warn("failed to list files to complete", "err", err)
+		return
+	}
+	for i := range trs {
+		g.completeFile(&trs[i])
+	}
+}
+
 // arriving returns the transfer of a file arriving from agency from and
 // its file key (from the stored envelope that lists it).
 func (g *Gateway) arriving(from, aid string) (*store.TransferIn, fileEntry, error) {
@@ -270,12 +288,17 @@ func (g *Gateway) completeFile(tr *store.TransferIn) {
 	}
 	part := g.partPath(tr.From, tr.ID)
 	reason := ""
-	if err := verifyFile(part, fe); err != nil {
+	if st, err := os.Lstat(g.inPath(tr.From, tr.ID)); err == nil && st.Mode().IsRegular() {
+		// Kept before a crash cut the completion short.
+	} else if err := g.verifyFile(part, fe); errors.Is(err, errFileInvalid) {
 		g.log.Warn("attachment does not verify", "from", tr.From, "attachment", tr.ID, "err", err)
 		reason = ReasonAttachmentInvalid
 		os.Remove(part)
+	} else if err != nil {
+		g.log.Warn("attachment: cannot check now; will retry", "attachment", tr.ID, "err", err)
+		return
 	} else if err := os.Rename(part, g.inPath(tr.From, tr.ID)); err != nil {
-		g.log.Warn("attachment: cannot keep", "attachment", tr.ID, "err", err)
+		g.log.Warn("attachment: cannot keep; will retry", "attachment", tr.ID, "err", err)
 		return
 	}
 	syncDir(filepath.Dir(part))
@@ -349,9 +372,14 @@ func (g *Gateway) filesSettled(tx *store.Tx, tr *store.TransferIn, now time.Time
 	return err
 }
 
+// errFileInvalid marks a file that arrived whole and is not what its
+// sealed body says; any other error of verifyFile is worth another try.
+var errFileInvalid = errors.New("the file is not what the sealed body says")
+
 // verifyFile opens a sealed file whole with its file key and checks its
-// size and SHA-256.
-func verifyFile(path string, fe fileEntry) error {
+// size and SHA-256, and that its bytes are of its type and of a type this
+// gateway accepts.
+func (g *Gateway) verifyFile(path string, fe fileEntry) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -362,22 +390,43 @@ func verifyFile(path string, fe fileEntry) error {
 		return err
 	}
 	if st.Size() != fe.att.SealedSize {
-		return fmt.Errorf("sealed file of %d bytes, not %d", st.Size(), fe.att.SealedSize)
+		return fmt.Errorf("%w: sealed file of %d bytes, not %d", errFileInvalid, st.Size(), fe.att.SealedSize)
 	}
 	r, err := crypto.OpenFileStream(f, fe.key)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", errFileInvalid, err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, r)
+	head := &headWriter{max: filetype.HeadSize}
+	n, err := io.Copy(io.MultiWriter(h, head), r)
 	if err != nil {
-		return err
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return err // the disk, not the file
+		}
+		return fmt.Errorf("%w: %v", errFileInvalid, err)
 	}
 	if n != fe.att.Size {
-		return fmt.Errorf("%d bytes, not %d", n, fe.att.Size)
+		return fmt.Errorf("%w: %d bytes, not %d", errFileInvalid, n, fe.att.Size)
 	}
 	if hex.EncodeToString(h.Sum(nil)) != fe.att.SHA256 {
-		return errors.New("SHA-256 differs from the sealed body's")
+		return fmt.Errorf("%w: SHA-256 differs from the sealed body's", errFileInvalid)
+	}
+	if _, err := filetype.Check(head.b, fe.att.Type, g.cfg.Attachments.Types); err != nil {
+		return fmt.Errorf("%w: %v", errFileInvalid, err)
 	}
 	return f.Sync()
+}
+
+// headWriter keeps the first max bytes written to it.
+type headWriter struct {
+	b   []byte
+	max int
+}
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	if room := w.max - len(w.b); room > 0 {
+		w.b = append(w.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
 }

@@ -22,3 +22,16 @@ func FuzzFileName(f *testing.F) {
 		}
 	})
 }
+
+// TestWithoutFilesEscaped: a list of files is taken out of a body however
+// its key is written.
+func TestWithoutFilesEscaped(t *testing.T) {
+	for _, b := range []string{
+		`{"to":"x","attachments":[{"key":"k"}]}`,
+		`{"to":"x","attachm\u0065nts":[{"key":"k"}]}`,
+	} {
+		if got := string(withoutFiles([]byte(b))); strings.Contains(got, "key") {
+			t.Errorf("%s -> %s", b, got)
+		}
+	}
+}

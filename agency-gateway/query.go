@@ -178,16 +178,26 @@ func (g *Gateway) open1(p policy.Principal, a policy.Action, act store.Action, i
 	// opened the first time, and at the police for a statement read the
 	// first time.
 	var reads []readReceipt
+	// Not before the files of the envelope are all here: the sender learns
+	// that it was delivered, then read, only once they are.
+	var pending, stmtPending bool
+	g.db.View(func(tx *store.Tx) error {
+		pending = rec.Box == store.Inbox && g.filesPending(tx, id)
+		if stmt := rec.Related[relStatement]; stmt != "" {
+			stmtPending = g.filesPending(tx, stmt)
+		}
+		return nil
+	})
 	// None to a revoked agency: nothing is sealed to it any more.
 	if peer, ok := g.state().dir.Agency(counterpart(rec)); ok && peer.Status == crypto.StatusActive {
-		if rec.Box == store.Inbox && rec.Status == policy.RefDelivered {
+		if rec.Box == store.Inbox && rec.Status == policy.RefDelivered && !pending {
 			r, err := g.receipt(peer, id, rec.EnvelopeHash, crypto.EventRead, "", now)
 			if err != nil {
 				return Item{}, err
 			}
 			reads = append(reads, readReceipt{about: id, r: r})
 		}
-		if stmt := rec.Related[relStatement]; rec.Box == store.Outbox && stmt != "" {
+		if stmt := rec.Related[relStatement]; rec.Box == store.Outbox && stmt != "" && !stmtPending {
 			var env []byte
 			g.db.View(func(tx *store.Tx) error {
 				if !tx.HasReceipt(stmt, crypto.EventRead) {
@@ -208,7 +218,7 @@ func (g *Gateway) open1(p policy.Principal, a policy.Action, act store.Action, i
 		if rec, err = tx.Record(id); err != nil {
 			return err
 		}
-		return g.markRead(tx, rec, reads, by, now, act)
+		return g.markRead(tx, rec, reads, by, now, act, pending)
 	})
 	if err != nil {
 		return Item{}, err
@@ -225,7 +235,7 @@ type readReceipt struct {
 
 // markRead queues the read receipts not sent yet and records the reads,
 // in tx.
-func (g *Gateway) markRead(tx *store.Tx, rec *store.Record, reads []readReceipt, by string, now time.Time, act store.Action) error {
+func (g *Gateway) markRead(tx *store.Tx, rec *store.Record, reads []readReceipt, by string, now time.Time, act store.Action, pending bool) error {
 	stmtRead := false
 	for _, rr := range reads {
 		added, err := tx.AddReceipt(rr.about, crypto.EventRead, rr.r.signed)
@@ -241,7 +251,7 @@ func (g *Gateway) markRead(tx *store.Tx, rec *store.Record, reads []readReceipt,
 		stmtRead = stmtRead || rr.about != rec.ID
 	}
 	switch {
-	case rec.Box == store.Inbox && rec.Status == policy.RefDelivered:
+	case rec.Box == store.Inbox && rec.Status == policy.RefDelivered && !pending:
 		return g.transition(tx, rec, Change{To: policy.RefRead, Role: policy.RoleRecipient, By: by, At: now, Action: act})
 	case stmtRead:
 		return g.note(tx, rec, Change{To: "statement-read", By: by, At: now, Action: act})

@@ -37,6 +37,15 @@ func (statusKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 		role = policy.RoleSender
 	}
 	by := actorOf(g.self, d.Principal)
+	if rec.Box == store.Inbox {
+		var pending bool
+		g.db.View(func(tx *store.Tx) error { pending = g.filesPending(tx, rec.ID); return nil })
+		if pending {
+			// The sender learns of the referral's delivery once its files
+			// are here; a decision on it waits for them too.
+			return nil, &policy.Error{Reason: policy.ReasonTransitionIllegal, Detail: "the referral's files are still arriving"}
+		}
+	}
 	c := &Change{To: sc.Status, Role: role, By: by, At: d.Now, Note: sc.Reason, Action: ActReferralStatus}
 	if err := policy.Transition(policy.ReferralMachine, rec.Status, sc.Status, role); err != nil {
 		return nil, err

@@ -101,8 +101,14 @@ func (g *Gateway) transferRound(ctx context.Context, fb FileBus) (bool, error) {
 		switch {
 		case errors.Is(err, ErrLimit):
 			g.holdTransfers(tr.To)
-		case err != nil:
+		case errors.Is(err, ErrUnavailable):
 			return busy, err
+		case errors.Is(err, os.ErrNotExist):
+			g.lostTransfer(tr)
+		case err != nil:
+			// One transfer's trouble (a read error) does not hold up the
+			// others: it is tried again next round.
+			g.log.Warn("file transfer failed; will retry", "to", tr.To, "attachment", tr.ID, "err", err)
 		default:
 			g.releaseTransfers(tr.To)
 		}
@@ -142,6 +148,23 @@ func (g *Gateway) transferReady(tr *store.TransferOut) (ready, drop bool, err er
 		return nil
 	})
 	return ready, drop, err
+}
+
+// lostTransfer gives up a transfer whose sealed file is gone (removed by
+// hand, or a disk fault): it is audited, and the recipient's missing
+// receipt lets the record fail at its deadline.
+func (g *Gateway) lostTransfer(tr *store.TransferOut) {
+	g.log.Error("the sealed file of a transfer is missing; giving it up", "to", tr.To, "attachment", tr.ID)
+	err := g.db.Update(func(tx *store.Tx) error {
+		if err := tx.DeleteTransferOut(tr.To, tr.ID); err != nil {
+			return err
+		}
+		return tx.Audit(store.AuditEvent{At: g.now().UTC(), Actor: g.self, Action: ActAttachmentSend, Object: tr.ID,
+			Outcome: "failed", Reason: "file-missing", Detail: map[string]string{"to": tr.To, "envelope": tr.Ref}})
+	})
+	if err != nil {
+		g.log.Warn("failed to give up a transfer", "attachment", tr.ID, "err", err)
+	}
 }
 
 func (g *Gateway) dropTransfer(tr *store.TransferOut) {

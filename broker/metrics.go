@@ -222,62 +222,45 @@ func writeMetrics(w io.Writer, us []InboxUsage, st storeStats) {
 		}
 		fmt.Fprintf(w, "%s{%s} %s\n", name, b.String(), strconv.FormatFloat(v, 'f', -1, 64))
 	}
-	gauge("rujukan_broker_inbox_messages", "Envelopes waiting in an agency's inbox.")
-	for _, u := range us {
-		series("rujukan_broker_inbox_messages", float64(u.Messages), "inbox", u.Agency)
+	perInbox := []struct {
+		name, help string
+		v          func(InboxUsage) float64
+	}{
+		{"rujukan_broker_inbox_messages", "Envelopes waiting in an agency's inbox.", func(u InboxUsage) float64 { return float64(u.Messages) }},
+		{"rujukan_broker_inbox_bytes", "Bytes waiting in an agency's inbox.", func(u InboxUsage) float64 { return float64(u.Bytes) }},
+		{"rujukan_broker_inbox_max_messages", "The inbox's message limit (from the directory).", func(u InboxUsage) float64 { return float64(u.MaxMessages) }},
+		{"rujukan_broker_inbox_max_bytes", "The inbox's byte limit (from the directory).", func(u InboxUsage) float64 { return float64(u.MaxBytes) }},
+		{"rujukan_broker_sender_share_messages", "Envelopes one sender may keep waiting in the inbox; more are refused.", func(u InboxUsage) float64 { return float64(u.SenderShare) }},
+		{"rujukan_broker_files_chunks", "Attachment chunks waiting in an agency's file queue.", func(u InboxUsage) float64 { return float64(u.FileChunks) }},
+		{"rujukan_broker_files_bytes", "Bytes waiting in an agency's file queue.", func(u InboxUsage) float64 { return float64(u.FileBytes) }},
+		{"rujukan_broker_files_max_bytes", "The file queue's byte limit (from the directory).", func(u InboxUsage) float64 { return float64(u.FilesMaxBytes) }},
+		{"rujukan_broker_files_sender_share_chunks", "Chunks one sender may keep waiting in the file queue; more are refused.", func(u InboxUsage) float64 { return float64(u.FilesSenderShare) }},
 	}
-	gauge("rujukan_broker_inbox_bytes", "Bytes waiting in an agency's inbox.")
-	for _, u := range us {
-		series("rujukan_broker_inbox_bytes", float64(u.Bytes), "inbox", u.Agency)
-	}
-	gauge("rujukan_broker_inbox_max_messages", "The inbox's message limit (from the directory).")
-	for _, u := range us {
-		series("rujukan_broker_inbox_max_messages", float64(u.MaxMessages), "inbox", u.Agency)
-	}
-	gauge("rujukan_broker_inbox_max_bytes", "The inbox's byte limit (from the directory).")
-	for _, u := range us {
-		series("rujukan_broker_inbox_max_bytes", float64(u.MaxBytes), "inbox", u.Agency)
-	}
-	gauge("rujukan_broker_sender_share_messages", "Envelopes one sender may keep waiting in the inbox; more are refused.")
-	for _, u := range us {
-		series("rujukan_broker_sender_share_messages", float64(u.SenderShare), "inbox", u.Agency)
-	}
-	gauge("rujukan_broker_sender_messages", "Envelopes waiting in an inbox, by sender (as the broker authenticated it).")
-	for _, u := range us {
-		senders := make([]string, 0, len(u.Senders))
-		for from := range u.Senders {
-			senders = append(senders, from)
-		}
-		sort.Strings(senders)
-		for _, from := range senders {
-			series("rujukan_broker_sender_messages", float64(u.Senders[from]), "inbox", u.Agency, "sender", from)
+	for _, m := range perInbox {
+		gauge(m.name, m.help)
+		for _, u := range us {
+			series(m.name, m.v(u), "inbox", u.Agency)
 		}
 	}
-	gauge("rujukan_broker_files_chunks", "Attachment chunks waiting in an agency's file queue.")
-	for _, u := range us {
-		series("rujukan_broker_files_chunks", float64(u.FileChunks), "inbox", u.Agency)
+	perSender := []struct {
+		name, help string
+		v          func(InboxUsage) map[string]uint64
+	}{
+		{"rujukan_broker_sender_messages", "Envelopes waiting in an inbox, by sender (as the broker authenticated it).", func(u InboxUsage) map[string]uint64 { return u.Senders }},
+		{"rujukan_broker_files_sender_chunks", "Attachment chunks waiting in a file queue, by sender (as the broker authenticated it).", func(u InboxUsage) map[string]uint64 { return u.FileSenders }},
 	}
-	gauge("rujukan_broker_files_bytes", "Bytes waiting in an agency's file queue.")
-	for _, u := range us {
-		series("rujukan_broker_files_bytes", float64(u.FileBytes), "inbox", u.Agency)
-	}
-	gauge("rujukan_broker_files_max_bytes", "The file queue's byte limit (from the directory).")
-	for _, u := range us {
-		series("rujukan_broker_files_max_bytes", float64(u.FilesMaxBytes), "inbox", u.Agency)
-	}
-	gauge("rujukan_broker_files_sender_share_chunks", "Chunks one sender may keep waiting in the file queue; more are refused.")
-	for _, u := range us {
-		series("rujukan_broker_files_sender_share_chunks", float64(u.FilesSenderShare), "inbox", u.Agency)
-	}
-	gauge("rujukan_broker_files_sender_chunks", "Attachment chunks waiting in a file queue, by sender (as the broker authenticated it).")
-	for _, u := range us {
-		senders := make([]string, 0, len(u.FileSenders))
-		for from := range u.FileSenders {
-			senders = append(senders, from)
-		}
-		sort.Strings(senders)
-		for _, from := range senders {
-			series("rujukan_broker_files_sender_chunks", float64(u.FileSenders[from]), "inbox", u.Agency, "sender", from)
+	for _, m := range perSender {
+		gauge(m.name, m.help)
+		for _, u := range us {
+			counts := m.v(u)
+			senders := make([]string, 0, len(counts))
+			for from := range counts {
+				senders = append(senders, from)
+			}
+			sort.Strings(senders)
+			for _, from := range senders {
+				series(m.name, float64(counts[from]), "inbox", u.Agency, "sender", from)
+			}
 		}
 	}
 	gauge("rujukan_broker_connections", "Open connections of an agency.")

@@ -64,7 +64,12 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, p policy.Princip
 
 func (s *Server) download(kind string, action policy.Action) func(http.ResponseWriter, *http.Request, policy.Principal) {
 	return func(w http.ResponseWriter, r *http.Request, p policy.Principal) {
-		f, err := s.gw.OpenAttachment(r.Context(), p, kind, r.PathValue("id"), r.PathValue("aid"))
+		fromStart, err := CheckRange(r)
+		if err != nil {
+			problem.Write(w, problem.New(http.StatusRequestedRangeNotSatisfiable, err.Error()))
+			return
+		}
+		f, err := s.gw.OpenAttachment(r.Context(), p, kind, r.PathValue("id"), r.PathValue("aid"), fromStart)
 		if err != nil {
 			s.writeError(w, r, action, err)
 			return
@@ -72,6 +77,28 @@ func (s *Server) download(kind string, action policy.Action) func(http.ResponseW
 		defer f.Close()
 		ServeAttachment(w, r, f)
 	}
+}
+
+// MaxRanges is the most ranges one request may ask for: each costs the
+// decryption of at least one 64 KiB chunk.
+const MaxRanges = 16
+
+// CheckRange refuses a Range header of more than MaxRanges ranges and
+// reports whether the request reads the file from its start (no range, or
+// one starting at byte 0): only such a download is audited.
+func CheckRange(r *http.Request) (fromStart bool, err error) {
+	h := r.Header.Get("Range")
+	if h == "" || r.Method == http.MethodHead {
+		return r.Method != http.MethodHead, nil
+	}
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok {
+		return true, nil // not a byte range: ServeContent sends the whole file
+	}
+	if strings.Count(spec, ",") >= MaxRanges {
+		return false, fmt.Errorf("at most %d ranges in one request", MaxRanges)
+	}
+	return strings.HasPrefix(strings.TrimSpace(spec), "0-"), nil
 }
 
 // ServeAttachment writes an opened file as a download: never rendered

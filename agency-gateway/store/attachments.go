@@ -18,10 +18,13 @@ var (
 	bucketUploads      = []byte("att-uploads")
 	bucketTransfersOut = []byte("att-out")
 	bucketTransfersIn  = []byte("att-in")
+	// bucketTransfersInRef indexes in-transfers by message: ref, sender
+	// and id, with empty values.
+	bucketTransfersInRef = []byte("att-in-ref")
 )
 
 func init() {
-	allBuckets = append(allBuckets, bucketUploads, bucketTransfersOut, bucketTransfersIn)
+	allBuckets = append(allBuckets, bucketUploads, bucketTransfersOut, bucketTransfersIn, bucketTransfersInRef)
 }
 
 // Upload is a file uploaded to this gateway. Its name is sealed at rest:
@@ -140,8 +143,9 @@ type TransferIn struct {
 	// Have has one bit per chunk written and fsynced (chunk i is bit i%8
 	// of byte i/8).
 	Have []byte `json:"have"`
-	// Count is the number of bits set in Have.
-	Count int64 `json:"count"`
+	// Count is the number of bits set in Have, of Chunks.
+	Count  int64 `json:"count"`
+	Chunks int64 `json:"chunks"`
 	// Done is when the whole file was verified (zero until then).
 	Done time.Time `json:"done,omitzero"`
 	// Failed is a reason code when the file arrived whole and did not
@@ -177,6 +181,9 @@ func (tr *TransferIn) FirstMissing(n int64) int64 {
 
 // PutTransferIn stores (or replaces) an incoming transfer.
 func (t *Tx) PutTransferIn(tr *TransferIn) error {
+	if err := t.b(bucketTransfersInRef).Put([]byte(tr.Ref+"\x00"+tr.From+"\x00"+tr.ID), nil); err != nil {
+		return err
+	}
 	return putJSON(t.b(bucketTransfersIn), transferKey(tr.From, tr.ID), tr)
 }
 
@@ -189,22 +196,41 @@ func (t *Tx) TransferIn(from, id string) (*TransferIn, error) {
 	return &tr, nil
 }
 
-// TransfersIn returns the incoming transfers of message ref (all when ref
-// is "").
+// TransfersIn returns the incoming transfers of message ref.
 func (t *Tx) TransfersIn(ref string) ([]TransferIn, error) {
 	var out []TransferIn
-	c := t.b(bucketTransfersIn).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if ref != "" && !bytes.Contains(v, []byte(`"ref":"`+ref+`"`)) {
+	prefix := []byte(ref + "\x00")
+	c := t.b(bucketTransfersInRef).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		from, id, ok := bytes.Cut(k[len(prefix):], []byte{0})
+		if !ok {
 			continue
+		}
+		tr, err := t.TransferIn(string(from), string(id))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *tr)
+	}
+	return out, nil
+}
+
+// UnsettledTransfersIn returns up to max incoming transfers that hold every
+// chunk but are neither kept nor failed (their completion was cut short).
+func (t *Tx) UnsettledTransfersIn(max int) ([]TransferIn, error) {
+	var out []TransferIn
+	err := t.b(bucketTransfersIn).ForEach(func(k, v []byte) error {
+		if len(out) >= max || bytes.Contains(v, []byte(`"done":`)) || bytes.Contains(v, []byte(`"failed":`)) {
+			return nil
 		}
 		var tr TransferIn
 		if err := getJSON(t.b(bucketTransfersIn), k, &tr); err != nil {
-			return nil, err
+			return err
 		}
-		if ref == "" || tr.Ref == ref {
+		if tr.Done.IsZero() && tr.Failed == "" && tr.Chunks > 0 && tr.Count == tr.Chunks {
 			out = append(out, tr)
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }

@@ -243,7 +243,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // download, to a member of staff who may read the record.
 func (s *server) download(kind string) func(*ctx) {
 	return func(c *ctx) {
-		f, err := s.gw.OpenAttachment(c.r.Context(), c.sess.Principal, kind, c.r.PathValue("id"), c.r.PathValue("aid"))
+		fromStart, err := httpapi.CheckRange(c.r)
+		if err != nil {
+			s.errorPage(c, http.StatusRequestedRangeNotSatisfiable, "error.badrequest", "")
+			return
+		}
+		f, err := s.gw.OpenAttachment(c.r.Context(), c.sess.Principal, kind, c.r.PathValue("id"), c.r.PathValue("aid"), fromStart)
 		if errors.Is(err, gateway.ErrArriving) {
 			s.errorPage(c, http.StatusConflict, "files.error.arriving", "")
 			return
