@@ -338,7 +338,7 @@ func TestHostileFileDeclarations(t *testing.T) {
 	c := mustCore(t)
 	for name, att := range map[string]map[string]any{
 		"half a terabyte": {"size": int64(1) << 39, "type": "application/pdf", "sealed_size": int64(1)<<39 + 16 + 16*(int64(1)<<23)},
-		"a web page": {"size": 1000, "type": "text/html", "sealed_size": 1000 + 32 + 1600},
+		"a web page":      {"size": 1000, "type": "text/html", "sealed_size": 1000 + 32 + 1600},
 	} {
 		b := referral("shelter")
 		att["id"], att["name"], att["sha256"], att["key"] = crypto.NewID(), "bukti.pdf", strings.Repeat("a", 64), "AAAAAAAAAAAAAAAAAAAAAA"
