@@ -360,3 +360,39 @@ func TestHostileFileDeclarations(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleArrivalsExpire: a file that stops arriving is given up after
+// the delivery deadline: what arrived is deleted and the file shows as
+// failed.
+func TestStaleArrivalsExpire(t *testing.T) {
+	c := mustCore(t)
+	c.net.SetChunkFilter(func(to string, ch gateway.Chunk) []gateway.Chunk {
+		if ch.Header[crypto.HeaderChunk] == "0" {
+			return []gateway.Chunk{ch}
+		}
+		return nil
+	})
+	info := c.uploadAt("iom", pdfOf(2*crypto.FileChunkSize, 5))
+	acc := c.mustSend("iom", "referral", policy.ActionReferralSend, "", withAttachments(referral("shelter"), info.ID))
+	part := filepath.Join(c.data, "gateways", "shelter", "attachments", "in", "iom", info.ID+".age.part")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(part); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no chunk arrived")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.clock.Advance(c.config("shelter").DeliveryDeadline + time.Hour)
+	c.waitAudit("shelter", func(e store.AuditEvent) bool {
+		return e.Action == gateway.ActAttachmentReceive && e.Reason == gateway.ReasonAttachmentIncomplete
+	})
+	if _, err := os.Stat(part); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the part received is still there: %v", err)
+	}
+	if it := c.item("shelter", policy.ActionReferralRead, acc.ID); it.Attachments[0].State != gateway.AttachmentFailed {
+		t.Fatalf("the file shows as %s", it.Attachments[0].State)
+	}
+}

@@ -648,6 +648,45 @@ func (g *Gateway) expireUploads(now time.Time) {
 	}
 }
 
+// ReasonAttachmentIncomplete: a file that stopped arriving.
+const ReasonAttachmentIncomplete = "attachment-incomplete"
+
+// expireArrivals gives up files that have had no chunk for the delivery
+// deadline (by then the sender has reported the message failed): the part
+// received is deleted, and the file is marked failed.
+func (g *Gateway) expireArrivals(now time.Time) {
+	var stale []store.TransferIn
+	if err := g.db.View(func(tx *store.Tx) (err error) {
+		stale, err = tx.StaleTransfersIn(now.Add(-g.cfg.DeliveryDeadline), 100)
+		return err
+	}); err != nil {
+		g.log.Warn("failed to list stale arrivals", "err", err)
+		return
+	}
+	for _, tr := range stale {
+		err := g.db.Update(func(tx *store.Tx) error {
+			cur, err := tx.TransferIn(tr.From, tr.ID)
+			if err != nil || !cur.Done.IsZero() || cur.Failed != "" {
+				return err
+			}
+			cur.Failed = ReasonAttachmentIncomplete
+			if err := tx.PutTransferIn(cur); err != nil {
+				return err
+			}
+			return tx.Audit(store.AuditEvent{At: now.UTC(), Actor: g.self, Action: ActAttachmentReceive, Object: tr.ID,
+				Outcome: "expired", Reason: ReasonAttachmentIncomplete, Detail: map[string]string{"from": tr.From, "envelope": tr.Ref}})
+		})
+		if err != nil {
+			g.log.Warn("failed to expire an arrival", "attachment", tr.ID, "err", err)
+			continue
+		}
+		os.Remove(g.partPath(tr.From, tr.ID))
+		g.chunks.mu.Lock()
+		delete(g.chunks.keys, tr.From+"/"+tr.ID)
+		g.chunks.mu.Unlock()
+	}
+}
+
 // attachmentsLoop expires unsent uploads and removes what a crash left
 // half written.
 func (g *Gateway) attachmentsLoop(ctx context.Context) {
@@ -657,8 +696,13 @@ func (g *Gateway) attachmentsLoop(ctx context.Context) {
 		}
 	}
 	every := min(5*time.Second, max(time.Second, g.cfg.Attachments.UnsentTTL/10))
+	var lastStale time.Time
 	for {
 		g.expireUploads(g.now())
+		if now := g.now(); now.Sub(lastStale) >= 10*time.Minute {
+			g.expireArrivals(now)
+			lastStale = now
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -147,7 +147,8 @@ func applyReceipt(g *Gateway, tx *store.Tx, rec *store.Record, in *Incoming, r c
 var gatewayReasons = []string{ReasonBodyInvalid, ReasonBodyMismatch, ReasonIDCollision, ReasonKindUnsupported,
 	ReasonReceiptInvalid, ReasonReceiptMismatch, ReasonReplay, ReasonSenderMismatch, ReasonUndelivered,
 	ReasonWaitedTooLong, ReasonTooManyWaiting, ReasonCheckpointInvalid, ReasonCosignatureInvalid, ReasonFork, ReasonRollback,
-	ReasonAttachmentInvalid, ReasonAttachmentReused, ReasonChunkInvalid, ReasonAttachmentUnknown}
+	ReasonAttachmentInvalid, ReasonAttachmentReused, ReasonChunkInvalid, ReasonAttachmentUnknown,
+	ReasonAttachmentIncomplete}
 
 // knownReason reports whether a reason code is one any gateway may send.
 func knownReason(code string) bool {

@@ -215,6 +215,26 @@ func (t *Tx) TransfersIn(ref string) ([]TransferIn, error) {
 	return out, nil
 }
 
+// StaleTransfersIn returns up to max incoming transfers neither kept nor
+// failed that have had no chunk since before.
+func (t *Tx) StaleTransfersIn(before time.Time, max int) ([]TransferIn, error) {
+	var out []TransferIn
+	err := t.b(bucketTransfersIn).ForEach(func(k, v []byte) error {
+		if len(out) >= max || bytes.Contains(v, []byte(`"done":`)) || bytes.Contains(v, []byte(`"failed":`)) {
+			return nil
+		}
+		var tr TransferIn
+		if err := getJSON(t.b(bucketTransfersIn), k, &tr); err != nil {
+			return err
+		}
+		if tr.Done.IsZero() && tr.Failed == "" && tr.Since.Before(before) {
+			out = append(out, tr)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // UnsettledTransfersIn returns up to max incoming transfers that hold every
 // chunk but are neither kept nor failed (their completion was cut short).
 func (t *Tx) UnsettledTransfersIn(max int) ([]TransferIn, error) {
