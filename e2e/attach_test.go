@@ -416,3 +416,94 @@ func partSize(n *network, id string) int64 {
 	}
 	return total
 }
+
+// uploadFor uploads a file at a gateway for a kind of message.
+func uploadFor(t testing.TB, a api, forKind string, f fileOf) string {
+	t.Helper()
+	req, _ := http.NewRequest("POST", a.url+"/v1/attachments?for="+forKind, f.reader())
+	req.ContentLength = f.size
+	req.Header.Set("Authorization", "Bearer "+a.tok)
+	req.Header.Set("Content-Type", "application/pdf")
+	req.Header.Set("Content-Disposition", `attachment; filename="record.pdf"`)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	json.NewDecoder(resp.Body).Decode(&v)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload for %s: %d %v", forKind, resp.StatusCode, v)
+	}
+	return v["id"].(string)
+}
+
+// requestFileHash downloads a file of a statement request.
+func requestFileHash(t testing.TB, a api, id, aid string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", a.url+"/v1/statement-requests/"+id+"/attachments/"+aid, nil)
+	req.Header.Set("Authorization", "Bearer "+a.tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("download %s of request %s: %d", aid, id, resp.StatusCode)
+	}
+	h := sha256.New()
+	io.Copy(h, resp.Body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestStatementFiles: the police send a statement request with a file (a
+// warrant), the shelter answers with a statement and a recording; each
+// side downloads the other's file under the request.
+func TestStatementFiles(t *testing.T) {
+	n := startNet(t, "police", "shelter")
+	police, shelter := n.api("police"), n.api("shelter")
+	warrant := fileOf{size: 40_000, seed: 11}
+	wid := uploadFor(t, police, "statement-request", warrant)
+	body := requestBody("shelter", "V-2026-0042", time.Now().Add(72*time.Hour))
+	body["attachments"] = []map[string]string{{"id": wid}}
+	id := sendRequest(t, police, body)
+	waitListed(t, police, "outbox", id, "delivered")
+	if got := requestFileHash(t, shelter, id, wid); got != warrant.sha256() {
+		t.Fatal("the shelter's copy of the warrant differs")
+	}
+	if r := shelter.do(t, "GET", "/v1/statement-requests/"+id, nil); r.str("status") != "read" {
+		t.Fatalf("opening the request: %s", r.Raw)
+	}
+	if r := shelter.do(t, "POST", "/v1/statement-requests/"+id+"/consent", consentGiven(30, "")); r.Status != 200 {
+		t.Fatalf("consent: %d %s", r.Status, r.Raw)
+	}
+	rec := fileOf{size: 700_000, seed: 12}
+	rid := uploadFor(t, shelter, "statement", rec)
+	sb := statementBody("The statement, as recorded.")
+	sb["attachments"] = []map[string]string{{"id": rid}}
+	if r := shelter.do(t, "POST", "/v1/statement-requests/"+id+"/response", sb); r.Status != 200 {
+		t.Fatalf("response: %d %s", r.Status, r.Raw)
+	}
+	eventually(t, "the recording at the police", 30*time.Second, func() (bool, string) {
+		r := police.do(t, "GET", "/v1/statement-requests/"+id, nil)
+		atts, _ := r.JSON["attachments"].([]any)
+		for _, a := range atts {
+			if m := a.(map[string]any); m["id"] == rid {
+				return m["state"] == "available", fmt.Sprint(m["state"])
+			}
+		}
+		return false, r.str("status")
+	})
+	if got := requestFileHash(t, police, id, rid); got != rec.sha256() {
+		t.Fatal("the police's copy of the recording differs")
+	}
+	// The shelter's own copy, and the warrant at the police.
+	if requestFileHash(t, shelter, id, rid) != rec.sha256() || requestFileHash(t, police, id, wid) != warrant.sha256() {
+		t.Fatal("a sender's own copy differs")
+	}
+	// A file uploaded for a statement cannot go with a referral.
+	other := uploadFor(t, shelter, "statement", fileOf{size: 100, seed: 13})
+	if r := shelter.do(t, "POST", "/v1/referrals", withFiles(sampleReferral("police"), other)); r.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("a statement's file with a referral: %d %s", r.Status, r.Raw)
+	}
+}
