@@ -227,6 +227,7 @@ const (
 	filesMaxAckPending   = 64
 	filesMaxWaiting      = 16
 	filesMaxRequestBatch = 16
+	filesAckWait         = 10 * time.Second
 )
 
 // filesConsumerConfig returns the durable pull consumer that delivers
@@ -238,6 +239,14 @@ func (s *Server) filesConsumerConfig(to, from string) jetstream.ConsumerConfig {
 	cc.MaxAckPending = filesMaxAckPending
 	cc.MaxWaiting = filesMaxWaiting
 	cc.MaxRequestBatch = filesMaxRequestBatch
+	// A chunk is acked within a batch's fsync of being pulled: after a
+	// recipient's crash, what it had pulled comes back sooner than an
+	// envelope would.
+	if cc.AckWait > filesAckWait {
+		cc.AckWait = filesAckWait
+		cc.BackOff = append([]time.Duration{filesAckWait}, cc.BackOff[1:]...)
+		cc.MaxDeliver = maxDeliver(cc.BackOff, s.cfg.MaxAge)
+	}
 	return cc
 }
 
