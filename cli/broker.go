@@ -62,7 +62,7 @@ func runBroker(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&f.Metrics, "metrics", "", "Prometheus `address` (loopback only; off by default): inbox usage and each sender's backlog against the limits")
 	fs.DurationVar(&f.MaxAge, "max-age", def.MaxAge, "how long an undelivered message is kept")
 	fs.DurationVar(&f.DuplicateWindow, "duplicate-window", def.DuplicateWindow, "how long a message id is remembered to drop re-sent copies")
-	fs.Int64Var(&f.MaxStore, "max-store", def.MaxStore, "disk `bytes` all inboxes may use together (0: the sum of the directory's inbox limits)")
+	fs.Int64Var(&f.MaxStore, "max-store", def.MaxStore, "disk `bytes` all inboxes and file queues may use together (0: the sum of the directory's limits of both)")
 	fs.Int64Var(&f.MaxMemory, "max-memory", def.MaxMemory, "`bytes` of memory-backed JetStream storage")
 	memLimit := fs.Int64("memory-limit", brokerMemoryLimit, "soft limit of the process's memory in `bytes` (Go's runtime limit; 0: none; GOMEMLIMIT wins)")
 	fs.StringVar(&f.ServerName, "server-name", "", "node name (default: generated once and kept in the data directory)")
