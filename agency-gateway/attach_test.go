@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -394,5 +395,37 @@ func TestStaleArrivalsExpire(t *testing.T) {
 	}
 	if it := c.item("shelter", policy.ActionReferralRead, acc.ID); it.Attachments[0].State != gateway.AttachmentFailed {
 		t.Fatalf("the file shows as %s", it.Attachments[0].State)
+	}
+}
+
+// TestArrivingQuota: one member agency cannot have more than
+// attachments.arriving_max bytes of files on their way to another at
+// once; messages over it are refused, the others' files are not affected.
+func TestArrivingQuota(t *testing.T) {
+	c := mustCore(t)
+	size := int64(1900 << 20)
+	sealed := size + 16 + 16*((size+64<<10-1)/(64<<10)) + 1500
+	var ids []string
+	for range 5 {
+		b := referral("shelter")
+		b["attachments"] = []any{map[string]any{"id": crypto.NewID(), "name": "rekaman.mp4", "type": "video/mp4",
+			"size": size, "sealed_size": sealed, "sha256": strings.Repeat("b", 64), "key": "AAAAAAAAAAAAAAAAAAAAAA"}}
+		b["consent"].(map[string]any)["recorded_by"] = "iom/someone"
+		env := c.seal("iom", "shelter", crypto.KindReferral, b)
+		h, err := crypto.ParseHeader(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, h.ID)
+		c.net.Inject("shelter", "iom", env)
+	}
+	ev := c.waitAudit("shelter", func(e store.AuditEvent) bool { return e.Reason == gateway.ReasonAttachmentQuota })
+	if !slices.Contains(ids, ev.Object) {
+		t.Fatalf("refused %s", ev.Object)
+	}
+	var n int
+	c.gws["shelter"].DB().View(func(tx *store.Tx) error { trs, _ := tx.TransfersIn(""); n = len(trs); return nil })
+	if n != 4 {
+		t.Fatalf("%d files expected at the shelter, want 4", n)
 	}
 }

@@ -49,6 +49,9 @@ const (
 	ReasonAttachmentReused  = "attachment-reused"
 	ReasonChunkInvalid      = "chunk-invalid"
 	ReasonAttachmentUnknown = "attachment-unknown"
+	// ReasonAttachmentQuota: the sender has too many bytes of files on
+	// their way here already (attachments.arriving_max).
+	ReasonAttachmentQuota = "attachment-quota"
 )
 
 // Errors of uploads and downloads, mapped to statuses by the HTTP layer.
@@ -75,6 +78,10 @@ type AttachmentsConfig struct {
 	// UnsentTTL is how long an upload not sent with any message is kept
 	// (default 24 h).
 	UnsentTTL time.Duration `yaml:"unsent_ttl"`
+	// ArrivingMax is how many bytes of files one other agency may have
+	// on their way here at once (default 8 GiB): a message listing more
+	// is refused, so no member agency can claim this gateway's disk.
+	ArrivingMax int64 `yaml:"arriving_max"`
 }
 
 func (c *AttachmentsConfig) defaults() {
@@ -86,6 +93,9 @@ func (c *AttachmentsConfig) defaults() {
 	}
 	if c.UnsentTTL == 0 {
 		c.UnsentTTL = 24 * time.Hour
+	}
+	if c.ArrivingMax == 0 {
+		c.ArrivingMax = 8 << 30
 	}
 }
 
@@ -100,6 +110,9 @@ func (c *AttachmentsConfig) validate() error {
 	}
 	if c.UnsentTTL < 0 {
 		return fmt.Errorf("%w: field attachments.unsent_ttl: negative", ErrConfig)
+	}
+	if c.ArrivingMax < c.MaxSize {
+		return fmt.Errorf("%w: field attachments.arriving_max: %d is below max_size (%d): no file of the largest size could arrive", ErrConfig, c.ArrivingMax, c.MaxSize)
 	}
 	return nil
 }
@@ -345,6 +358,10 @@ func (g *Gateway) expectFiles(tx *store.Tx, in *Incoming) error {
 	if record == "" {
 		record = in.Header.ID
 	}
+	arriving, err := tx.ArrivingFrom(in.Sender.ID)
+	if err != nil {
+		return err
+	}
 	for _, a := range in.Files {
 		if _, err := tx.TransferIn(in.Sender.ID, a.ID); err == nil {
 			return refuse(ReasonAttachmentReused, fmt.Errorf("attachment id %s already received from %s", a.ID, in.Sender.ID))
@@ -357,11 +374,17 @@ func (g *Gateway) expectFiles(tx *store.Tx, in *Incoming) error {
 		if a.Size > g.cfg.Attachments.MaxSize || !g.acceptsType(a.Type) {
 			return refuse(ReasonAttachmentInvalid, fmt.Errorf("attachment %s: %d bytes of %s is not accepted here", a.ID, a.Size, a.Type))
 		}
+		arriving += a.SealedSize
 		n := crypto.FileChunks(a.SealedSize)
 		if err := tx.PutTransferIn(&store.TransferIn{From: in.Sender.ID, ID: a.ID, Ref: in.Header.ID, Record: record,
 			EnvelopeHash: in.Hash, SealedSize: a.SealedSize, Chunks: n, Have: make([]byte, (n+7)/8), Since: in.Now}); err != nil {
 			return err
 		}
+	}
+	if arriving > g.cfg.Attachments.ArrivingMax {
+		// The transaction is rolled back: nothing of it is kept.
+		return refuse(ReasonAttachmentQuota, fmt.Errorf("%d bytes of files from %s would be arriving at once, over %d",
+			arriving, in.Sender.ID, g.cfg.Attachments.ArrivingMax))
 	}
 	return nil
 }

@@ -148,7 +148,7 @@ var gatewayReasons = []string{ReasonBodyInvalid, ReasonBodyMismatch, ReasonIDCol
 	ReasonReceiptInvalid, ReasonReceiptMismatch, ReasonReplay, ReasonSenderMismatch, ReasonUndelivered,
 	ReasonWaitedTooLong, ReasonTooManyWaiting, ReasonCheckpointInvalid, ReasonCosignatureInvalid, ReasonFork, ReasonRollback,
 	ReasonAttachmentInvalid, ReasonAttachmentReused, ReasonChunkInvalid, ReasonAttachmentUnknown,
-	ReasonAttachmentIncomplete}
+	ReasonAttachmentIncomplete, ReasonAttachmentQuota}
 
 // knownReason reports whether a reason code is one any gateway may send.
 func knownReason(code string) bool {

@@ -196,9 +196,21 @@ func (t *Tx) TransferIn(from, id string) (*TransferIn, error) {
 	return &tr, nil
 }
 
-// TransfersIn returns the incoming transfers of message ref.
+// TransfersIn returns the incoming transfers of message ref (all of them
+// when ref is "").
 func (t *Tx) TransfersIn(ref string) ([]TransferIn, error) {
 	var out []TransferIn
+	if ref == "" {
+		err := t.b(bucketTransfersIn).ForEach(func(k, v []byte) error {
+			var tr TransferIn
+			if err := getJSON(t.b(bucketTransfersIn), k, &tr); err != nil {
+				return err
+			}
+			out = append(out, tr)
+			return nil
+		})
+		return out, err
+	}
 	prefix := []byte(ref + "\x00")
 	c := t.b(bucketTransfersInRef).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
@@ -213,6 +225,27 @@ func (t *Tx) TransfersIn(ref string) ([]TransferIn, error) {
 		out = append(out, *tr)
 	}
 	return out, nil
+}
+
+// ArrivingFrom returns the sealed size of the files from agency from that
+// are neither kept nor failed yet, all together.
+func (t *Tx) ArrivingFrom(from string) (int64, error) {
+	var total int64
+	prefix := []byte(from + "\x00")
+	c := t.b(bucketTransfersIn).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if bytes.Contains(v, []byte(`"done":`)) || bytes.Contains(v, []byte(`"failed":`)) {
+			continue
+		}
+		var tr TransferIn
+		if err := getJSON(t.b(bucketTransfersIn), k, &tr); err != nil {
+			return 0, err
+		}
+		if tr.Done.IsZero() && tr.Failed == "" {
+			total += tr.SealedSize
+		}
+	}
+	return total, nil
 }
 
 // StaleTransfersIn returns up to max incoming transfers neither kept nor
