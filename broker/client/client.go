@@ -293,12 +293,21 @@ type Client struct {
 	want  map[string]bool // the senders of the last SetSenders
 	inbox *pool           // envelopes: the consumers of INBOX_<id>
 	files *pool           // attachment chunks: the consumers of FILES_<id>
+
+	// Chunks travel on a connection of their own, opened on first use, so
+	// that an envelope delivered or published never waits behind megabytes
+	// of chunks in one socket.
+	url   string
+	nopts []nats.Option
+	fmu   sync.Mutex
 }
 
 // pool is the per-sender pulling of one stream: the envelopes of the
 // inbox, or the chunks of the file queue. The two are pulled apart, so a
 // large transfer never holds up an envelope.
 type pool struct {
+	nc      *nats.Conn // the connection it pulls on
+	js      jetstream.JetStream
 	stream  string
 	bufSize int           // messages pulled ahead per sender
 	ready   chan struct{} // signalled when a sender's buffer gains a message
@@ -377,13 +386,57 @@ func Connect(ctx context.Context, url, id string, seed []byte, opts ...Option) (
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(o.timeout), jetstream.WithPublishAsyncTimeout(o.timeout))
+	js, err := c.jetStream(nc)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("failed to set up JetStream: %w", err)
+		return nil, err
 	}
 	c.nc, c.js = nc, js
+	c.inbox.nc, c.inbox.js = nc, js
+	c.url = url
+	c.nopts = append(nopts[:len(nopts):len(nopts)], nats.RetryOnFailedConnect(true))
 	return c, nil
+}
+
+func (c *Client) jetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(c.opts.timeout), jetstream.WithPublishAsyncTimeout(c.opts.timeout))
+	if err != nil {
+		return nil, fmt.Errorf("failed to set up JetStream: %w", err)
+	}
+	return js, nil
+}
+
+// filesConn returns the connection chunks travel on, opening it the first
+// time (it keeps trying in the background, as the first one does).
+func (c *Client) filesConn() (*nats.Conn, jetstream.JetStream, error) {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	if c.files.nc != nil {
+		return c.files.nc, c.files.js, nil
+	}
+	select {
+	case <-c.closed:
+		return nil, nil, ErrClosed
+	default:
+	}
+	opts := append(c.nopts[:len(c.nopts):len(c.nopts)], nats.Name(c.opts.name+"-files"),
+		nats.ConnectHandler(nil), nats.ReconnectHandler(nil), nats.DisconnectErrHandler(nil))
+	nc, err := nats.Connect(c.url, opts...)
+	if err != nil {
+		if isAuthError(err) {
+			return nil, nil, fmt.Errorf("%w: %v", ErrAuth, err)
+		}
+		return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	js, err := c.jetStream(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	c.files.nc, c.files.js = nc, js
+	c.mu.Unlock()
+	return nc, js, nil
 }
 
 func (c *Client) status(up bool) {
@@ -423,6 +476,11 @@ func (c *Client) Close() {
 	if c.nc != nil {
 		c.nc.Close()
 	}
+	c.fmu.Lock()
+	if c.files.nc != nil {
+		c.files.nc.Close()
+	}
+	c.fmu.Unlock()
 }
 
 // Publish sends data to agency to as message msgID (the envelope id) and
@@ -588,7 +646,7 @@ func (c *Client) pull(s *sender) {
 			return
 		default:
 		}
-		if !c.nc.IsConnected() {
+		if !s.p.nc.IsConnected() {
 			// Pull again soon after the connection is back.
 			cons, backoff = nil, 100*time.Millisecond
 			if !sleep(200 * time.Millisecond) {
@@ -599,7 +657,7 @@ func (c *Client) pull(s *sender) {
 		if cons == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), c.opts.timeout)
 			var err error
-			cons, err = c.js.Consumer(ctx, s.p.stream, ConsumerFor(s.id))
+			cons, err = s.p.js.Consumer(ctx, s.p.stream, ConsumerFor(s.id))
 			cancel()
 			if err != nil {
 				cons = nil
@@ -709,11 +767,11 @@ func (c *Client) Fetch(ctx context.Context, n int) ([]*Msg, error) {
 
 // fetch takes up to n messages from pool p's senders in turn.
 func (c *Client) fetch(ctx context.Context, p *pool, n int) ([]*Msg, error) {
-	if c.nc.IsClosed() {
+	if p.nc.IsClosed() {
 		return nil, ErrClosed
 	}
 	n = min(MaxFetch, max(1, n))
-	if !c.nc.IsConnected() {
+	if !p.nc.IsConnected() {
 		return nil, fmt.Errorf("%w: not connected", ErrUnavailable)
 	}
 	c.mu.Lock()

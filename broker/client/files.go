@@ -99,10 +99,14 @@ func (c *Client) PublishChunks(ctx context.Context, to string, chunks []Chunk) (
 			return 0, fmt.Errorf("chunk %d: %w", i, err)
 		}
 	}
-	if c.nc.IsClosed() {
+	nc, js, err := c.filesConn()
+	if err != nil {
+		return 0, err
+	}
+	if nc.IsClosed() {
 		return 0, ErrClosed
 	}
-	if !c.nc.IsConnected() {
+	if !nc.IsConnected() {
 		return 0, fmt.Errorf("%w: not connected", ErrUnavailable)
 	}
 	subject, stream := FileSubject(to, c.id), FilesStreamName(to)
@@ -147,7 +151,7 @@ func (c *Client) PublishChunks(ctx context.Context, to string, chunks []Chunk) (
 		for k, v := range ch.Header {
 			msg.Header.Set(k, v)
 		}
-		f, err := c.js.PublishMsgAsync(msg, jetstream.WithMsgID(ch.MsgID), jetstream.WithExpectStream(stream))
+		f, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(ch.MsgID), jetstream.WithExpectStream(stream))
 		if err != nil {
 			// Nothing more is sent; what is in flight still counts.
 			for len(futs) > 0 {
@@ -175,7 +179,7 @@ func (c *Client) chunkErr(to string, i int, err error) error {
 	if le := limitError(err); le != nil {
 		return le
 	}
-	if c.nc.IsClosed() {
+	if c.files.nc != nil && c.files.nc.IsClosed() {
 		return ErrClosed
 	}
 	return fmt.Errorf("%w: publish chunk %d to %s: %v", ErrUnavailable, i, to, err)
@@ -189,6 +193,9 @@ func (c *Client) chunkErr(to string, i int, err error) error {
 // few seconds (at most until ctx's deadline) without chunks. Each chunk
 // is settled as an envelope is: AckSync once it is stored, Nak or Term.
 func (c *Client) FetchChunks(ctx context.Context, n int) ([]*Msg, error) {
+	if _, _, err := c.filesConn(); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	if !c.files.active {
 		c.files.active = true
