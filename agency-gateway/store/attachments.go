@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Attachments. The files themselves are kept beside the bbolt file, sealed
@@ -60,21 +62,7 @@ func (t *Tx) DeleteUpload(id string) error { return t.b(bucketUploads).Delete([]
 // UnsentUploads returns up to max uploads (none of them sent) uploaded
 // before before.
 func (t *Tx) UnsentUploads(before time.Time, max int) ([]Upload, error) {
-	var out []Upload
-	err := t.b(bucketUploads).ForEach(func(k, v []byte) error {
-		if len(out) >= max {
-			return nil
-		}
-		var u Upload
-		if err := getJSON(t.b(bucketUploads), k, &u); err != nil {
-			return err
-		}
-		if u.At.Before(before) {
-			out = append(out, u)
-		}
-		return nil
-	})
-	return out, err
+	return scanJSON(t.b(bucketUploads), max, nil, func(u *Upload) bool { return u.At.Before(before) })
 }
 
 // TransferOut is a file on its way to agency To, with message Ref.
@@ -117,16 +105,7 @@ func (t *Tx) DeleteTransferOut(to, id string) error {
 
 // TransfersOut returns every outgoing transfer, by recipient then id.
 func (t *Tx) TransfersOut() ([]TransferOut, error) {
-	var out []TransferOut
-	err := t.b(bucketTransfersOut).ForEach(func(k, v []byte) error {
-		var tr TransferOut
-		if err := getJSON(t.b(bucketTransfersOut), k, &tr); err != nil {
-			return err
-		}
-		out = append(out, tr)
-		return nil
-	})
-	return out, err
+	return scanJSON[TransferOut](t.b(bucketTransfersOut), 0, nil, nil)
 }
 
 // TransferIn is a file on its way here from agency From, listed by message
@@ -201,15 +180,7 @@ func (t *Tx) TransferIn(from, id string) (*TransferIn, error) {
 func (t *Tx) TransfersIn(ref string) ([]TransferIn, error) {
 	var out []TransferIn
 	if ref == "" {
-		err := t.b(bucketTransfersIn).ForEach(func(k, v []byte) error {
-			var tr TransferIn
-			if err := getJSON(t.b(bucketTransfersIn), k, &tr); err != nil {
-				return err
-			}
-			out = append(out, tr)
-			return nil
-		})
-		return out, err
+		return scanJSON[TransferIn](t.b(bucketTransfersIn), 0, nil, nil)
 	}
 	prefix := []byte(ref + "\x00")
 	c := t.b(bucketTransfersInRef).Cursor()
@@ -234,7 +205,7 @@ func (t *Tx) ArrivingFrom(from string) (int64, error) {
 	prefix := []byte(from + "\x00")
 	c := t.b(bucketTransfersIn).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if bytes.Contains(v, []byte(`"done":`)) || bytes.Contains(v, []byte(`"failed":`)) {
+		if !unsettled(v) {
 			continue
 		}
 		var tr TransferIn
@@ -251,39 +222,43 @@ func (t *Tx) ArrivingFrom(from string) (int64, error) {
 // StaleTransfersIn returns up to max incoming transfers neither kept nor
 // failed that have had no chunk since before.
 func (t *Tx) StaleTransfersIn(before time.Time, max int) ([]TransferIn, error) {
-	var out []TransferIn
-	err := t.b(bucketTransfersIn).ForEach(func(k, v []byte) error {
-		if len(out) >= max || bytes.Contains(v, []byte(`"done":`)) || bytes.Contains(v, []byte(`"failed":`)) {
-			return nil
-		}
-		var tr TransferIn
-		if err := getJSON(t.b(bucketTransfersIn), k, &tr); err != nil {
-			return err
-		}
-		if tr.Done.IsZero() && tr.Failed == "" && tr.Since.Before(before) {
-			out = append(out, tr)
-		}
-		return nil
+	return scanJSON(t.b(bucketTransfersIn), max, unsettled, func(tr *TransferIn) bool {
+		return tr.Done.IsZero() && tr.Failed == "" && tr.Since.Before(before)
 	})
-	return out, err
 }
 
 // UnsettledTransfersIn returns up to max incoming transfers that hold every
 // chunk but are neither kept nor failed (their completion was cut short).
 func (t *Tx) UnsettledTransfersIn(max int) ([]TransferIn, error) {
-	var out []TransferIn
-	err := t.b(bucketTransfersIn).ForEach(func(k, v []byte) error {
-		if len(out) >= max || bytes.Contains(v, []byte(`"done":`)) || bytes.Contains(v, []byte(`"failed":`)) {
-			return nil
-		}
-		var tr TransferIn
-		if err := getJSON(t.b(bucketTransfersIn), k, &tr); err != nil {
-			return err
-		}
-		if tr.Done.IsZero() && tr.Failed == "" && tr.Chunks > 0 && tr.Count == tr.Chunks {
-			out = append(out, tr)
-		}
-		return nil
+	return scanJSON(t.b(bucketTransfersIn), max, unsettled, func(tr *TransferIn) bool {
+		return tr.Done.IsZero() && tr.Failed == "" && tr.Chunks > 0 && tr.Count == tr.Chunks
 	})
-	return out, err
+}
+
+// unsettled tells from its stored bytes whether an in-transfer may still
+// be neither kept nor failed, so scans decode only those.
+func unsettled(raw []byte) bool {
+	return !bytes.Contains(raw, []byte(`"done":`)) && !bytes.Contains(raw, []byte(`"failed":`))
+}
+
+// scanJSON decodes the entries of bucket b in key order and returns those
+// keep accepts (all when keep is nil), at most max of them (0: no
+// bound). pre, when set, skips an entry by its stored bytes before it is
+// decoded.
+func scanJSON[T any](b *bolt.Bucket, max int, pre func([]byte) bool, keep func(*T) bool) ([]T, error) {
+	var out []T
+	c := b.Cursor()
+	for k, v := c.First(); k != nil && (max == 0 || len(out) < max); k, v = c.Next() {
+		if pre != nil && !pre(v) {
+			continue
+		}
+		var x T
+		if err := getJSON(b, k, &x); err != nil {
+			return nil, err
+		}
+		if keep == nil || keep(&x) {
+			out = append(out, x)
+		}
+	}
+	return out, nil
 }
