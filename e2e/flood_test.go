@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rujukan/rujukan/broker/client"
+	"github.com/rujukan/rujukan/cli/clitest"
 	"github.com/rujukan/rujukan/crypto"
 )
 
@@ -30,9 +31,7 @@ func (n *network) spawnBroker(extra ...string) *exec.Cmd {
 	args := append([]string{"broker", "--network", filepath.Join(n.data, "network.json"),
 		"--authority", "@" + filepath.Join(n.data, "authority", "authority.pub"),
 		"--data", filepath.Join(n.data, "broker"), "--listen", "127.0.0.1:" + strconv.Itoa(n.brokerPort), "--log-level", "warn"}, extra...)
-	raw, _ := json.Marshal(args)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), mainEnv+"="+string(raw))
+	cmd := clitest.Command(args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

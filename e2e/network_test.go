@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/rujukan/rujukan/agency-gateway/run"
 	"github.com/rujukan/rujukan/broker"
 	"github.com/rujukan/rujukan/cli"
+	"github.com/rujukan/rujukan/cli/clitest"
 	"github.com/rujukan/rujukan/crypto"
 	"go.yaml.in/yaml/v3"
 )
@@ -160,9 +160,7 @@ func (n *network) spawnGateway(id string) {
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		n.t.Fatal(err)
 	}
-	args, _ := json.Marshal([]string{"gateway", "--config", path})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), mainEnv+"="+string(args))
+	cmd := clitest.Command("gateway", "--config", path)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rujukan/rujukan/broker/client"
 	"github.com/rujukan/rujukan/cli"
+	"github.com/rujukan/rujukan/cli/clitest"
 	"github.com/rujukan/rujukan/crypto"
 	"go.yaml.in/yaml/v3"
 )
@@ -69,9 +70,8 @@ func (n *network) gatewayCmd(id string, log *logBuffer) *exec.Cmd {
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		n.t.Fatal(err)
 	}
-	args, _ := json.Marshal([]string{"gateway", "--config", path})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), mainEnv+"="+string(args), "RUJUKAN_LOG=info")
+	cmd := clitest.Command("gateway", "--config", path)
+	cmd.Env = append(cmd.Env, "RUJUKAN_LOG=info")
 	cmd.Stderr = log
 	return cmd
 }
