@@ -64,7 +64,7 @@ func TestChaos(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, id := range append([]string{brokerID}, agencies...) {
-				t.Logf("log of %s ends:\n%s", id, n.logTail(id, 40))
+				t.Logf("log of %s: alarms and errors:\n%s\nends:\n%s", id, n.logGrep(id, 20, "alarm", "does not extend", "level=ERROR", "panic"), n.logTail(id, 30))
 			}
 		}
 	})

@@ -247,6 +247,21 @@ func (n *network) logTail(id string, lines int) string {
 	return strings.Join(all, "\n")
 }
 
+// logGrep is the first lines of process id's log holding any of words.
+func (n *network) logGrep(id string, lines int, words ...string) string {
+	raw, _ := os.ReadFile(n.logPath(id))
+	var out []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) && len(out) < lines {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // errDown is a request that got no answer: the gateway is dead or
 // restarting. A message sent that way is not accepted.
 var errDown = errors.New("no answer")
