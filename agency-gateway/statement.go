@@ -154,7 +154,7 @@ func (statementKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	}
 	if rec.Status == policy.SRRead || rec.Status == policy.SRConsentRefused {
 		if err := g.transition(tx, rec, Change{To: policy.SRConsentGiven, Role: policy.RoleRecipient, Peer: true,
-			By: sb.Consent.RecordedBy, At: sb.Consent.RecordedAt, Clock: in.Sender.ID, Reason: "implied",
+			By: sb.Consent.RecordedBy, At: sb.Consent.RecordedAt, Clock: in.Sender.ID, Reason: reasonImplied,
 			Action: ActStatusReceive, Actor: peerActor(in.Sender.ID)}); err != nil {
 			return refusePolicy(err)
 		}

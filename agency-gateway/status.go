@@ -136,6 +136,12 @@ func (statusKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	if sb.Reason != "" && !slices.Contains(declineReasons, sb.Reason) {
 		return refuse(ReasonBodyInvalid, fmt.Errorf("status reason is not a known code"))
 	}
+	if rec.Box == store.Outbox && implied(rec, sb.Status) {
+		// A later change of the counterpart's (a statement implies
+		// consent-given) arrived first: the timeline already says this.
+		return g.auditChange(tx, rec, Change{By: sb.By, Action: ActStatusReceive, Actor: peerActor(in.Sender.ID), Reason: reasonLate,
+			Detail: map[string]string{"status_envelope": in.Header.ID}}, sb.Status)
+	}
 	if rec.Box == store.Outbox {
 		if err := g.catchUp(tx, rec, in, sb.Status); err != nil {
 			return err
@@ -151,6 +157,19 @@ func (statusKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 		return refusePolicy(err)
 	}
 	return err
+}
+
+// reasonImplied marks a step a later change of the counterpart's proves
+// (catchUp); reasonLate a status that arrived after such a change.
+const (
+	reasonImplied = "implied"
+	reasonLate    = "late"
+)
+
+// implied reports whether rec's timeline holds state as a step implied by
+// a later change of the counterpart's (catchUp, or a statement's consent).
+func implied(rec *store.Record, state string) bool {
+	return slices.ContainsFunc(rec.Timeline, func(e store.Event) bool { return e.Event == state && e.Reason == reasonImplied })
 }
 
 // peerStates are the states the counterpart may announce in a status
@@ -178,7 +197,7 @@ var declineReasons = openapi.Enum("DeclineReason")
 // implied step is a transition of its own, marked implied.
 func (g *Gateway) catchUp(tx *store.Tx, rec *store.Record, in *Incoming, to string) error {
 	step := func(state string, role policy.Role) error {
-		return g.transition(tx, rec, Change{To: state, Role: role, By: in.Sender.ID, At: in.Now, Reason: "implied",
+		return g.transition(tx, rec, Change{To: state, Role: role, By: in.Sender.ID, At: in.Now, Reason: reasonImplied,
 			Action: ActStatusReceive, Actor: peerActor(in.Sender.ID), Detail: map[string]string{"status_envelope": in.Header.ID}})
 	}
 	if rec.Status == policy.RefQueued {
