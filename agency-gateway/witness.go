@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -152,17 +153,15 @@ func (g *Gateway) auditSize() uint64 {
 
 // sendCheckpoints queues the current checkpoint to every other active
 // agency that was not sent this size yet.
+//
+// witness.mu is held only around the maps, never across a store
+// transaction: receiving a receipt looks up sentCheckpoint inside one.
 func (g *Gateway) sendCheckpoints() error {
 	st := g.state()
 	now := g.now().UTC().Truncate(time.Millisecond)
 	g.witness.mu.Lock()
-	defer g.witness.mu.Unlock()
-	if g.witness.sent == nil {
-		g.witness.sent, g.witness.needFrom = map[string]uint64{}, map[string]uint64{}
-	}
-	if g.witness.envelopes == nil || len(g.witness.envelopes) > maxCheckpointEnvelopes {
-		g.witness.envelopes = map[string][2]string{}
-	}
+	sentTo, needFrom := maps.Clone(g.witness.sent), maps.Clone(g.witness.needFrom)
+	g.witness.mu.Unlock()
 	var out []*sealed
 	var size uint64
 	err := g.db.View(func(tx *store.Tx) error {
@@ -179,11 +178,11 @@ func (g *Gateway) sendCheckpoints() error {
 			if a.ID == g.self || a.Status != crypto.StatusActive {
 				continue
 			}
-			if sent, ok := g.witness.sent[a.ID]; ok && sent == cp.Size {
+			if sent, ok := sentTo[a.ID]; ok && sent == cp.Size {
 				continue
 			}
 			body := checkpointBody{Checkpoint: string(cp.Note), Proof: []string{}}
-			from := g.witness.needFrom[a.ID]
+			from := needFrom[a.ID]
 			if from == 0 {
 				if c, err := tx.Cosignature(a.ID); err == nil {
 					from = c.Size
@@ -223,10 +222,22 @@ func (g *Gateway) sendCheckpoints() error {
 	if err != nil {
 		return err
 	}
+	g.witness.mu.Lock()
+	defer g.witness.mu.Unlock()
+	if g.witness.sent == nil {
+		g.witness.sent, g.witness.needFrom = map[string]uint64{}, map[string]uint64{}
+	}
+	if g.witness.envelopes == nil || len(g.witness.envelopes) > maxCheckpointEnvelopes {
+		g.witness.envelopes = map[string][2]string{}
+	}
 	for _, s := range out {
-		g.witness.sent[s.h.To] = size
+		// A witness that asked for a proof from another size meanwhile
+		// gets it in the next round.
+		if n, ok := g.witness.needFrom[s.h.To]; !ok || n == needFrom[s.h.To] {
+			g.witness.sent[s.h.To] = size
+			delete(g.witness.needFrom, s.h.To)
+		}
 		g.witness.envelopes[s.h.ID] = [2]string{s.h.To, s.hash}
-		delete(g.witness.needFrom, s.h.To)
 		g.metricsEnvelope("out", kindCheckpoint, "accepted")
 	}
 	g.poke()
