@@ -113,6 +113,13 @@ func TestChaos(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Errorf("the messages did not settle within %v: %s", r.settle, last)
+			stuck := n.stuck()
+			for id, frames := range stuck {
+				t.Errorf("%s does not answer its API; its goroutines:\n%s", id, frames)
+			}
+			if len(stuck) > 0 {
+				t.FailNow()
+			}
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -125,6 +132,7 @@ func TestChaos(t *testing.T) {
 	}
 	online, held := n.auditOnline()
 	bad = append(bad, online...)
+	bad = append(bad, n.refusals()...)
 	bad = append(bad, n.unexpectedExits()...)
 	// The load sends only valid messages: any answer but a promise or
 	// none at all (a dead gateway) is a refusal to explain.

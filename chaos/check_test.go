@@ -393,6 +393,31 @@ func (n *network) auditOnline() ([]string, []string) {
 	return bad, held
 }
 
+// refusals lists what the gateways refused or dropped, as their audit
+// logs say: envelopes refused one by one or counted, envelopes expired
+// unsent. The load sends only valid messages, so there should be none.
+func (n *network) refusals() []string {
+	var bad []string
+	for _, id := range agencies {
+		for _, action := range []string{"envelope.receive", "envelope.refused", "envelope.expire"} {
+			for after := uint64(0); ; {
+				var page gateway.AuditPage
+				if err := n.get(id, fmt.Sprintf("/v1/audit?action=%s&limit=1000&after=%d", action, after), &page); err != nil {
+					bad = append(bad, err.Error())
+					break
+				}
+				for _, e := range page.Events {
+					bad = append(bad, fmt.Sprintf("%s audited %s %s by %s: %s %s %v", id, e.Action, e.Object, e.Actor, e.Outcome, e.Reason, e.Detail))
+				}
+				if after = page.Next; after == 0 {
+					break
+				}
+			}
+		}
+	}
+	return bad
+}
+
 // auditOffline runs `rujukan audit verify --data DATA --agency ID` for
 // every gateway, once they are stopped: each log verifies and extends
 // the checkpoint of it every other gateway witnessed.

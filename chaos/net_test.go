@@ -134,6 +134,7 @@ func (n *network) start(id string) error {
 	fmt.Fprintf(logf, "=== start %s\n", time.Now().UTC().Format(time.RFC3339Nano))
 	cmd := n.command(id)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return err
@@ -245,6 +246,27 @@ func (n *network) logTail(id string, lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
+}
+
+// stuck returns the gateways whose API does not answer a list within
+// 10 s, and makes each dump its goroutines into its log (SIGQUIT ends it)
+// and returns the frames of this module's code.
+func (n *network) stuck() map[string]string {
+	out := map[string]string{}
+	for _, id := range agencies {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "GET", n.url(id)+"/v1/referrals?box=inbox&limit=1", nil)
+		req.Header.Set("Authorization", "Bearer "+n.tokens[id])
+		resp, err := n.http.Do(req)
+		cancel()
+		if err == nil {
+			resp.Body.Close()
+			continue
+		}
+		n.end(id, syscall.SIGQUIT)
+		out[id] = n.logGrep(id, 300, "goroutine ", "rujukan/rujukan")
+	}
+	return out
 }
 
 // logGrep is the first lines of process id's log holding any of words.
