@@ -71,9 +71,9 @@ func newNetwork(t testing.TB) *network {
 	if err := os.MkdirAll(filepath.Join(n.data, "logs"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	n.ports[brokerID] = freePort(t)
+	n.ports[brokerID] = clitest.FreePort(t)
 	for _, id := range agencies {
-		n.ports[id] = freePort(t)
+		n.ports[id] = clitest.FreePort(t)
 		tok, err := cli.MintDevToken(cli.TokenConfig{Data: n.data, Agency: id, Subject: "chaos-" + id, TTL: 24 * time.Hour})
 		if err != nil {
 			t.Fatal(err)
@@ -81,7 +81,7 @@ func newNetwork(t testing.TB) *network {
 		n.tokens[id] = tok
 		gc := cli.DevGatewayConfig(n.data, id, "nats://127.0.0.1:"+strconv.Itoa(n.ports[brokerID]))
 		gc.HTTP.Listen = "127.0.0.1:" + strconv.Itoa(n.ports[id])
-		gc.Metrics.Listen = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		gc.Metrics.Listen = "127.0.0.1:" + strconv.Itoa(clitest.FreePort(t))
 		raw, err := yaml.Marshal(gc)
 		if err != nil {
 			t.Fatal(err)
@@ -92,16 +92,6 @@ func newNetwork(t testing.TB) *network {
 	}
 	t.Cleanup(n.close)
 	return n
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func (n *network) configPath(id string) string { return filepath.Join(n.data, id+".yaml") }

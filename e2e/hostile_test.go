@@ -16,6 +16,7 @@ import (
 	"github.com/rujukan/rujukan/broker"
 	"github.com/rujukan/rujukan/broker/client"
 	"github.com/rujukan/rujukan/cli"
+	"github.com/rujukan/rujukan/cli/clitest"
 	"github.com/rujukan/rujukan/crypto"
 	"github.com/rujukan/rujukan/policy"
 )
@@ -93,7 +94,7 @@ func addAgency(t *testing.T, n *network, id, kind, name string) {
 	if err := os.WriteFile(path, signed, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n.ports[id] = freePort(t)
+	n.ports[id] = clitest.FreePort(t)
 	tok, err := cli.MintDevToken(cli.TokenConfig{Data: n.data, Agency: id, Subject: "tester-" + id, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)

@@ -41,14 +41,14 @@ type network struct {
 
 func newNetwork(t testing.TB) *network {
 	t.Helper()
-	n := &network{t: t, data: t.TempDir(), brokerPort: freePort(t), ports: map[string]int{}, mports: map[string]int{},
+	n := &network{t: t, data: t.TempDir(), brokerPort: clitest.FreePort(t), ports: map[string]int{}, mports: map[string]int{},
 		inproc: map[string]*run.Running{}, procs: map[string]*exec.Cmd{}, tokens: map[string]string{}}
 	if err := cli.InitDevNetwork(n.data); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range cli.DevAgencies {
-		n.ports[a.ID] = freePort(t)
-		n.mports[a.ID] = freePort(t)
+		n.ports[a.ID] = clitest.FreePort(t)
+		n.mports[a.ID] = clitest.FreePort(t)
 		tok, err := cli.MintDevToken(cli.TokenConfig{Data: n.data, Agency: a.ID, Subject: "tester-" + a.ID, TTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
@@ -57,16 +57,6 @@ func newNetwork(t testing.TB) *network {
 	}
 	t.Cleanup(n.close)
 	return n
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func (n *network) brokerURL() string { return "nats://127.0.0.1:" + strconv.Itoa(n.brokerPort) }
