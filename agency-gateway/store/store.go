@@ -118,8 +118,11 @@ type Record struct {
 	Due time.Time `json:"due,omitzero"`
 	// Related names other envelopes and sealed copies that belong to the
 	// record, by role ("statement", "consent"); ids only.
-	Related  map[string]string `json:"related,omitempty"`
-	Timeline []Event           `json:"timeline"`
+	Related map[string]string `json:"related,omitempty"`
+	// Thread is the key id of the thread the record's first message
+	// opened (PutThread), for its receipts and status envelopes.
+	Thread   string  `json:"thread,omitempty"`
+	Timeline []Event `json:"timeline"`
 }
 
 // QueueItem is an envelope waiting to be published.
