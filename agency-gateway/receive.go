@@ -253,10 +253,10 @@ func (g *Gateway) screen(m Msg) (*Incoming, error) {
 }
 
 // open decrypts an envelope that screen passed and verifies it in full
-// (Open checks everything screen did again, against the same directory or
-// a newer one).
+// (OpenVerified checks everything screen did again, against the same
+// directory or a newer one, but the outer signature screen verified).
 func (g *Gateway) open(m Msg, in *Incoming) error {
-	h, body, err := g.opener.Open(in.Env, in.Now)
+	h, body, err := g.opener.OpenVerified(in.Env, in.Now)
 	in.Header = h
 	if errors.Is(err, crypto.ErrUnknownThread) && crypto.OuterVerified(err) {
 		// A status may overtake the referral whose thread it belongs to:

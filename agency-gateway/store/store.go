@@ -147,11 +147,16 @@ type DB struct {
 	mu        sync.Mutex
 	queue     []*call
 	committer bool
+	// kick tells a committer holding only Later calls that a Batch call
+	// arrived.
+	kick chan struct{}
 }
 
 type call struct {
 	fn   func(*Tx) error
 	done chan error
+	// at is when a Later call was queued (zero for Batch calls).
+	at time.Time
 }
 
 // Open opens or creates the database at path. The signer signs the audit
@@ -179,7 +184,7 @@ func Open(path string, signer Signer) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("failed to create buckets in %s: %w", path, err)
 	}
-	d := &DB{db: bdb, signer: signer, now: time.Now}
+	d := &DB{db: bdb, signer: signer, now: time.Now, kick: make(chan struct{}, 1)}
 	if err := d.upgradeAudit(); err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("failed to upgrade the audit log of %s: %w", path, err)
@@ -249,6 +254,28 @@ func (d *DB) Update(fn func(*Tx) error) error {
 // have no effect outside the transaction.
 func (d *DB) Batch(fn func(*Tx) error) error {
 	c := &call{fn: fn, done: make(chan error, 1)}
+	d.enqueue(c)
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+	return <-c.done
+}
+
+// Later is Batch for bookkeeping that may wait a little and may be lost in
+// a crash (the caller can redo it): fn joins the next group commit, or
+// commits alone after LaterDelay when none comes, and Later returns at
+// once. done, when not nil, gets the outcome. It saves a commit and an
+// fsync of its own, and the signature of an audit checkpoint.
+func (d *DB) Later(fn func(*Tx) error, done func(error)) {
+	c := &call{fn: fn, done: make(chan error, 1), at: time.Now()}
+	d.enqueue(c)
+	if done != nil {
+		go func() { done(<-c.done) }()
+	}
+}
+
+func (d *DB) enqueue(c *call) {
 	d.mu.Lock()
 	d.queue = append(d.queue, c)
 	if !d.committer {
@@ -256,12 +283,15 @@ func (d *DB) Batch(fn func(*Tx) error) error {
 		go d.commitGroups()
 	}
 	d.mu.Unlock()
-	return <-c.done
 }
 
 // groupDelay is how long the committer lets a group gather before it
-// commits: a little latency buys fewer, larger fsyncs.
-const groupDelay = time.Millisecond
+// commits: a little latency buys fewer, larger fsyncs. LaterDelay is the
+// longest a Later call waits for a group to join.
+const (
+	groupDelay = time.Millisecond
+	LaterDelay = 25 * time.Millisecond
+)
 
 // commitGroups commits queued calls until the queue is empty.
 func (d *DB) commitGroups() {
@@ -269,12 +299,23 @@ func (d *DB) commitGroups() {
 		time.Sleep(groupDelay)
 		d.mu.Lock()
 		group := d.queue
-		d.queue = nil
 		if len(group) == 0 {
 			d.committer = false
 			d.mu.Unlock()
 			return
 		}
+		if wait := d.laterWait(group); wait > 0 {
+			// Only Later calls: wait for a Batch call to join them.
+			d.mu.Unlock()
+			t := time.NewTimer(wait)
+			select {
+			case <-d.kick:
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		d.queue = nil
 		d.mu.Unlock()
 		failed := -1
 		err := d.db.Update(func(btx *bolt.Tx) error {
@@ -304,6 +345,21 @@ func (d *DB) commitGroups() {
 			}
 		}
 	}
+}
+
+// laterWait returns how much longer a group of Later calls only may wait
+// for a Batch call, 0 when it commits now.
+func (d *DB) laterWait(group []*call) time.Duration {
+	oldest := time.Now()
+	for _, c := range group {
+		if c.at.IsZero() {
+			return 0
+		}
+		if c.at.Before(oldest) {
+			oldest = c.at
+		}
+	}
+	return max(0, LaterDelay-time.Since(oldest))
 }
 
 // safely runs fn, turning a panic into an error so that one bad call does
