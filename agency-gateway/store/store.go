@@ -165,7 +165,14 @@ func Open(path string, signer Signer) (*DB, error) {
 	if signer == nil {
 		return nil, errors.New("store: no checkpoint signer")
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	// The free list is not written at each commit (bbolt rebuilds it when
+	// the file is opened: a little time at start for a smaller commit), and
+	// kept as a map, whose allocations do not slow down as the file grows.
+	// The file is mapped 256 MiB at a time (address space, not memory), so
+	// it grows without remapping, which holds up every reader, at each
+	// doubling.
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true,
+		FreelistType: bolt.FreelistMapType, InitialMmapSize: 256 << 20})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("%s: %w", path, ErrLocked)
