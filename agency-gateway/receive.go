@@ -515,7 +515,7 @@ func (g *Gateway) receipt(to *crypto.Agency, thread *crypto.ThreadKey, id, hash,
 	if err != nil {
 		return nil, err
 	}
-	s.own, s.signed = nil, signed
+	s.signed = signed
 	s.item.Ref = ""
 	return s, nil
 }

@@ -125,8 +125,13 @@ func (g *Gateway) seal(out *Outgoing, now time.Time) (*sealed, error) {
 	if out.New != nil {
 		ref = out.New.ID
 	}
-	return &sealed{h: h, env: env, hash: hashHex(env), own: g.keys.AtRest.Seal(h.ID, out.Body),
-		item: store.QueueItem{ID: h.ID, Kind: h.Kind, To: h.To, Ref: ref, Deadline: h.Expires}}, nil
+	s := &sealed{h: h, env: env, hash: hashHex(env),
+		item: store.QueueItem{ID: h.ID, Kind: h.Kind, To: h.To, Ref: ref, Deadline: h.Expires}}
+	if out.Kind != kindReceipt {
+		// A receipt keeps its signed copy instead (receipt).
+		s.own = g.keys.AtRest.Seal(h.ID, out.Body)
+	}
+	return s, nil
 }
 
 // commit stores what Send prepared in one transaction: the new record or
