@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -150,6 +151,10 @@ type DB struct {
 	// kick tells a committer holding only Later calls that a Batch call
 	// arrived.
 	kick chan struct{}
+
+	// commits counts the read-write transactions committed by Update and
+	// the group committer (each one fsynced), for rujukan bench.
+	commits atomic.Uint64
 }
 
 type call struct {
@@ -245,14 +250,22 @@ type Tx struct {
 // Update runs fn in one read-write transaction, committed with fsync when fn
 // returns nil.
 func (d *DB) Update(fn func(*Tx) error) error {
-	return d.db.Update(func(btx *bolt.Tx) error {
+	err := d.db.Update(func(btx *bolt.Tx) error {
 		t := &Tx{tx: btx, db: d}
 		if err := safely(fn, t); err != nil {
 			return err
 		}
 		return t.signCheckpoint()
 	})
+	if err == nil {
+		d.commits.Add(1)
+	}
+	return err
 }
+
+// Commits returns how many transactions Update and Batch have committed
+// since the database was opened.
+func (d *DB) Commits() uint64 { return d.commits.Load() }
 
 // Batch is Update for functions that only touch the store: concurrent
 // calls are committed together, in one transaction and one fsync, while the
@@ -337,6 +350,7 @@ func (d *DB) commitGroups() {
 		})
 		switch {
 		case err == nil:
+			d.commits.Add(1)
 			for _, c := range group {
 				c.done <- nil
 			}

@@ -1,0 +1,376 @@
+package cli
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/rujukan/rujukan/broker"
+	"github.com/rujukan/rujukan/crypto"
+)
+
+// The floor is the least CPU time one referral can cost: the primitives it
+// needs from the POST at the sender to the delivered outcome there, each
+// measured alone in this process. `rujukan bench` shows the CPU time per
+// referral as a multiple of it.
+
+// floorSteps are the primitives one referral needs and how many times it
+// needs each. They are counted from the gateway (agency-gateway send.go,
+// outbox.go, receive.go, referral.go, receipt.go and store):
+//
+//   - the sender's Send seals the referral (crypto.Seal) and its at-rest
+//     copy (AtRest.Seal), and commits the record, envelope, copy, queue
+//     entry and audit event: bbolt commit 1;
+//   - its publish sends the envelope with a JetStream acknowledgement, then
+//     dequeues it and marks the record sent: commit 2;
+//   - the recipient fetches it, opens it (Opener.Open), signs the delivered
+//     receipt (crypto.SignReceipt) and seals it to the sender (crypto.Seal,
+//     kind receipt), commits the record, envelope and queued receipt
+//     (commit 3), then acks the message (AckSync);
+//   - its publish sends the receipt envelope with an acknowledgement, then
+//     dequeues it and deletes the envelope: commit 4;
+//   - the sender fetches the receipt, opens it (Opener.Open), verifies it
+//     (crypto.VerifyReceiptEnvelope), commits the receipt and the delivered
+//     record (commit 5: the outcome), then acks the message.
+//
+// So two JetStream messages, each published with an acknowledgement and
+// pulled and acked on a work-queue stream (SyncAlways), and five fsynced
+// bbolt commits, three at the sender and two at the recipient. The
+// gateways group concurrent commits (store.DB.Batch), so under load they
+// make fewer; the bench reports the number it saw.
+//
+// Not counted, being choices of the implementation rather than needs of the
+// protocol: each gateway checks the outer signature twice (screen, then
+// Open), the store signs its audit checkpoint in every commit that adds an
+// audit event (four of the five), and the gateway's seal also makes an
+// at-rest copy of a receipt body and drops it.
+var floorSteps = []floorStep{
+	{"seal referral: sign, hybrid age encrypt, sign", 1, sealReferral},
+	{"open referral: verify, hybrid decrypt, verify", 1, openReferral},
+	{"at-rest copy of the referral (AES-256-GCM)", 1, atRestCopy},
+	{"sign delivered receipt (Ed25519)", 1, signReceipt},
+	{receiptSeal.sealName, 1, receiptSeal.seal},
+	{receiptSeal.openName, 1, receiptSeal.open},
+	{"JetStream message: acked publish, pull, AckSync (fsync)", 2, jetStreamRoundTrip},
+	{"bbolt commit of a small write (fsync)", 5, bboltCommit},
+}
+
+// receiptSeal is how a signed receipt travels back to the sender: today an
+// envelope of kind receipt, sealed like any other (hybrid age).
+var receiptSeal = receiptAge
+
+// receiptCodec seals and opens a signed receipt; its steps also make the
+// sealed receipt the later steps use.
+type receiptCodec struct {
+	sealName, openName string
+	seal, open         func(*floorKit) (floorOp, error)
+}
+
+var receiptAge = receiptCodec{
+	sealName: "seal receipt envelope to the sender: sign, hybrid age encrypt, sign",
+	openName: "open receipt envelope: verify, hybrid decrypt, verify; verify receipt",
+	seal: func(k *floorKit) (floorOp, error) {
+		return k.repeat(func() error {
+			_, err := crypto.Seal(k.header(crypto.KindReceipt, "shelter"), k.receipt, k.shelterSigner, k.iomAgency)
+			return err
+		}), nil
+	},
+	open: func(k *floorKit) (floorOp, error) {
+		env, err := crypto.Seal(k.header(crypto.KindReceipt, "shelter"), k.receipt, k.shelterSigner, k.iomAgency)
+		if err != nil {
+			return nil, err
+		}
+		return k.repeat(func() error {
+			h, body, err := k.iomOpener.Open(env, time.Now())
+			if err != nil {
+				return err
+			}
+			_, err = crypto.VerifyReceiptEnvelope(h, body, k.dir)
+			return err
+		}), nil
+	},
+}
+
+// floorStep is one primitive: make prepares it (not measured) and returns
+// the operation, which does it n times.
+type floorStep struct {
+	name  string
+	count int
+	make  func(*floorKit) (floorOp, error)
+}
+
+type floorOp func(n int) error
+
+// FloorStep is the measured cost of one primitive.
+type FloorStep struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+	// CPU is the process CPU time (user and system) of one operation and
+	// Wall its elapsed time, on one goroutine.
+	CPU  time.Duration `json:"cpu_ns"`
+	Wall time.Duration `json:"wall_ns"`
+	// Ops is how many operations were timed.
+	Ops int `json:"ops"`
+}
+
+// Floor is the cost of the primitives one referral needs.
+type Floor struct {
+	Steps []FloorStep `json:"steps"`
+	// CPU and Wall sum each step's cost times its count.
+	CPU  time.Duration `json:"cpu_ns"`
+	Wall time.Duration `json:"wall_ns"`
+}
+
+// Each step is repeated for at least floorBudget and floorOps operations,
+// and at most floorMax (a step that waits on the disk may be slow).
+const (
+	floorBudget = 100 * time.Millisecond
+	floorOps    = 50
+	floorMax    = 400 * time.Millisecond
+)
+
+// MeasureFloor measures each of floorSteps in this process, calling
+// stepped after each. Nothing else should run meanwhile: it reads the
+// process's CPU time.
+func MeasureFloor(ctx context.Context, stepped func()) (Floor, error) {
+	k, err := newFloorKit(ctx)
+	if err != nil {
+		return Floor{}, fmt.Errorf("floor: %w", err)
+	}
+	defer k.close()
+	var f Floor
+	for _, s := range floorSteps {
+		op, err := s.make(k)
+		if err != nil {
+			return Floor{}, fmt.Errorf("floor: %s: %w", s.name, err)
+		}
+		st, err := measureOp(ctx, op)
+		if err != nil {
+			return Floor{}, fmt.Errorf("floor: %s: %w", s.name, err)
+		}
+		st.Name, st.Count = s.name, s.count
+		f.Steps = append(f.Steps, st)
+		f.CPU += st.CPU * time.Duration(s.count)
+		f.Wall += st.Wall * time.Duration(s.count)
+		stepped()
+	}
+	return f, nil
+}
+
+// measureOp warms op up, then runs it in growing batches, and returns the
+// CPU and wall time of one operation.
+func measureOp(ctx context.Context, op floorOp) (FloorStep, error) {
+	if err := op(1); err != nil {
+		return FloorStep{}, err
+	}
+	var st FloorStep
+	c0, t0 := cpuTime(), time.Now()
+	for batch := 1; ; batch = min(batch*2, 64) {
+		if el := time.Since(t0); el >= floorMax || el >= floorBudget && st.Ops >= floorOps {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return FloorStep{}, err
+		}
+		if err := op(batch); err != nil {
+			return FloorStep{}, err
+		}
+		st.Ops += batch
+	}
+	st.CPU = (cpuTime() - c0) / time.Duration(st.Ops)
+	st.Wall = time.Since(t0) / time.Duration(st.Ops)
+	return st, nil
+}
+
+// floorKit is what the steps work on: a directory with a sender (iom) and
+// a recipient (shelter), their keys, a sealed referral, a signed receipt,
+// a bare JetStream server and a bbolt file.
+type floorKit struct {
+	ctx                      context.Context
+	dir                      *crypto.Directory
+	iomSigner, shelterSigner *crypto.Signer
+	iomAgency, shelterAgency *crypto.Agency
+	iomOpener, shelterOpener *crypto.Opener
+	atRest                   *crypto.AtRest
+	referral                 []byte // the referral envelope
+	receipt                  []byte // a signed delivered receipt
+	tmp                      string
+	bare                     *broker.Bare
+	db                       *bolt.DB
+}
+
+func newFloorKit(ctx context.Context) (k *floorKit, err error) {
+	k = &floorKit{ctx: ctx}
+	defer func() {
+		if err != nil {
+			k.close()
+		}
+	}()
+	d := crypto.NewDirectory("bench", nil)
+	ids := map[string]*crypto.Identity{}
+	signers := map[string]*crypto.Signer{}
+	for _, a := range []string{"iom", "shelter"} {
+		id, err := crypto.GenerateIdentity()
+		if err != nil {
+			return nil, err
+		}
+		_, key, _ := ed25519.GenerateKey(nil)
+		signer, err := crypto.NewSigner(key)
+		if err != nil {
+			return nil, err
+		}
+		nk, err := broker.NewNATSKey()
+		if err != nil {
+			return nil, err
+		}
+		ids[a], signers[a] = id, signer
+		if err := d.Add(crypto.Agency{ID: a, Kind: a, Name: a, Status: crypto.StatusActive, Keys: []crypto.PublicKey{
+			crypto.NewPublicKey(crypto.UseEncrypt, id.Recipient()),
+			crypto.NewPublicKey(crypto.UseSign, base64.StdEncoding.EncodeToString(signer.PublicKey())),
+			crypto.NewPublicKey(crypto.UseNATS, nk.Public),
+		}}); err != nil {
+			return nil, err
+		}
+	}
+	authPub, authKey, _ := ed25519.GenerateKey(nil)
+	signed, err := crypto.SignDirectory(d, authKey)
+	if err != nil {
+		return nil, err
+	}
+	if k.dir, err = crypto.ParseDirectory(signed, authPub); err != nil {
+		return nil, err
+	}
+	k.iomSigner, k.shelterSigner = signers["iom"], signers["shelter"]
+	k.iomAgency, _ = k.dir.Agency("iom")
+	k.shelterAgency, _ = k.dir.Agency("shelter")
+	if k.iomOpener, err = crypto.NewOpener("iom", k.dir, ids["iom"]); err != nil {
+		return nil, err
+	}
+	if k.shelterOpener, err = crypto.NewOpener("shelter", k.dir, ids["shelter"]); err != nil {
+		return nil, err
+	}
+	if k.atRest, err = crypto.NewAtRest(crypto.NewAtRestKey()); err != nil {
+		return nil, err
+	}
+	if k.referral, err = crypto.Seal(k.header(crypto.KindReferral, "iom"), benchBody, k.iomSigner, k.shelterAgency); err != nil {
+		return nil, err
+	}
+	h := crypto.EnvelopeHash(k.referral)
+	if k.receipt, err = crypto.SignReceipt(crypto.Receipt{EnvelopeID: crypto.NewID(), EnvelopeHash: h, From: "shelter",
+		To: "iom", Event: crypto.EventDelivered, At: time.Now()}, k.shelterSigner); err != nil {
+		return nil, err
+	}
+	if k.tmp, err = os.MkdirTemp("", "rujukan-bench-floor-"); err != nil {
+		return nil, err
+	}
+	if k.db, err = bolt.Open(filepath.Join(k.tmp, "floor.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second}); err != nil {
+		return nil, err
+	}
+	if k.bare, err = broker.StartBare(ctx, 1); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *floorKit) close() {
+	if k.bare != nil {
+		k.bare.Close()
+	}
+	if k.db != nil {
+		k.db.Close()
+	}
+	if k.tmp != "" {
+		os.RemoveAll(k.tmp)
+	}
+}
+
+// header is a fresh envelope header from agency from.
+func (k *floorKit) header(kind, from string) crypto.Header {
+	now := time.Now()
+	return crypto.Header{ID: crypto.NewID(), Kind: kind, From: from, Created: now, Expires: now.Add(72 * time.Hour)}
+}
+
+// repeat makes an operation of a function that does one.
+func (k *floorKit) repeat(f func() error) floorOp {
+	return func(n int) error {
+		for range n {
+			if err := f(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func sealReferral(k *floorKit) (floorOp, error) {
+	return k.repeat(func() error {
+		_, err := crypto.Seal(k.header(crypto.KindReferral, "iom"), benchBody, k.iomSigner, k.shelterAgency)
+		return err
+	}), nil
+}
+
+func openReferral(k *floorKit) (floorOp, error) {
+	return k.repeat(func() error {
+		_, _, err := k.shelterOpener.Open(k.referral, time.Now())
+		return err
+	}), nil
+}
+
+func atRestCopy(k *floorKit) (floorOp, error) {
+	id := crypto.NewID()
+	return k.repeat(func() error {
+		k.atRest.Seal(id, benchBody)
+		return nil
+	}), nil
+}
+
+func signReceipt(k *floorKit) (floorOp, error) {
+	h := crypto.EnvelopeHash(k.referral)
+	r := crypto.Receipt{EnvelopeID: crypto.NewID(), EnvelopeHash: h, From: "shelter", To: "iom",
+		Event: crypto.EventDelivered, At: time.Now()}
+	return k.repeat(func() error {
+		_, err := crypto.SignReceipt(r, k.shelterSigner)
+		return err
+	}), nil
+}
+
+// jetStreamRoundTrip is one message of the referral envelope's size
+// through the bare server, one at a time.
+func jetStreamRoundTrip(k *floorKit) (floorOp, error) {
+	return func(n int) error {
+		_, err := k.bare.RoundTrips(k.ctx, n, len(k.referral))
+		return err
+	}, nil
+}
+
+// bboltCommit is one fsynced bbolt transaction that writes a value of the
+// referral envelope's size under a new key.
+func bboltCommit(k *floorKit) (floorOp, error) {
+	var seq uint64
+	return k.repeat(func() error {
+		return k.db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("floor"))
+			if err != nil {
+				return err
+			}
+			seq++
+			return b.Put(binary.BigEndian.AppendUint64(nil, seq), k.referral)
+		})
+	}), nil
+}
+
+// Times returns how many times the CPU time per item is the floor's, or 0
+// when either is unknown.
+func (f Floor) Times(cpu time.Duration) float64 {
+	if f.CPU <= 0 || cpu <= 0 {
+		return 0
+	}
+	return float64(cpu) / float64(f.CPU)
+}
