@@ -165,7 +165,7 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 		PerSecond: bare.PerSecond(), CPU: (cpuTime() - cpu0) / time.Duration(max(bare.Messages, 1))}
 
 	var stepped atomic.Int64
-	bar := startProgress(progress, "floor: primitives one referral needs", len(floorSteps), func() int { return int(stepped.Load()) })
+	bar := startProgress(progress, "floor: primitives one referral needs", len(floorSteps), "", func() int { return int(stepped.Load()) })
 	rep.Floor, err = MeasureFloor(ctx, func() { stepped.Add(1) })
 	bar.Stop()
 	if err != nil {
@@ -262,7 +262,7 @@ func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, se
 		start time.Time
 	}
 	base := done.count.Load()
-	bar := startProgress(w, name, n, func() int { return int(done.count.Load() - base) })
+	bar := startProgress(w, name, n, "delivered", func() int { return int(done.count.Load() - base) })
 	defer bar.Stop()
 	cpu0 := cpuTime()
 	var (

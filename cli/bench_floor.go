@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/broker"
 	"github.com/rujukan/rujukan/crypto"
 )
@@ -59,7 +57,7 @@ var floorSteps = []floorStep{
 	{receiptSeal.sealName, 1, receiptSeal.seal},
 	{receiptSeal.openName, 1, receiptSeal.open},
 	{"JetStream message: acked publish, pull, AckSync (fsync)", 2, jetStreamRoundTrip},
-	{"bbolt commit of a small write (fsync)", 5, bboltCommit},
+	{"bbolt commit of a small write: one envelope (fsync)", 5, bboltCommit},
 }
 
 // receiptSeal is how a signed receipt travels back to the sender: today an
@@ -191,7 +189,7 @@ func measureOp(ctx context.Context, op floorOp) (FloorStep, error) {
 
 // floorKit is what the steps work on: a directory with a sender (iom) and
 // a recipient (shelter), their keys, a sealed referral, a signed receipt,
-// a bare JetStream server and a bbolt file.
+// a bare JetStream server and a gateway store.
 type floorKit struct {
 	ctx                      context.Context
 	dir                      *crypto.Directory
@@ -203,7 +201,7 @@ type floorKit struct {
 	receipt                  []byte // a signed delivered receipt
 	tmp                      string
 	bare                     *broker.Bare
-	db                       *bolt.DB
+	db                       *store.DB
 }
 
 func newFloorKit(ctx context.Context) (k *floorKit, err error) {
@@ -270,7 +268,12 @@ func newFloorKit(ctx context.Context) (k *floorKit, err error) {
 	if k.tmp, err = os.MkdirTemp("", "rujukan-bench-floor-"); err != nil {
 		return nil, err
 	}
-	if k.db, err = bolt.Open(filepath.Join(k.tmp, "floor.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second}); err != nil {
+	_, auditKey, _ := ed25519.GenerateKey(nil)
+	auditSigner, err := crypto.NewAuditNoteSigner("iom", auditKey)
+	if err != nil {
+		return nil, err
+	}
+	if k.db, err = store.Open(filepath.Join(k.tmp, "gateway.db"), auditSigner); err != nil {
 		return nil, err
 	}
 	if k.bare, err = broker.StartBare(ctx, 1); err != nil {
@@ -350,19 +353,11 @@ func jetStreamRoundTrip(k *floorKit) (floorOp, error) {
 	}, nil
 }
 
-// bboltCommit is one fsynced bbolt transaction that writes a value of the
-// referral envelope's size under a new key.
+// bboltCommit is one fsynced commit of a gateway store (store.DB.Update,
+// bbolt underneath) that writes one envelope of the referral's size.
 func bboltCommit(k *floorKit) (floorOp, error) {
-	var seq uint64
 	return k.repeat(func() error {
-		return k.db.Update(func(tx *bolt.Tx) error {
-			b, err := tx.CreateBucketIfNotExists([]byte("floor"))
-			if err != nil {
-				return err
-			}
-			seq++
-			return b.Put(binary.BigEndian.AppendUint64(nil, seq), k.referral)
-		})
+		return k.db.Update(func(tx *store.Tx) error { return tx.PutEnvelope(crypto.NewID(), k.referral) })
 	}), nil
 }
 

@@ -18,6 +18,8 @@ type progress struct {
 	name  string
 	total int
 	done  func() int
+	// unit names what is counted, for the rate ("" shows no rate).
+	unit  string
 	start time.Time
 	stop  chan struct{}
 	wg    sync.WaitGroup
@@ -30,9 +32,10 @@ const (
 	progressWidth  = 30
 )
 
-// startProgress reports done() of total until Stop.
-func startProgress(w io.Writer, name string, total int, done func() int) *progress {
-	p := &progress{w: w, tty: isTerminal(w), name: name, total: total, done: done, start: time.Now(), stop: make(chan struct{})}
+// startProgress reports done() of total, and its rate in unit per second,
+// until Stop.
+func startProgress(w io.Writer, name string, total int, unit string, done func() int) *progress {
+	p := &progress{w: w, tty: isTerminal(w), name: name, total: total, done: done, unit: unit, start: time.Now(), stop: make(chan struct{})}
 	every := progressLine
 	if p.tty {
 		every = progressRedraw
@@ -66,13 +69,16 @@ func (p *progress) Stop() {
 func (p *progress) show(last bool) {
 	n := min(p.done(), p.total)
 	el := time.Since(p.start)
-	rate := float64(n) / max(el.Seconds(), 1e-9)
+	rate := ""
+	if p.unit != "" {
+		rate = fmt.Sprintf(", %.0f %s/s", float64(n)/max(el.Seconds(), 1e-9), p.unit)
+	}
 	if !p.tty {
 		verb := "done"
 		if !last {
 			verb = "so far"
 		}
-		fmt.Fprintf(p.w, "%s: %d of %d %s in %s (%.0f/s)\n", p.name, n, p.total, verb, el.Round(100*time.Millisecond), rate)
+		fmt.Fprintf(p.w, "%s: %d of %d %s in %s%s\n", p.name, n, p.total, verb, el.Round(100*time.Millisecond), rate)
 		return
 	}
 	fill := progressWidth * n / max(p.total, 1)
@@ -82,7 +88,7 @@ func (p *progress) show(last bool) {
 		end = "\n"
 	}
 	// \r and "erase to end of line" redraw the bar in place.
-	fmt.Fprintf(p.w, "\r\x1b[K%s [%s] %d/%d %s %.0f/s%s", p.name, bar, n, p.total, el.Round(100*time.Millisecond), rate, end)
+	fmt.Fprintf(p.w, "\r\x1b[K%s [%s] %d/%d %s%s%s", p.name, bar, n, p.total, el.Round(100*time.Millisecond), rate, end)
 }
 
 // isTerminal reports whether w is a terminal (a character device other

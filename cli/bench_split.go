@@ -56,7 +56,7 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 	if err != nil {
 		return BenchResult{}, err
 	}
-	urls := map[string]string{}
+	urls, metrics := map[string]string{}, map[string]string{}
 	procs := map[string]*exec.Cmd{}
 	defer func() {
 		for _, p := range procs {
@@ -71,6 +71,12 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 			return BenchResult{}, err
 		}
 		gc.HTTP.Listen = "127.0.0.1:" + strconv.Itoa(port)
+		mport, err := freeLoopbackPort()
+		if err != nil {
+			return BenchResult{}, err
+		}
+		gc.Metrics.Listen = "127.0.0.1:" + strconv.Itoa(mport)
+		metrics[id] = "http://" + gc.Metrics.Listen
 		raw, err := yaml.Marshal(gc)
 		if err != nil {
 			return BenchResult{}, err
@@ -103,7 +109,7 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 	var mu sync.Mutex
 	var sendErr error
 	var delivered atomic.Int64
-	bar := startProgress(w, "referrals, gateways as processes", n, func() int { return int(delivered.Load()) })
+	bar := startProgress(w, "referrals, gateways as processes", n, "delivered", func() int { return int(delivered.Load()) })
 	defer bar.Stop()
 	resetPeakRSS()
 	cpu0 := cpuTime() + procCPU(procs["iom"]) + procCPU(procs["shelter"])
@@ -132,7 +138,7 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 	}()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		got, err := deliveredCount(client, urls["iom"])
+		got, err := deliveredCount(client, metrics["iom"])
 		if err != nil {
 			return BenchResult{}, err
 		}
@@ -195,13 +201,17 @@ func waitReady(ctx context.Context, base string) error {
 	return fmt.Errorf("%s is not ready after 30s", base)
 }
 
-// deliveredCount reads the delivered outcomes counter from /metrics.
+// deliveredCount reads the delivered outcomes counter from the metrics
+// listener at base.
 func deliveredCount(c *http.Client, base string) (int, error) {
 	resp, err := c.Get(base + "/metrics")
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s/metrics answered %d", base, resp.StatusCode)
+	}
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
