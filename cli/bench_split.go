@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,10 +242,12 @@ func procMaxRSS(proc string) int64 {
 	return 0
 }
 
-// resetPeakRSS makes this process's peak resident set size start again
-// from its present size, so that each run reads its own peak; it does
-// nothing where /proc does not allow it.
+// resetPeakRSS returns the memory this process no longer uses to the
+// system and makes its peak resident set size start again from there, so
+// that each run reads its own peak; the reset does nothing where /proc does
+// not allow it.
 func resetPeakRSS() {
+	debug.FreeOSMemory()
 	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
