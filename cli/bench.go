@@ -216,14 +216,14 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 			cfg.StatementRate * int(cfg.Duration/time.Second), cfg.C + 32, cfg.StatementRate, sendSR})
 	}
 	for _, rn := range runs {
+		resetPeakRSS()
+		c0 := commits()
 		var tick <-chan time.Time
 		if rn.rate > 0 {
 			t := time.NewTicker(time.Second / time.Duration(rn.rate))
 			defer t.Stop()
 			tick = t.C
 		}
-		resetPeakRSS()
-		c0 := commits()
 		r, err := drive(ctx, rn.name, rn.n, rn.c, tick, rn.send, done, progress)
 		if err != nil {
 			return rep, err

@@ -40,7 +40,7 @@ import (
 //     (crypto.VerifyReceiptEnvelope), commits the receipt and the delivered
 //     record (commit 5: the outcome), then acks the message.
 //
-// So two JetStream messages, each published with an acknowledgement and
+// So two JetStream messages (the referral, then the receipt), each published with an acknowledgement and
 // pulled and acked on a work-queue stream (SyncAlways), and five fsynced
 // bbolt commits, three at the sender and two at the recipient. The
 // gateways group concurrent commits (store.DB.Batch), so under load they
@@ -56,9 +56,12 @@ var floorSteps = []floorStep{
 	{"open referral: verify, hybrid decrypt, verify", 1, openReferral},
 	{"at-rest copy of the referral (AES-256-GCM)", 1, atRestCopy},
 	{"sign delivered receipt (Ed25519)", 1, signReceipt},
-	{receiptSeal.sealName, 1, receiptSeal.seal},
-	{receiptSeal.openName, 1, receiptSeal.open},
-	{"JetStream message: acked publish, pull, AckSync (fsync)", 2, jetStreamRoundTrip},
+	{receiptSeal.sealName, 1, sealReceipt},
+	{receiptSeal.openName, 1, openReceipt},
+	{"JetStream message of the referral: acked publish, pull, AckSync (fsync)", 1,
+		jetStreamRoundTrip(func(k *floorKit) []byte { return k.referral })},
+	{"JetStream message of the receipt: acked publish, pull, AckSync (fsync)", 1,
+		jetStreamRoundTrip(func(k *floorKit) []byte { return k.sealedReceipt })},
 	{"bbolt commit of a small write: one envelope (fsync)", 5, bboltCommit},
 }
 
@@ -66,35 +69,29 @@ var floorSteps = []floorStep{
 // envelope of kind receipt, sealed like any other (hybrid age).
 var receiptSeal = receiptAge
 
-// receiptCodec seals and opens a signed receipt; its steps also make the
-// sealed receipt the later steps use.
+// receiptCodec is a way to carry a signed receipt from the recipient
+// (shelter) to the sender (iom).
 type receiptCodec struct {
 	sealName, openName string
-	seal, open         func(*floorKit) (floorOp, error)
+	// seal seals the signed receipt k.receipt to the sender.
+	seal func(k *floorKit) ([]byte, error)
+	// open opens, at the sender, what seal made and verifies the receipt.
+	open func(k *floorKit, sealed []byte) error
 }
 
 var receiptAge = receiptCodec{
 	sealName: "seal receipt envelope to the sender: sign, hybrid age encrypt, sign",
 	openName: "open receipt envelope: verify, hybrid decrypt, verify; verify receipt",
-	seal: func(k *floorKit) (floorOp, error) {
-		return k.repeat(func() error {
-			_, err := crypto.Seal(k.header(crypto.KindReceipt, "shelter"), k.receipt, k.shelterSigner, k.iomAgency)
-			return err
-		}), nil
+	seal: func(k *floorKit) ([]byte, error) {
+		return crypto.Seal(k.header(crypto.KindReceipt, "shelter"), k.receipt, k.shelterSigner, k.iomAgency)
 	},
-	open: func(k *floorKit) (floorOp, error) {
-		env, err := crypto.Seal(k.header(crypto.KindReceipt, "shelter"), k.receipt, k.shelterSigner, k.iomAgency)
+	open: func(k *floorKit, sealed []byte) error {
+		h, body, err := k.iomOpener.Open(sealed, time.Now())
 		if err != nil {
-			return nil, err
-		}
-		return k.repeat(func() error {
-			h, body, err := k.iomOpener.Open(env, time.Now())
-			if err != nil {
-				return err
-			}
-			_, err = crypto.VerifyReceiptEnvelope(h, body, k.dir)
 			return err
-		}), nil
+		}
+		_, err = crypto.VerifyReceiptEnvelope(h, body, k.dir)
+		return err
 	},
 }
 
@@ -235,6 +232,7 @@ type floorKit struct {
 	atRest                   *crypto.AtRest
 	referral                 []byte // the referral envelope
 	receipt                  []byte // a signed delivered receipt
+	sealedReceipt            []byte // receipt sealed by receiptSeal
 	tmp                      string
 	bare                     *broker.Bare
 	db                       *store.DB
@@ -299,6 +297,9 @@ func newFloorKit(ctx context.Context) (k *floorKit, err error) {
 	h := crypto.EnvelopeHash(k.referral)
 	if k.receipt, err = crypto.SignReceipt(crypto.Receipt{EnvelopeID: crypto.NewID(), EnvelopeHash: h, From: "shelter",
 		To: "iom", Event: crypto.EventDelivered, At: time.Now()}, k.shelterSigner); err != nil {
+		return nil, err
+	}
+	if k.sealedReceipt, err = receiptSeal.seal(k); err != nil {
 		return nil, err
 	}
 	if k.tmp, err = os.MkdirTemp("", "rujukan-bench-floor-"); err != nil {
@@ -380,13 +381,27 @@ func signReceipt(k *floorKit) (floorOp, error) {
 	}), nil
 }
 
-// jetStreamRoundTrip is one message of the referral envelope's size
-// through the bare server, one at a time.
-func jetStreamRoundTrip(k *floorKit) (floorOp, error) {
-	return func(n int) error {
-		_, err := k.bare.RoundTrips(k.ctx, n, len(k.referral))
+func sealReceipt(k *floorKit) (floorOp, error) {
+	return k.repeat(func() error {
+		_, err := receiptSeal.seal(k)
 		return err
-	}, nil
+	}), nil
+}
+
+func openReceipt(k *floorKit) (floorOp, error) {
+	return k.repeat(func() error { return receiptSeal.open(k, k.sealedReceipt) }), nil
+}
+
+// jetStreamRoundTrip makes a step of one message of msg's size through the
+// bare server, one at a time.
+func jetStreamRoundTrip(msg func(*floorKit) []byte) func(*floorKit) (floorOp, error) {
+	return func(k *floorKit) (floorOp, error) {
+		size := len(msg(k))
+		return func(n int) error {
+			_, err := k.bare.RoundTrips(k.ctx, n, size)
+			return err
+		}, nil
+	}
 }
 
 // bboltCommit is one fsynced commit of a gateway store (store.DB.Update,
