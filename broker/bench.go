@@ -284,7 +284,9 @@ func StartBare(ctx context.Context, concurrency int) (*Bare, error) {
 
 // RoundTrips measures n round trips (acked publish with fsync, pull,
 // AckSync) of size-byte messages.
-func (b *Bare) RoundTrips(ctx context.Context, n, size int) (Result, error) { return b.e.run(ctx, n, size) }
+func (b *Bare) RoundTrips(ctx context.Context, n, size int) (Result, error) {
+	return b.e.run(ctx, n, size)
+}
 
 // Close stops the server and removes its files.
 func (b *Bare) Close() { b.e.Close() }
