@@ -54,10 +54,9 @@ import (
 // concurrent commits (store.DB.Batch), so under load they make fewer; the
 // bench reports the number it saw.
 //
-// Not counted, being choices of the implementation rather than needs of the
-// protocol: the store signs its audit checkpoint in every commit that adds
-// an audit event, and the gateway's seal also makes an at-rest copy of a
-// receipt body and drops it.
+// Not counted, being a choice of the implementation rather than a need of
+// the protocol: the store signs its audit checkpoint in every commit that
+// adds an audit event.
 var floorSteps = []floorStep{
 	{"seal referral: sign, hybrid age encrypt, sign", 1, sealReferral},
 	{"open referral: verify, hybrid decrypt, verify", 1, openReferral},
