@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/agency-gateway/run"
+	"github.com/rujukan/rujukan/crypto"
+)
+
+func init() {
+	register(Command{
+		Name:    "restore",
+		Summary: "put a gateway's data back from a backup archive (the gateway stopped)",
+		Run:     runRestore,
+	})
+}
+
+func runRestore(ctx context.Context, env Env, args []string) error {
+	fs := newFlagSet(env, "restore")
+	config := fs.String("config", "", "the gateway's config file (its data: folder is restored)")
+	data := fs.String("data", "", "the gateway's data folder, instead of --config")
+	from := fs.String("from", "", "the backup archive (rujukan backup --out)")
+	replace := fs.Bool("replace", false, "move the data there now aside, into DATA/replaced-<time>/, instead of refusing")
+	key := fs.String("at-rest-key", "", "the gateway's at-rest key file (kept apart from the backups), when DATA/at-rest.key is not there")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	switch {
+	case (*config == "") == (*data == ""):
+		return errors.New("restore: give --config or --data")
+	case *from == "":
+		return errors.New("restore: --from is required")
+	}
+	dir := *data
+	if *config != "" {
+		gc, err := gateway.LoadConfig(*config, env.Getenv)
+		if err != nil {
+			return err
+		}
+		dir = gc.Data
+	}
+	aside, err := Restore(ctx, RestoreConfig{Data: dir, Archive: *from, Replace: *replace, AtRestKey: *key})
+	if err != nil {
+		return err
+	}
+	if aside != "" {
+		fmt.Fprintf(env.Stderr, "the data that was there is in %s\n", aside)
+	}
+	fmt.Fprintf(env.Stderr, "restored %s from %s; start the gateway\n", dir, *from)
+	return nil
+}
+
+// RestoreConfig is what `rujukan restore` needs.
+type RestoreConfig struct {
+	// Data is the gateway's data folder.
+	Data string
+	// Archive is the backup (rujukan backup --out).
+	Archive string
+	// Replace moves data already in Data aside instead of refusing.
+	Replace bool
+	// AtRestKey is the at-rest key file to copy into Data, when Data has
+	// none.
+	AtRestKey string
+}
+
+// Restore unpacks a backup archive into the data folder of a stopped
+// gateway, after checking it whole (unpackBackup) and that the at-rest key
+// there (or c.AtRestKey, then copied there) is the one the backup was
+// made with. A folder that already holds a database is refused, or with
+// c.Replace its gateway.db and attachments/ are moved into
+// DATA/replaced-<time>/, whose path is returned.
+func Restore(ctx context.Context, c RestoreConfig) (string, error) {
+	data, archive, replace := c.Data, c.Archive, c.Replace
+	var d net.Dialer
+	if c, err := d.DialContext(ctx, "unix", filepath.Join(data, run.BackupSocketName)); err == nil {
+		c.Close()
+		return "", errors.New("restore: the gateway of " + data + " is running: stop it first")
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	exists := false
+	for _, name := range []string{gatewayDBFile, "attachments"} {
+		if _, err := os.Lstat(filepath.Join(data, name)); err == nil {
+			exists = true
+			if !replace {
+				return "", fmt.Errorf("restore: %s exists (--replace moves it aside)", filepath.Join(data, name))
+			}
+		}
+	}
+	staged, err := os.MkdirTemp(data, ".restore*")
+	if err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	defer os.RemoveAll(staged)
+	if err := unpackBackup(archive, staged); err != nil {
+		return "", err
+	}
+	if err := restoreKey(c, filepath.Join(staged, gateway.BackupKeyIDName)); err != nil {
+		return "", err
+	}
+	aside := ""
+	if exists {
+		aside = filepath.Join(data, "replaced-"+time.Now().UTC().Format("20060102T150405Z"))
+		if err := os.Mkdir(aside, 0o700); err != nil {
+			return "", fmt.Errorf("restore: %w", err)
+		}
+		if err := moveData(data, aside); err != nil {
+			return "", err
+		}
+	}
+	if err := moveData(staged, data); err != nil {
+		return aside, err
+	}
+	return aside, nil
+}
+
+// restoreKey checks that the at-rest key in the data folder, or the one
+// given (then copied there), is the one whose id is in file idPath.
+func restoreKey(c RestoreConfig, idPath string) error {
+	want, err := os.ReadFile(idPath)
+	if err != nil {
+		return fmt.Errorf("restore: %s does not name its at-rest key: %w", c.Archive, err)
+	}
+	inData := filepath.Join(c.Data, gateway.AtRestKeyFile)
+	key := inData
+	_, err = os.Lstat(inData)
+	switch {
+	case err == nil && c.AtRestKey != "":
+		return fmt.Errorf("restore: %s has an at-rest key already; --at-rest-key is for a folder without one", c.Data)
+	case err == nil:
+	case c.AtRestKey == "":
+		return fmt.Errorf("restore: %s has no at-rest key: give the one kept with the agency's keys (--at-rest-key FILE)", c.Data)
+	default:
+		key = c.AtRestKey
+	}
+	got, err := gateway.AtRestKeyID(key)
+	if err != nil {
+		return fmt.Errorf("restore: the at-rest key: %w", err)
+	}
+	if got != string(want) {
+		return fmt.Errorf("restore: %s is not the at-rest key %s was made with", key, c.Archive)
+	}
+	if key == inData {
+		return nil
+	}
+	raw, err := os.ReadFile(key)
+	if err != nil {
+		return err
+	}
+	return crypto.WritePrivateFile(inData, raw, false)
+}
+
+// moveData moves gateway.db and attachments/ from one folder to another
+// (on one file system).
+func moveData(from, to string) error {
+	for _, name := range []string{gatewayDBFile, "attachments"} {
+		err := os.Rename(filepath.Join(from, name), filepath.Join(to, name))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("restore: %w", err)
+		}
+	}
+	return nil
+}
