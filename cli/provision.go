@@ -137,6 +137,9 @@ func Provision(cfg ProvisionConfig) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if err := writeAuthorityCopies(filepath.Join(cfg.Out, "authority"), dir, signed); err != nil {
+		return false, err
+	}
 	pub, err := os.ReadFile(authPub)
 	if err != nil {
 		return false, err
@@ -219,6 +222,17 @@ func parseOwner(flag, v string, file bool) (uid, gid int, err error) {
 		return -1, -1, fmt.Errorf("provision: %s %q is not UID:GID", flag, v)
 	}
 	return uid, gid, nil
+}
+
+// writeAuthorityCopies keeps, beside the authority key, the draft and
+// the signed directory the authority edits and signs next (rujukan
+// directory rotate|revoke --draft authority/draft.json, then sign --out
+// authority/network.json, which numbers the next version after it).
+func writeAuthorityCopies(dir string, d *crypto.Directory, signed []byte) error {
+	if err := writeDraft(filepath.Join(dir, "draft.json"), d); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "network.json"), signed, 0o644)
 }
 
 // Names of a gateway's HTTPS certificate and key in its folder.

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
+	"github.com/rujukan/rujukan/crypto"
 )
 
 // provisioned runs `rujukan provision` into a fresh folder with the given
@@ -187,7 +188,9 @@ func TestProvisionOwners(t *testing.T) {
 	for _, f := range []string{"tokens/iom.jwt", "tokens/shelter.jwt", "authority/authority.pem", "ca/ca-key.pem"} {
 		want(filepath.Join(out, f), person, person+1, 0o600)
 	}
-	want(filepath.Join(out, "authority", "authority.pub"), person, person+1, 0o644)
+	for _, f := range []string{"authority.pub", "draft.json", "network.json"} {
+		want(filepath.Join(out, "authority", f), person, person+1, 0o644)
+	}
 	want(filepath.Join(out, "broker"), svc, svc, 0o700)
 	want(filepath.Join(out, "broker", "server-key.pem"), svc, svc, 0o600)
 	want(filepath.Join(out, "broker", "network.json"), svc, svc, 0o644)
@@ -205,6 +208,41 @@ func TestProvisionOwners(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestProvisionAuthorityDraft: the authority's draft and signed copy let
+// the network be changed later: a revocation signed from them verifies
+// and numbers the version after the one the services hold.
+func TestProvisionAuthorityDraft(t *testing.T) {
+	out := provisioned(t)
+	a := filepath.Join(out, "authority")
+	env := Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	for _, args := range [][]string{
+		{"directory", "revoke", "--draft", filepath.Join(a, "draft.json"), "--agency", "shelter"},
+		{"directory", "sign", "--draft", filepath.Join(a, "draft.json"), "--authority-key", filepath.Join(a, "authority.pem"), "--out", filepath.Join(a, "network.json")},
+	} {
+		if err := Main(context.Background(), env, args); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	pub, err := crypto.ParseAuthorityKey("@" + filepath.Join(a, "authority.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := crypto.LoadDirectory(filepath.Join(out, "broker", "network.json"), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := crypto.LoadDirectory(filepath.Join(a, "network.json"), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Version <= held.Version {
+		t.Fatalf("the new directory is version %d, the services hold %d", next.Version, held.Version)
+	}
+	if s, _ := next.Agency("shelter"); s.Status != crypto.StatusRevoked {
+		t.Fatalf("shelter is %s in the new directory", s.Status)
+	}
 }
 
 func TestProvisionOwnerRefused(t *testing.T) {
