@@ -3,12 +3,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rujukan/rujukan/cli"
 )
@@ -135,4 +138,85 @@ func TestBackupRestore(t *testing.T) {
 	cold := filepath.Join(t.TempDir(), "cold.tar")
 	rujukan(t, "backup", "--config", config, "--out", cold)
 	rujukan(t, "audit", "verify", "--config", config)
+}
+
+// copyTree copies a folder, as `tar` or `cp -a` would, for a broker
+// stopped.
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, path)
+		dst := filepath.Join(to, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o700)
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, raw, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBrokerColdCopy: the broker's data folder, copied with the broker
+// stopped, is a backup of it. A referral waiting for a recipient that is
+// down is in the copy; put back later, after the referral was delivered,
+// the copy delivers it again and the recipient drops it as the duplicate
+// it is: one record, no refusal, and the sender's outcome unchanged.
+func TestBrokerColdCopy(t *testing.T) {
+	n := newNetwork(t)
+	n.startBroker()
+	n.startGateway("iom")
+	iom, tok := n.url("iom"), n.tokens["iom"]
+	id := call(t, "POST", iom+"/v1/referrals", tok, sampleReferral("shelter")).str("id")
+	waitStatus(t, iom, tok, id, "sent")
+
+	n.stopBroker()
+	data := filepath.Join(n.data, "broker")
+	copied := filepath.Join(t.TempDir(), "broker")
+	copyTree(t, data, copied)
+	n.startBroker()
+	n.startGateway("shelter")
+	waitStatus(t, iom, tok, id, "delivered")
+
+	n.stopBroker()
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, copied, data)
+	n.startBroker()
+	// The copy still holds the referral for the shelter: it is delivered
+	// again, and taken off the inbox.
+	eventually(t, "the shelter's inbox at the broker emptying", 20*time.Second, func() (bool, string) {
+		us, err := n.broker.Usage(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, u := range us {
+			if u.Agency == "shelter" {
+				return u.Messages == 0, fmt.Sprint(u.Messages, " waiting")
+			}
+		}
+		return false, "no shelter inbox"
+	})
+	shelter := listAll(t, n.url("shelter"), n.tokens["shelter"], "inbox")
+	if len(shelter) != 1 || shelter[id] == "" {
+		t.Fatalf("the shelter's inbox after the copy was put back: %v", shelter)
+	}
+	eventually(t, "the shelter dropping the referral delivered again", 20*time.Second, func() (bool, string) {
+		m := metrics(t, n.metricsURL("shelter"))
+		return strings.Contains(m, `kind="referral",result="duplicate"} 1`), ""
+	})
+	if m := metrics(t, n.metricsURL("shelter")); strings.Contains(m, "rujukan_envelopes_refused_total{") {
+		t.Errorf("the redelivery was refused:\n%s", m)
+	}
+	if st, _ := statusOf(t, iom, tok, id); st != "delivered" {
+		t.Errorf("the referral at iom is %s", st)
+	}
 }
