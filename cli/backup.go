@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,25 +26,17 @@ func init() {
 
 func runBackup(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "backup")
-	config := fs.String("config", "", "the gateway's config file (its data: folder is backed up)")
-	data := fs.String("data", "", "the gateway's data folder, instead of --config")
+	dataDir := gatewayDataFlags(fs, "backed up")
 	out := fs.String("out", "", "archive to write (a new file, 0600), or - for standard output")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
-	switch {
-	case (*config == "") == (*data == ""):
-		return errors.New("backup: give --config or --data")
-	case *out == "":
+	if *out == "" {
 		return errors.New("backup: --out is required (a file, or - for standard output)")
 	}
-	dir := *data
-	if *config != "" {
-		gc, err := gateway.LoadConfig(*config, env.Getenv)
-		if err != nil {
-			return err
-		}
-		dir = gc.Data
+	dir, err := dataDir(env)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
 	}
 	if *out == "-" {
 		return Backup(ctx, dir, env.Stdout)
@@ -54,6 +47,23 @@ func runBackup(ctx context.Context, env Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stderr, "backup of %s: %d bytes in %s (checked)\n", dir, n, *out)
 	return nil
+}
+
+// gatewayDataFlags adds --config and --data to fs, and returns what reads
+// the gateway data folder they name (verb: what is done to it).
+func gatewayDataFlags(fs *flag.FlagSet, verb string) func(Env) (string, error) {
+	config := fs.String("config", "", "the gateway's config file (its data: folder is "+verb+")")
+	data := fs.String("data", "", "the gateway's data folder, instead of --config")
+	return func(env Env) (string, error) {
+		switch {
+		case (*config == "") == (*data == ""):
+			return "", errors.New("give --config or --data")
+		case *data != "":
+			return *data, nil
+		}
+		gc, err := gateway.LoadConfig(*config, env.Getenv)
+		return gc.Data, err
+	}
 }
 
 // Backup writes a backup archive of the gateway data folder data to w

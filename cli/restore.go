@@ -25,27 +25,19 @@ func init() {
 
 func runRestore(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "restore")
-	config := fs.String("config", "", "the gateway's config file (its data: folder is restored)")
-	data := fs.String("data", "", "the gateway's data folder, instead of --config")
+	dataDir := gatewayDataFlags(fs, "restored")
 	from := fs.String("from", "", "the backup archive (rujukan backup --out)")
 	replace := fs.Bool("replace", false, "move the data there now aside, into DATA/replaced-<time>/, instead of refusing")
 	key := fs.String("at-rest-key", "", "the gateway's at-rest key file (kept apart from the backups), when DATA/at-rest.key is not there")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
-	switch {
-	case (*config == "") == (*data == ""):
-		return errors.New("restore: give --config or --data")
-	case *from == "":
+	if *from == "" {
 		return errors.New("restore: --from is required")
 	}
-	dir := *data
-	if *config != "" {
-		gc, err := gateway.LoadConfig(*config, env.Getenv)
-		if err != nil {
-			return err
-		}
-		dir = gc.Data
+	dir, err := dataDir(env)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
 	}
 	aside, err := Restore(ctx, RestoreConfig{Data: dir, Archive: *from, Replace: *replace, AtRestKey: *key})
 	if err != nil {
