@@ -12,6 +12,7 @@ import (
 
 	gateway "github.com/rujukan/rujukan/agency-gateway"
 	"github.com/rujukan/rujukan/agency-gateway/run"
+	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/crypto"
 )
 
@@ -39,14 +40,14 @@ func runRestore(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	aside, err := Restore(ctx, RestoreConfig{Data: dir, Archive: *from, Replace: *replace, AtRestKey: *key})
+	res, err := Restore(ctx, RestoreConfig{Data: dir, Archive: *from, Replace: *replace, AtRestKey: *key})
 	if err != nil {
 		return err
 	}
-	if aside != "" {
-		fmt.Fprintf(env.Stderr, "the data that was there is in %s\n", aside)
+	if res.Aside != "" {
+		fmt.Fprintf(env.Stderr, "the data that was there is in %s\n", res.Aside)
 	}
-	fmt.Fprintf(env.Stderr, "restored %s from %s; start the gateway\n", dir, *from)
+	fmt.Fprintf(env.Stderr, "restored %s from %s (%d web sessions of the backup dropped: staff sign in again); start the gateway\n", dir, *from, res.Sessions)
 	return nil
 }
 
@@ -63,56 +64,75 @@ type RestoreConfig struct {
 	AtRestKey string
 }
 
+// RestoreResult says what Restore did.
+type RestoreResult struct {
+	// Aside is where the data that was in the folder went (with Replace).
+	Aside string
+	// Sessions is how many web app sessions of the backup were dropped.
+	Sessions int
+}
+
 // Restore unpacks a backup archive into the data folder of a stopped
 // gateway, after checking it whole (unpackBackup) and that the at-rest key
 // there (or c.AtRestKey, then copied there) is the one the backup was
-// made with. A folder that already holds a database is refused, or with
-// c.Replace its gateway.db and attachments/ are moved into
-// DATA/replaced-<time>/, whose path is returned.
-func Restore(ctx context.Context, c RestoreConfig) (string, error) {
+// made with. It drops the backup's web app sessions: a session that ended
+// after the backup does not come back. A folder that already holds a
+// database is refused, or with c.Replace its gateway.db and attachments/
+// are moved into DATA/replaced-<time>/.
+func Restore(ctx context.Context, c RestoreConfig) (RestoreResult, error) {
 	data, archive, replace := c.Data, c.Archive, c.Replace
 	var d net.Dialer
 	if c, err := d.DialContext(ctx, "unix", filepath.Join(data, run.BackupSocketName)); err == nil {
 		c.Close()
-		return "", errors.New("restore: the gateway of " + data + " is running: stop it first")
+		return RestoreResult{}, errors.New("restore: the gateway of " + data + " is running: stop it first")
 	}
 	if err := os.MkdirAll(data, 0o700); err != nil {
-		return "", fmt.Errorf("restore: %w", err)
+		return RestoreResult{}, fmt.Errorf("restore: %w", err)
+	}
+	if db, err := store.OpenReadOnly(filepath.Join(data, gatewayDBFile)); errors.Is(err, store.ErrLocked) {
+		return RestoreResult{}, errors.New("restore: the gateway of " + data + " is running (it holds " + gatewayDBFile + "): stop it first")
+	} else if err == nil {
+		db.Close()
 	}
 	exists := false
 	for _, name := range []string{gatewayDBFile, "attachments"} {
 		if _, err := os.Lstat(filepath.Join(data, name)); err == nil {
 			exists = true
 			if !replace {
-				return "", fmt.Errorf("restore: %s exists (--replace moves it aside)", filepath.Join(data, name))
+				return RestoreResult{}, fmt.Errorf("restore: %s exists (--replace moves it aside)", filepath.Join(data, name))
 			}
 		}
 	}
 	staged, err := os.MkdirTemp(data, ".restore*")
 	if err != nil {
-		return "", fmt.Errorf("restore: %w", err)
+		return RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}
 	defer os.RemoveAll(staged)
 	if err := unpackBackup(archive, staged); err != nil {
-		return "", err
+		return RestoreResult{}, err
 	}
 	if err := restoreKey(c, filepath.Join(staged, gateway.BackupKeyIDName)); err != nil {
-		return "", err
+		return RestoreResult{}, err
+	}
+	var res RestoreResult
+	if res.Sessions, err = store.DropStaffSessions(filepath.Join(staged, gatewayDBFile)); err != nil {
+		return RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}
 	aside := ""
 	if exists {
 		aside = filepath.Join(data, "replaced-"+time.Now().UTC().Format("20060102T150405Z"))
 		if err := os.Mkdir(aside, 0o700); err != nil {
-			return "", fmt.Errorf("restore: %w", err)
+			return RestoreResult{}, fmt.Errorf("restore: %w", err)
 		}
 		if err := moveData(data, aside); err != nil {
-			return "", err
+			return RestoreResult{}, err
 		}
 	}
+	res.Aside = aside
 	if err := moveData(staged, data); err != nil {
-		return aside, err
+		return res, err
 	}
-	return aside, nil
+	return res, nil
 }
 
 // restoreKey checks that the at-rest key in the data folder, or the one

@@ -1,7 +1,10 @@
 package store
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -19,4 +22,35 @@ func (d *DB) Snapshot(open func(size int64) (io.Writer, error)) error {
 		_, err = tx.WriteTo(w)
 		return err
 	})
+}
+
+// DropStaffSessions removes every web app session from the database file
+// at path, which no gateway may have open: a copy being restored. Whoever
+// was signed in signs in again, and a session that ended after the copy
+// was made does not come back. It returns how many it removed.
+func DropStaffSessions(path string) (int, error) {
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return 0, fmt.Errorf("%s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("failed to open database %s: %w", path, err)
+	}
+	n := 0
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketStaffSessions)
+		if b == nil {
+			return nil
+		}
+		n = b.Stats().KeyN
+		if err := tx.DeleteBucket(bucketStaffSessions); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketStaffSessions)
+		return err
+	})
+	if cerr := bdb.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
 }
