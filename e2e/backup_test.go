@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,6 +63,18 @@ func TestBackupRestore(t *testing.T) {
 	events := call(t, "GET", iom+"/v1/audit?action=store.backup", tok, nil)
 	if !strings.Contains(string(events.Raw), `"outcome":"started"`) || !strings.Contains(string(events.Raw), `"outcome":"completed"`) {
 		t.Fatalf("the backup is not in the audit log: %s", events.Raw)
+	}
+
+	// The socket answers only its one request.
+	conn, err := net.Dial("unix", filepath.Join(n.config("iom").Data, "backup.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "GET / HTTP/1.1\r\n\r\n")
+	answer, _ := io.ReadAll(io.LimitReader(conn, 1<<20))
+	conn.Close()
+	if !strings.HasPrefix(string(answer), "error unknown request") || len(answer) > 100 {
+		t.Fatalf("another request got %d bytes: %.80q", len(answer), answer)
 	}
 
 	later := call(t, "POST", iom+"/v1/referrals", tok, sampleReferral("shelter")).str("id")

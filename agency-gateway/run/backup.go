@@ -19,9 +19,11 @@ import (
 
 // BackupSocketName is the Unix socket, in the gateway's data folder, on
 // which a running gateway makes backups of its data (rujukan backup). It
-// is 0600 and the data folder 0700: whoever can connect could read the
+// is 0600, owned by the gateway's user: whoever can connect could read the
 // data folder anyway, so the socket grants nothing new and asks for no
-// token.
+// token. (Between its creation and the chmod it has the process umask's
+// mode; connecting needs write permission, which a umask of 022 or
+// stricter gives no one else.)
 const BackupSocketName = "backup.sock"
 
 // ErrNoBackupSocket: no gateway answers on the data folder's backup
