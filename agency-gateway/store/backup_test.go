@@ -2,13 +2,11 @@ package store
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/rujukan/rujukan/crypto"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -17,14 +15,7 @@ import (
 // which holds what was committed before it; dropping the sessions of the
 // copy removes them all and keeps the accounts.
 func TestSnapshotAndDropSessions(t *testing.T) {
-	_, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := crypto.NewAuditNoteSigner("test", priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := mustSigner(t)
 	db, err := Open(filepath.Join(t.TempDir(), "gateway.db"), signer)
 	if err != nil {
 		t.Fatal(err)
