@@ -17,9 +17,8 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// MustOpen opens a database in a temporary directory and checks its
-// consistency when the test ends.
-func MustOpen(t testing.TB) *DB {
+// mustSigner returns a checkpoint signer with a new key.
+func mustSigner(t testing.TB) *crypto.AuditNoteSigner {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -29,7 +28,14 @@ func MustOpen(t testing.TB) *DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(filepath.Join(t.TempDir(), "gateway.db"), signer)
+	return signer
+}
+
+// MustOpen opens a database in a temporary directory and checks its
+// consistency when the test ends.
+func MustOpen(t testing.TB) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "gateway.db"), mustSigner(t))
 	if err != nil {
 		t.Fatal(err)
 	}
