@@ -109,18 +109,44 @@ var (
 // queue a page at a time, going on from where the last page ended, so that
 // envelopes to a recipient whose inbox is full (which wait; see limits.go)
 // never hold up those to the others, however many there are.
+//
+// Envelopes being published (or whose publish is being recorded) are not
+// read again, and neither are those to a recipient waited out after a
+// limit refusal, once a pass has seen whom they go to: a sender with
+// thousands of envelopes waiting for one recipient spends nothing on them
+// each time the loop wakes.
 func (g *Gateway) publishLoop(ctx context.Context) {
 	backoff := retryMin
 	var from uint64
+	// to knows the recipient of the items read in the last pass and this
+	// one (seen), by sequence.
+	to, seen := map[uint64]string{}, map[uint64]string{}
 	for ctx.Err() == nil {
+		if from == 0 {
+			to, seen = seen, map[uint64]string{}
+		}
+		now := g.now()
+		skip := func(seq uint64) bool {
+			if _, busy := g.inflight.Load(seq); busy {
+				return true
+			}
+			r, ok := to[seq]
+			if ok {
+				seen[seq] = r
+			}
+			return ok && g.limitBlocked(r, now)
+		}
 		var items []store.QueueItem
 		err := g.db.View(func(tx *store.Tx) (err error) {
-			items, err = tx.QueuedFrom(from, publishBatch)
+			items, err = tx.QueuedFrom(from, publishBatch, skip)
 			g.metrics.queued.WithLabelValues(g.self).Set(float64(tx.QueueLen()))
 			return err
 		})
 		if err != nil {
 			g.log.Error("failed to read the outbox queue", "err", err)
+		}
+		for _, it := range items {
+			to[it.Seq], seen[it.Seq] = it.To, it.To
 		}
 		more := err == nil && len(items) == publishBatch
 		if more {

@@ -327,7 +327,11 @@ func (g *Gateway) publishNow(ctx context.Context, item store.QueueItem) string {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := g.publish(ctx, item); err != nil {
-		g.poke()
+		// The publish loop takes over; for a recipient waited out after a
+		// limit refusal, it comes back when the wait ends, unpoked.
+		if !errors.Is(err, ErrLimit) {
+			g.poke()
+		}
 		return policy.RefQueued
 	}
 	return policy.RefSent

@@ -542,11 +542,16 @@ func (t *Tx) Queued(max int) ([]QueueItem, error) {
 	return out, nil
 }
 
-// QueuedFrom returns up to max queue items in order, from sequence seq on.
-func (t *Tx) QueuedFrom(seq uint64, max int) ([]QueueItem, error) {
+// QueuedFrom returns up to max queue items in order, from sequence seq on,
+// leaving out those skip (when not nil) names by sequence, which are not
+// decoded.
+func (t *Tx) QueuedFrom(seq uint64, max int, skip func(uint64) bool) ([]QueueItem, error) {
 	var out []QueueItem
 	c := t.b(bucketQueue).Cursor()
 	for k, v := c.Seek(seqKey(seq)); k != nil && len(out) < max; k, v = c.Next() {
+		if skip != nil && len(k) == 8 && skip(binary.BigEndian.Uint64(k)) {
+			continue
+		}
 		var it QueueItem
 		if err := json.Unmarshal(v, &it); err != nil {
 			return nil, fmt.Errorf("corrupt queue entry: %w", err)
