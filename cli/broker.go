@@ -38,6 +38,8 @@ type BrokerFlags struct {
 	ClusterName, ClusterListen       string
 	Routes                           string
 	ClusterSecretFile                string
+	ClusterCA                        string
+	SystemUser                       string
 	Replicas                         int
 	PIDFile                          string
 	LogLevel                         string
@@ -70,6 +72,8 @@ func runBroker(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&f.ClusterListen, "cluster-listen", "", "cluster route `address` of this node")
 	fs.StringVar(&f.Routes, "routes", "", "comma-separated nats-route://host:port `URLs` of the cluster nodes")
 	fs.StringVar(&f.ClusterSecretFile, "cluster-secret-file", "", "`file` (0600) holding the secret every cluster node shares (at least 32 characters)")
+	fs.StringVar(&f.ClusterCA, "cluster-ca", "", "CA `file` the cluster nodes' certificates chain to (routes are mutual TLS; required for a cluster with TLS unless --tls-ca)")
+	fs.StringVar(&f.SystemUser, "system-user", "", "public nkey (U...) of the operator's monitoring user in the system account, or @file (read-only $SYS requests; off by default)")
 	fs.IntVar(&f.Replicas, "replicas", 0, "replicas per inbox (default: 3 with at least 3 nodes, else 1)")
 	fs.StringVar(&f.PIDFile, "pid-file", "", "write the process id to this `file` (for 'rujukan broker reload')")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -166,6 +170,10 @@ func (f *BrokerFlags) Config(logger *slog.Logger) (broker.Config, error) {
 		}
 		cfg.ClusterSecret = strings.TrimSpace(string(secret))
 	}
+	cfg.ClusterCA = f.ClusterCA
+	if cfg.SystemUser, err = readKeyArg(f.SystemUser); err != nil {
+		return cfg, fmt.Errorf("broker: --system-user: %w", err)
+	}
 	for r := range strings.SplitSeq(f.Routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
 			cfg.Routes = append(cfg.Routes, r)
@@ -175,6 +183,26 @@ func (f *BrokerFlags) Config(logger *slog.Logger) (broker.Config, error) {
 	cfg.Logger = logger
 	cfg.Debug = strings.EqualFold(f.LogLevel, "debug")
 	return cfg, nil
+}
+
+// readKeyArg returns a public key given on the command line, or read from
+// the file after '@' (its first line).
+func readKeyArg(v string) (string, error) {
+	path, ok := strings.CutPrefix(v, "@")
+	if !ok {
+		return strings.TrimSpace(v), nil
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, 4096))
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line), nil
 }
 
 func readDirectory(path string) ([]byte, error) {

@@ -29,6 +29,10 @@ type ProvisionConfig struct {
 	Out string
 	// BrokerHost is the broker's host name as the gateways reach it.
 	BrokerHost string
+	// BrokerHosts, when set, provisions a broker cluster instead: the host
+	// names of its nodes (3 to 5) as the gateways and the other nodes
+	// reach them. See provisionCluster.
+	BrokerHosts []string
 	// Agencies to create, id and kind.
 	Agencies []DevAgency
 	// UID and GID, when >= 0, own every file written (containers run as
@@ -42,6 +46,7 @@ func runProvision(ctx context.Context, env Env, args []string) error {
 	cfg := ProvisionConfig{UID: -1, GID: -1}
 	fs.StringVar(&cfg.Out, "out", "", "output folder (required)")
 	fs.StringVar(&cfg.BrokerHost, "broker-host", "broker", "host name of the broker as the gateways reach it")
+	brokerHosts := fs.String("broker-hosts", "", "comma-separated host `names` of the nodes of a broker cluster (3 to 5), instead of --broker-host")
 	owner := fs.String("owner", "", "UID:GID to own the files written (default: the current user)")
 	agencies := fs.String("agencies", "iom:iom,dinsos:dinsos,police:police,shelter:shelter", "comma-separated id:kind pairs")
 	fs.DurationVar(&cfg.TokenTTL, "token-ttl", 24*time.Hour, "lifetime of the development tokens written to OUT/tokens")
@@ -60,6 +65,15 @@ func runProvision(ctx context.Context, env Env, args []string) error {
 			return fmt.Errorf("provision: --owner %q is not UID:GID", *owner)
 		}
 	}
+	if *brokerHosts != "" {
+		if flagGiven(fs, "broker-host") {
+			return errors.New("provision: give --broker-host (one broker) or --broker-hosts (a cluster), not both")
+		}
+		cfg.BrokerHosts = strings.Split(*brokerHosts, ",")
+		if err := checkBrokerHosts(cfg.BrokerHosts); err != nil {
+			return fmt.Errorf("provision: --broker-hosts: %w", err)
+		}
+	}
 	for _, pair := range strings.Split(*agencies, ",") {
 		id, kind, ok := strings.Cut(pair, ":")
 		if !ok || !crypto.ValidSlug(id) || !crypto.ValidSlug(kind) {
@@ -71,7 +85,9 @@ func runProvision(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if done {
+	if done && len(cfg.BrokerHosts) > 0 {
+		fmt.Fprintf(env.Stdout, "provisioned %d agencies and a cluster of %d brokers in %s\n", len(cfg.Agencies), len(cfg.BrokerHosts), cfg.Out)
+	} else if done {
 		fmt.Fprintf(env.Stdout, "provisioned %d agencies in %s\n", len(cfg.Agencies), cfg.Out)
 	} else {
 		fmt.Fprintf(env.Stdout, "%s is already provisioned; nothing changed\n", cfg.Out)
@@ -86,16 +102,22 @@ func runProvision(ctx context.Context, env Env, args []string) error {
 // authority/ and ca/ (kept by whoever runs the network). It does nothing
 // when cfg.Out is already provisioned.
 func Provision(cfg ProvisionConfig) (bool, error) {
-	marker := filepath.Join(cfg.Out, "broker", "network.json")
+	marker, other := provisionMarkers(cfg)
 	if _, err := os.Stat(marker); err == nil {
 		return false, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
+	if _, err := os.Stat(other); err == nil {
+		return false, fmt.Errorf("provision: %s is provisioned for %s", cfg.Out, layoutName(len(cfg.BrokerHosts) == 0))
+	}
 	if cfg.TokenTTL == 0 {
 		cfg.TokenTTL = 24 * time.Hour
 	}
-	dirs := []string{"authority", "ca", "broker", "tokens"}
+	dirs := []string{"authority", "ca", "tokens"}
+	if len(cfg.BrokerHosts) == 0 {
+		dirs = append(dirs, "broker")
+	}
 	for _, a := range cfg.Agencies {
 		dirs = append(dirs, filepath.Join("agencies", a.ID))
 	}
@@ -143,23 +165,17 @@ func Provision(cfg ProvisionConfig) (bool, error) {
 	if err := ca.WriteFiles(filepath.Join(cfg.Out, "ca", "ca.pem"), filepath.Join(cfg.Out, "ca", "ca-key.pem")); err != nil {
 		return false, err
 	}
-	cert, key, err := ca.Issue(cfg.BrokerHost, []string{cfg.BrokerHost, "localhost", "127.0.0.1"}, false, 2*365*24*time.Hour)
-	if err != nil {
-		return false, err
-	}
-	b := filepath.Join(cfg.Out, "broker")
-	for name, data := range map[string][]byte{"server.pem": cert, "ca.pem": ca.CertPEM, "authority.pub": pub} {
-		if err := os.WriteFile(filepath.Join(b, name), data, 0o644); err != nil {
+	if len(cfg.BrokerHosts) > 0 {
+		if err := provisionCluster(cfg, ca, signed, pub); err != nil {
 			return false, err
 		}
-	}
-	if err := crypto.WritePrivateFile(filepath.Join(b, "server-key.pem"), key, true); err != nil {
+	} else if err := writeBrokerFolder(filepath.Join(cfg.Out, "broker"), ca, cfg.BrokerHost, []string{cfg.BrokerHost}, pub, nil); err != nil {
 		return false, err
 	}
 	for _, a := range cfg.Agencies {
 		ad := filepath.Join(cfg.Out, "agencies", a.ID)
 		files := map[string][]byte{"network.json": signed, "authority.pub": pub, "ca.pem": ca.CertPEM,
-			"gateway.yaml": []byte(containerGatewayConfig(a.ID, cfg.BrokerHost))}
+			"gateway.yaml": []byte(containerGatewayConfig(a.ID, gatewayBrokerURL(cfg)))}
 		for name, data := range files {
 			if err := os.WriteFile(filepath.Join(ad, name), data, 0o644); err != nil {
 				return false, err
@@ -193,14 +209,14 @@ func Provision(cfg ProvisionConfig) (bool, error) {
 
 // containerGatewayConfig is gateway.yaml as a gateway container sees its
 // own folder mounted at /keys and its data volume at /data.
-func containerGatewayConfig(id, brokerHost string) string {
+func containerGatewayConfig(id, brokerURL string) string {
 	return fmt.Sprintf(`# Gateway of agency %[1]s in the container network; RUJUKAN_* variables override.
 agency: %[1]s
 keys: /keys
 directory: /keys/network.json
 authority: "@/keys/authority.pub"
 broker:
-  url: tls://%[2]s:4222
+  url: %[2]s
   ca: /keys/ca.pem
 http:
   listen: 0.0.0.0:8080
@@ -208,5 +224,5 @@ issuers:
   - issuer: %[3]s
     jwks: /keys/jwks.json
 data: /data
-`, id, brokerHost, policy.DevIssuer(id))
+`, id, brokerURL, policy.DevIssuer(id))
 }
