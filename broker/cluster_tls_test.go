@@ -54,6 +54,7 @@ func TestClusterTLSAndSystemUser(t *testing.T) {
 		c.TLSCert, c.TLSKey, c.ClusterCA = cert, key, ca
 		c.SystemUser = monitorPub
 	}
+	cfgs[0].Monitor = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	var srv [nodes]*Server
 	errs := make([]error, nodes)
 	var wg sync.WaitGroup
@@ -73,6 +74,34 @@ func TestClusterTLSAndSystemUser(t *testing.T) {
 	}
 	if info, err := srv[0].js.Stream(t.Context(), "INBOX_shelter"); err != nil || info.CachedInfo().Config.Replicas != 3 {
 		t.Fatalf("inbox over TLS routes: %v", err)
+	}
+
+	// The first node's monitoring endpoint names every inbox's leader.
+	st, err := QueryStatus(t.Context(), cfgs[0].Monitor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Server != "node-1" || st.Cluster != "rujukan-test" || st.Size != nodes {
+		t.Errorf("status %+v", st)
+	}
+	var inboxes int
+	for _, s := range st.Streams {
+		if s.Name == "INBOX_shelter" || s.Name == "INBOX_iom" {
+			inboxes++
+			leads := false
+			for i := range nodes {
+				leads = leads || cfgs[i].ServerName == s.Leader && srv[i].ns.JetStreamIsStreamLeader(inboxAccount, s.Name)
+			}
+			if !leads || len(s.Replicas) != nodes-1 {
+				t.Errorf("%s: leader %q (leads: %v), replicas %+v", s.Name, s.Leader, leads, s.Replicas)
+			}
+		}
+	}
+	if inboxes != 2 {
+		t.Errorf("status lists %d of 2 inboxes: %+v", inboxes, st.Streams)
+	}
+	if _, err := QueryStatus(t.Context(), "10.0.0.1:8222"); !errors.Is(err, ErrConfig) {
+		t.Errorf("status of a non-loopback endpoint: %v", err)
 	}
 
 	// A server with the secret but a certificate from another CA.

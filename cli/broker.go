@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/rujukan/rujukan/broker"
@@ -20,7 +22,7 @@ import (
 func init() {
 	register(Command{
 		Name:    "broker",
-		Summary: "run the broker (embedded NATS JetStream) provisioned from the signed directory; 'broker reload' re-reads it",
+		Summary: "run the broker (embedded NATS JetStream) provisioned from the signed directory; 'broker reload' re-reads it, 'broker status' shows the cluster and its stream leaders",
 		Run:     runBroker,
 	})
 }
@@ -48,6 +50,9 @@ type BrokerFlags struct {
 func runBroker(ctx context.Context, env Env, args []string) error {
 	if len(args) > 0 && args[0] == "reload" {
 		return runBrokerReload(env, args[1:])
+	}
+	if len(args) > 0 && args[0] == "status" {
+		return runBrokerStatus(ctx, env, args[1:])
 	}
 	def := broker.DefaultConfig()
 	var f BrokerFlags
@@ -260,4 +265,43 @@ func runBrokerReload(env Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "asked broker (pid %d) to reload its directory; see its log for the outcome\n", *pid)
 	return nil
+}
+
+// runBrokerStatus prints a running node's view of the cluster and of the
+// streams it holds, from its monitoring endpoint (--monitor): which node
+// leads each stream and how the other replicas follow.
+func runBrokerStatus(ctx context.Context, env Env, args []string) error {
+	fs := newFlagSet(env, "broker status")
+	addr := fs.String("monitor", "127.0.0.1:8222", "the node's monitoring endpoint `address` (its --monitor)")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := broker.QueryStatus(ctx, *addr)
+	if err != nil {
+		return fmt.Errorf("broker status: %w", err)
+	}
+	if st.Cluster == "" {
+		fmt.Fprintf(env.Stdout, "node %s (no cluster)\n", st.Server)
+	} else {
+		fmt.Fprintf(env.Stdout, "node %s  cluster %s  %d nodes  meta leader %s\n", st.Server, st.Cluster, st.Size, cmp.Or(st.MetaLeader, "(none)"))
+	}
+	w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "STREAM\tMESSAGES\tLEADER\tREPLICAS")
+	for _, s := range st.Streams {
+		var reps []string
+		for _, r := range s.Replicas {
+			state := "current"
+			switch {
+			case r.Offline:
+				state = "offline"
+			case !r.Current:
+				state = fmt.Sprintf("behind %d", r.Lag)
+			}
+			reps = append(reps, r.Name+" "+state)
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", s.Name, s.Messages, cmp.Or(s.Leader, "(none)"), strings.Join(reps, ", "))
+	}
+	return w.Flush()
 }
