@@ -26,7 +26,8 @@ import (
 //	                 operator's monitoring user (monitor.pub)
 //	brokers/network.json  written last: the folder is provisioned
 //	operator/        monitor.nk (0600), the monitoring user's seed for the
-//	                 nats CLI, and ca.pem; no service mounts it
+//	                 nats CLI, and ca.pem; no service mounts it, it belongs
+//	                 to --user-owner
 //
 // and each gateway.yaml lists every node in broker.url.
 
@@ -81,6 +82,49 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
 	return given
+}
+
+// brokerDirs are the folders of the broker's service, or of each node's.
+func brokerDirs(cfg ProvisionConfig) []string {
+	if len(cfg.BrokerHosts) == 0 {
+		return []string{filepath.Join(cfg.Out, "broker")}
+	}
+	dirs := make([]string, len(cfg.BrokerHosts))
+	for i, h := range cfg.BrokerHosts {
+		dirs[i] = filepath.Join(cfg.Out, "brokers", h)
+	}
+	return dirs
+}
+
+// sharedDirs are the folders that hold service folders: a person may list
+// them (0755, owned by --user-owner).
+func sharedDirs(cfg ProvisionConfig) []string {
+	dirs := []string{cfg.Out, filepath.Join(cfg.Out, "agencies")}
+	if len(cfg.BrokerHosts) > 0 {
+		dirs = append(dirs, filepath.Join(cfg.Out, "brokers"))
+	}
+	return dirs
+}
+
+// sharedFiles are the files beside them that a person reads: the CA
+// certificate, and a cluster's marker (the signed directory).
+func sharedFiles(cfg ProvisionConfig) []string {
+	files := []string{filepath.Join(cfg.Out, "ca.pem")}
+	if len(cfg.BrokerHosts) > 0 {
+		marker, _ := provisionMarkers(cfg)
+		files = append(files, marker)
+	}
+	return files
+}
+
+// userDirs are the folders (under cfg.Out) of what a person reads or keeps
+// (owned by --user-owner): a cluster's operator/ too.
+func userDirs(cfg ProvisionConfig) []string {
+	dirs := []string{"tokens", "authority", "ca"}
+	if len(cfg.BrokerHosts) > 0 {
+		dirs = append(dirs, "operator")
+	}
+	return dirs
 }
 
 // gatewayBrokerURL is broker.url of a provisioned gateway: the broker, or

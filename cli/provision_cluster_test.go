@@ -195,3 +195,44 @@ func TestProvisionClusterHostileHosts(t *testing.T) {
 		t.Errorf("both --broker-host and --broker-hosts: %v", err)
 	}
 }
+
+// TestProvisionClusterOwners: each node's folder and secrets belong to the
+// service user, the operator's folder and the monitoring seed to the
+// person, and nothing is left with root's owner.
+func TestProvisionClusterOwners(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving files to other users needs root, as the provision container has")
+	}
+	const svc, person = 65534, 1234
+	out := filepath.Join(t.TempDir(), "net")
+	mustRunKey(t, "provision", "--out", out, "--broker-hosts", "b1,b2,b3", "--agencies", "iom:iom",
+		"--owner", "65534:65534", "--user-owner", "1234:1235")
+	want := func(rel string, uid int, m os.FileMode) {
+		t.Helper()
+		gid := uid // 65534:65534
+		if uid == person {
+			gid = person + 1 // 1234:1235
+		}
+		u, g := owner(t, filepath.Join(out, rel))
+		if u != uid || g != gid || mode(t, filepath.Join(out, rel)) != m {
+			t.Errorf("%s: owner %d:%d mode %v, want %d:%d %v", rel, u, g, mode(t, filepath.Join(out, rel)), uid, gid, m)
+		}
+	}
+	want("brokers", person, 0o755)
+	want("brokers/network.json", person, 0o644)
+	want("operator", person, 0o700)
+	want("operator/monitor.nk", person, 0o600)
+	want("operator/ca.pem", person, 0o644)
+	for _, h := range []string{"b1", "b2", "b3"} {
+		want("brokers/"+h, svc, 0o700)
+		want("brokers/"+h+"/cluster-secret", svc, 0o600)
+		want("brokers/"+h+"/server-key.pem", svc, 0o600)
+		want("brokers/"+h+"/monitor.pub", svc, 0o644)
+	}
+	filepath.WalkDir(out, func(path string, d os.DirEntry, err error) error {
+		if u, _ := owner(t, path); u == 0 {
+			t.Errorf("%s is root's", path)
+		}
+		return nil
+	})
+}

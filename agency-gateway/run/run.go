@@ -37,6 +37,7 @@ type Running struct {
 	done       chan error
 	metrics    *http.Server
 	mdone      chan error
+	backups    *backupServer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -155,6 +156,7 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 		done: make(chan error, 1),
 	}
 	go func() { r.done <- r.srv.Serve(ln) }()
+	r.backups = serveBackups(gw, cfg.Data, log.With("agency", cfg.Agency))
 	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(gw.Metrics().Registry, promhttp.HandlerOpts{}))
@@ -180,6 +182,7 @@ func (r *Running) Close(ctx context.Context) error {
 			r.metrics.Shutdown(ctx)
 			<-r.mdone
 		}
+		r.backups.close()
 		r.closeErr = errors.Join(err, r.Gateway.Close())
 		r.bus.Close()
 	})
