@@ -114,7 +114,7 @@ func Provision(cfg ProvisionConfig) (bool, error) {
 		return false, err
 	}
 	if _, err := os.Stat(other); err == nil {
-		return false, fmt.Errorf("provision: %s is provisioned for %s", cfg.Out, layoutName(len(cfg.BrokerHosts) == 0))
+		return false, fmt.Errorf("provision: %s is provisioned for %s", cfg.Out, otherLayout(cfg))
 	}
 	if cfg.TokenTTL == 0 {
 		cfg.TokenTTL = 24 * time.Hour

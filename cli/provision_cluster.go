@@ -45,11 +45,12 @@ func provisionMarkers(cfg ProvisionConfig) (marker, other string) {
 	return single, cluster
 }
 
-func layoutName(cluster bool) string {
-	if cluster {
-		return "a broker cluster (--broker-hosts); provision another folder"
+// otherLayout names the layout other than cfg's, whose marker was found.
+func otherLayout(cfg ProvisionConfig) string {
+	if len(cfg.BrokerHosts) > 0 {
+		return "a single broker; provision another folder"
 	}
-	return "a single broker; provision another folder"
+	return "a broker cluster (--broker-hosts); provision another folder"
 }
 
 var hostLabel = `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`
