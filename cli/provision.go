@@ -30,6 +30,10 @@ type ProvisionConfig struct {
 	Out string
 	// BrokerHost is the broker's host name as the gateways reach it.
 	BrokerHost string
+	// BrokerHosts, when set, provisions a broker cluster instead: the host
+	// names of its nodes (3 to 5) as the gateways and the other nodes
+	// reach them. See provisionCluster.
+	BrokerHosts []string
 	// Agencies to create, id and kind.
 	Agencies []DevAgency
 	// UID and GID, when >= 0, own each service's folder (broker/,
@@ -46,8 +50,9 @@ func runProvision(ctx context.Context, env Env, args []string) error {
 	cfg := ProvisionConfig{UID: -1, GID: -1, UserUID: -1, UserGID: -1}
 	fs.StringVar(&cfg.Out, "out", "", "output folder (required)")
 	fs.StringVar(&cfg.BrokerHost, "broker-host", "broker", "host name of the broker as the gateways reach it")
-	owner := fs.String("owner", "", "UID:GID to own each service's folder, broker/ and agencies/<id>/ (default: the current user)")
-	userOwner := fs.String("user-owner", "", "UID:GID, or @PATH for the owner of PATH, to own OUT, OUT/ca.pem, tokens/, authority/ and ca/ (default: the current user)")
+	brokerHosts := fs.String("broker-hosts", "", "comma-separated host `names` of the nodes of a broker cluster (3 to 5), instead of --broker-host")
+	owner := fs.String("owner", "", "UID:GID to own each service's folder, broker/ (brokers/<host>/) and agencies/<id>/ (default: the current user)")
+	userOwner := fs.String("user-owner", "", "UID:GID, or @PATH for the owner of PATH, to own OUT, OUT/ca.pem, tokens/, authority/, ca/ (and operator/) (default: the current user)")
 	agencies := fs.String("agencies", "iom:iom,dinsos:dinsos,police:police,shelter:shelter", "comma-separated id:kind pairs")
 	fs.DurationVar(&cfg.TokenTTL, "token-ttl", 24*time.Hour, "lifetime of the development tokens written to OUT/tokens")
 	if err := parseFlags(fs, args, false); err != nil {
@@ -63,6 +68,15 @@ func runProvision(ctx context.Context, env Env, args []string) error {
 	if cfg.UserUID, cfg.UserGID, err = parseOwner("--user-owner", *userOwner, true); err != nil {
 		return err
 	}
+	if *brokerHosts != "" {
+		if flagGiven(fs, "broker-host") {
+			return errors.New("provision: give --broker-host (one broker) or --broker-hosts (a cluster), not both")
+		}
+		cfg.BrokerHosts = strings.Split(*brokerHosts, ",")
+		if err := checkBrokerHosts(cfg.BrokerHosts); err != nil {
+			return fmt.Errorf("provision: --broker-hosts: %w", err)
+		}
+	}
 	for _, pair := range strings.Split(*agencies, ",") {
 		id, kind, ok := strings.Cut(pair, ":")
 		if !ok || !crypto.ValidSlug(id) || !crypto.ValidSlug(kind) {
@@ -74,7 +88,9 @@ func runProvision(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if done {
+	if done && len(cfg.BrokerHosts) > 0 {
+		fmt.Fprintf(env.Stdout, "provisioned %d agencies and a cluster of %d brokers in %s\n", len(cfg.Agencies), len(cfg.BrokerHosts), cfg.Out)
+	} else if done {
 		fmt.Fprintf(env.Stdout, "provisioned %d agencies in %s\n", len(cfg.Agencies), cfg.Out)
 	} else {
 		fmt.Fprintf(env.Stdout, "%s is already provisioned; nothing changed\n", cfg.Out)
@@ -91,16 +107,22 @@ func runProvision(ctx context.Context, env Env, args []string) error {
 // trusts (curl --cacert), and tokens/ holds a development token per
 // agency. It does nothing when cfg.Out is already provisioned.
 func Provision(cfg ProvisionConfig) (bool, error) {
-	marker := filepath.Join(cfg.Out, "broker", "network.json")
+	marker, other := provisionMarkers(cfg)
 	if _, err := os.Stat(marker); err == nil {
 		return false, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
+	if _, err := os.Stat(other); err == nil {
+		return false, fmt.Errorf("provision: %s is provisioned for %s", cfg.Out, otherLayout(cfg))
+	}
 	if cfg.TokenTTL == 0 {
 		cfg.TokenTTL = 24 * time.Hour
 	}
-	dirs := []string{"authority", "ca", "broker", "tokens"}
+	dirs := []string{"authority", "ca", "tokens"}
+	if len(cfg.BrokerHosts) == 0 {
+		dirs = append(dirs, "broker")
+	}
 	for _, a := range cfg.Agencies {
 		dirs = append(dirs, filepath.Join("agencies", a.ID))
 	}
@@ -154,23 +176,17 @@ func Provision(cfg ProvisionConfig) (bool, error) {
 	if err := ca.WriteFiles(filepath.Join(cfg.Out, "ca.pem"), ""); err != nil {
 		return false, err
 	}
-	cert, key, err := ca.Issue(cfg.BrokerHost, []string{cfg.BrokerHost, "localhost", "127.0.0.1"}, false, 2*365*24*time.Hour)
-	if err != nil {
-		return false, err
-	}
-	b := filepath.Join(cfg.Out, "broker")
-	for name, data := range map[string][]byte{"server.pem": cert, "ca.pem": ca.CertPEM, "authority.pub": pub} {
-		if err := os.WriteFile(filepath.Join(b, name), data, 0o644); err != nil {
+	if len(cfg.BrokerHosts) > 0 {
+		if err := provisionCluster(cfg, ca, signed, pub); err != nil {
 			return false, err
 		}
-	}
-	if err := crypto.WritePrivateFile(filepath.Join(b, "server-key.pem"), key, true); err != nil {
+	} else if err := writeBrokerFolder(filepath.Join(cfg.Out, "broker"), ca, cfg.BrokerHost, []string{cfg.BrokerHost}, pub, nil); err != nil {
 		return false, err
 	}
 	for _, a := range cfg.Agencies {
 		ad := filepath.Join(cfg.Out, "agencies", a.ID)
 		files := map[string][]byte{"network.json": signed, "authority.pub": pub, "ca.pem": ca.CertPEM,
-			"gateway.yaml": []byte(containerGatewayConfig(a.ID, cfg.BrokerHost))}
+			"gateway.yaml": []byte(containerGatewayConfig(a.ID, gatewayBrokerURL(cfg)))}
 		for name, data := range files {
 			if err := os.WriteFile(filepath.Join(ad, name), data, 0o644); err != nil {
 				return false, err
@@ -273,24 +289,24 @@ func provisionOwners(cfg ProvisionConfig) error {
 			return os.Lchown(path, uid, gid)
 		})
 	}
-	for _, d := range []string{cfg.Out, filepath.Join(cfg.Out, "agencies")} {
+	for _, d := range sharedDirs(cfg) {
 		if err := os.Chmod(d, 0o755); err != nil {
 			return err
 		}
 	}
 	if cfg.UserUID >= 0 {
-		for _, p := range []string{cfg.Out, filepath.Join(cfg.Out, "ca.pem"), filepath.Join(cfg.Out, "agencies")} {
+		for _, p := range append(sharedDirs(cfg), sharedFiles(cfg)...) {
 			if err := os.Lchown(p, cfg.UserUID, cfg.UserGID); err != nil {
 				return fmt.Errorf("provision: --user-owner: %w", err)
 			}
 		}
 	}
-	for _, d := range []string{"tokens", "authority", "ca"} {
+	for _, d := range userDirs(cfg) {
 		if err := chownTree(filepath.Join(cfg.Out, d), cfg.UserUID, cfg.UserGID); err != nil {
 			return fmt.Errorf("provision: --user-owner: %w", err)
 		}
 	}
-	services := []string{filepath.Join(cfg.Out, "broker")}
+	services := brokerDirs(cfg)
 	for _, a := range cfg.Agencies {
 		services = append(services, filepath.Join(cfg.Out, "agencies", a.ID))
 	}
@@ -304,14 +320,14 @@ func provisionOwners(cfg ProvisionConfig) error {
 
 // containerGatewayConfig is gateway.yaml as a gateway container sees its
 // own folder mounted at /keys and its data volume at /data.
-func containerGatewayConfig(id, brokerHost string) string {
+func containerGatewayConfig(id, brokerURL string) string {
 	return fmt.Sprintf(`# Gateway of agency %[1]s in the container network; RUJUKAN_* variables override.
 agency: %[1]s
 keys: /keys
 directory: /keys/network.json
 authority: "@/keys/authority.pub"
 broker:
-  url: tls://%[2]s:4222
+  url: %[2]s
   ca: /keys/ca.pem
 http:
   listen: 0.0.0.0:8080
@@ -321,5 +337,5 @@ issuers:
   - issuer: %[3]s
     jwks: /keys/jwks.json
 data: /data
-`, id, brokerHost, policy.DevIssuer(id), gatewayCertFile, gatewayKeyFile)
+`, id, brokerURL, policy.DevIssuer(id), gatewayCertFile, gatewayKeyFile)
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -65,9 +66,16 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 	var gw *gateway.Gateway
 	var gwReady sync.WaitGroup
 	gwReady.Add(1)
+	// conn names the node connected to in the log (broker.url may list a
+	// cluster's nodes); it is nil until Connect returns.
+	var conn atomic.Pointer[client.Client]
 	opts := []client.Option{client.OnStatus(func(up bool) {
 		if up {
-			log.Info("connected to the broker", "agency", cfg.Agency)
+			node := ""
+			if c := conn.Load(); c != nil {
+				node = c.ConnectedURL()
+			}
+			log.Info("connected to the broker", "agency", cfg.Agency, "node", node)
 			go func() {
 				gwReady.Wait()
 				if gw != nil { // nil when gateway.New failed
@@ -90,6 +98,7 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 		}
 		return nil, err
 	}
+	conn.Store(nc)
 	gw, err = gateway.New(cfg, keys, natsBus{nc}, opt)
 	gwReady.Done()
 	if err != nil {
