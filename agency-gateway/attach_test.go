@@ -390,8 +390,15 @@ func TestStaleArrivalsExpire(t *testing.T) {
 	c.waitAudit("shelter", func(e store.AuditEvent) bool {
 		return e.Action == gateway.ActAttachmentReceive && e.Reason == gateway.ReasonAttachmentIncomplete
 	})
-	if _, err := os.Stat(part); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the part received is still there: %v", err)
+	// The part is removed right after the commit that records the failure.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := os.Stat(part)
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the part received is still there: %v", err)
+		}
 	}
 	if it := c.item("shelter", policy.ActionReferralRead, acc.ID); it.Attachments[0].State != gateway.AttachmentFailed {
 		t.Fatalf("the file shows as %s", it.Attachments[0].State)

@@ -511,18 +511,22 @@ func (g *Gateway) attachmentViews(b []byte, from string) ([]AttachmentView, erro
 	return out, err
 }
 
-// withoutFiles returns a body without its list of files: they are shown
-// once, with their state here, in the item's attachments, and their file
-// keys are for the gateway only.
-func withoutFiles(b []byte) []byte {
+// forView returns a body as staff see it: without its list of files (they
+// are shown once, with their state here, in the item's attachments) and
+// without the keys in it (file keys, the thread key), which are for the
+// gateway only.
+func forView(b []byte) []byte {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(b, &m) != nil {
 		return b
 	}
-	if _, ok := m["attachments"]; !ok {
+	_, files := m["attachments"]
+	_, thread := m["thread_key"]
+	if !files && !thread {
 		return b
 	}
 	delete(m, "attachments")
+	delete(m, "thread_key")
 	out, err := json.Marshal(m)
 	if err != nil {
 		return b

@@ -361,7 +361,13 @@ func (g *Gateway) filesSettled(tx *store.Tx, tr *store.TransferIn, now time.Time
 	if failed != "" {
 		event = crypto.EventRejected
 	}
-	s, err := g.receipt(sender, tr.Ref, tr.EnvelopeHash, event, failed, now)
+	var thread *crypto.ThreadKey
+	if rec, err := tx.Record(tr.Record); err == nil && counterpart(rec) == sender.ID {
+		if thread, err = g.threadOf(tx, rec); err != nil {
+			return err
+		}
+	}
+	s, err := g.receipt(sender, thread, tr.Ref, tr.EnvelopeHash, event, failed, now)
 	if err != nil {
 		return err
 	}

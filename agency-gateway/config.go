@@ -105,6 +105,9 @@ func (w WebConfig) Location() (*time.Location, error) {
 
 // BrokerConfig says how to reach the broker.
 type BrokerConfig struct {
+	// URL is the broker's nats:// or tls:// URL, or the URLs of the nodes
+	// of a broker cluster separated by commas: the gateway connects to one
+	// of them and, when that node goes away, to another by itself.
 	URL string `yaml:"url"`
 	// NKeySeed defaults to <keys>/nats.nk.
 	NKeySeed string `yaml:"nkey_seed"`
@@ -271,9 +274,8 @@ func (c *Config) Validate() error {
 	if c.Authority == "" {
 		return bad("authority", "required: the network authority public key (base64 or @file)")
 	}
-	u, err := url.Parse(c.Broker.URL)
-	if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
-		return bad("broker.url", "%q is not a nats:// or tls:// URL", c.Broker.URL)
+	if err := checkBrokerURLs(c.Broker.URL); err != nil {
+		return bad("broker.url", "%v", err)
 	}
 	if (c.Broker.Cert == "") != (c.Broker.Key == "") {
 		return bad("broker.cert", "broker.cert and broker.key go together")
@@ -317,4 +319,49 @@ func (c *Config) Validate() error {
 	}
 	c.Attachments.defaults()
 	return c.Attachments.validate()
+}
+
+// MaxBrokerURLs is the most broker URLs broker.url may list.
+const MaxBrokerURLs = 16
+
+// checkBrokerURLs checks broker.url: one nats:// or tls:// URL, or several
+// separated by commas (the nodes of a cluster), each a bare host:port
+// (credentials come from the nkey seed, never from the URL), none twice,
+// all of one scheme.
+func checkBrokerURLs(list string) error {
+	parts := strings.Split(list, ",")
+	if len(parts) > MaxBrokerURLs {
+		return fmt.Errorf("lists %d URLs, at most %d", len(parts), MaxBrokerURLs)
+	}
+	seen := map[string]bool{}
+	scheme := ""
+	for _, p := range parts {
+		raw := strings.TrimSpace(p)
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" || u.Opaque != "" {
+			return fmt.Errorf("%q is not a nats:// or tls:// URL", raw)
+		}
+		if u.User != nil {
+			return fmt.Errorf("%q holds credentials: the gateway logs in with its nkey seed", u.Redacted())
+		}
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("%q has a path, query or fragment: give scheme://host:port", raw)
+		}
+		host, port, err := net.SplitHostPort(u.Host)
+		if err != nil || host == "" {
+			return fmt.Errorf("%q is not scheme://host:port", raw)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: bad port", raw)
+		}
+		if scheme != "" && u.Scheme != scheme {
+			return fmt.Errorf("mixes %s:// and %s:// URLs: give every node the same scheme", scheme, u.Scheme)
+		}
+		scheme = u.Scheme
+		if seen[strings.ToLower(u.Host)] {
+			return fmt.Errorf("lists %s twice", u.Host)
+		}
+		seen[strings.ToLower(u.Host)] = true
+	}
+	return nil
 }

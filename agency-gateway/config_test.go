@@ -95,3 +95,49 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// broker.url takes one URL or the comma-separated URLs of a cluster's
+// nodes; every entry is checked and a bad one is named.
+func TestBrokerURLs(t *testing.T) {
+	withURL := func(u string) string { return strings.Replace(goodConfig, "tls://broker:4222", u, 1) }
+	for _, good := range []string{
+		"tls://broker:4222",
+		"tls://broker1:4222,tls://broker2:4222,tls://broker3:4222",
+		"nats://127.0.0.1:4222, nats://[::1]:4223",
+		"tls://broker1:4222/",
+	} {
+		if _, err := ParseConfig([]byte(withURL(good)), nil); err != nil {
+			t.Errorf("%q refused: %v", good, err)
+		}
+	}
+	cfg, err := ParseConfig([]byte(goodConfig), env(map[string]string{"RUJUKAN_BROKER_URL": "tls://b1:4222,tls://b2:4222"}))
+	if err != nil || cfg.Broker.URL != "tls://b1:4222,tls://b2:4222" {
+		t.Errorf("RUJUKAN_BROKER_URL with two nodes: %q, %v", cfg.Broker.URL, err)
+	}
+	cases := []struct{ url, says string }{
+		{"http://broker:4222", "not a nats:// or tls:// URL"},
+		{"tls://broker1:4222,", `"" is not a nats:// or tls:// URL`},
+		{"tls://broker1:4222,,tls://broker2:4222", `"" is not`},
+		{"tls://broker1:4222,http://evil:80", `"http://evil:80" is not`},
+		{"tls://user:secret@broker1:4222", "holds credentials"},
+		{"tls://broker1:4222/x", "path, query or fragment"},
+		{"tls://broker1:4222?a=b", "path, query or fragment"},
+		{"tls://broker1", "not scheme://host:port"},
+		{"tls://:4222", "not scheme://host:port"},
+		{"tls://broker1:0", "bad port"},
+		{"tls://broker1:99999", "bad port"},
+		{"tls://broker1:4222,nats://broker2:4222", "mixes tls:// and nats://"},
+		{"tls://broker1:4222,tls://BROKER1:4222", "lists BROKER1:4222 twice"},
+		{"tls:broker1:4222", "not a nats:// or tls:// URL"},
+		{strings.Repeat("tls://b:1,", MaxBrokerURLs) + "tls://c:1", "at most 16"},
+	}
+	for _, tc := range cases {
+		_, err := ParseConfig([]byte(withURL(tc.url)), nil)
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "field broker.url") || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%q: got %v, want an ErrConfig on broker.url saying %q", tc.url, err, tc.says)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("%q: the error shows the password: %v", tc.url, err)
+		}
+	}
+}

@@ -186,6 +186,7 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 	if g.db, err = store.Open(filepath.Join(cfg.Data, "gateway.db"), auditSigner); err != nil {
 		return nil, err
 	}
+	g.opener.SetThreads(g.lookupThread)
 	if err := g.checkAuditAtStart(); err != nil {
 		g.db.Close()
 		return nil, err

@@ -253,12 +253,7 @@ func (c *core) seal(from, to, kind string, body any) []byte {
 // sealRaw is seal for a body already encoded.
 func (c *core) sealRaw(from, to, kind string, raw []byte) []byte {
 	c.t.Helper()
-	authority, _ := crypto.ParseAuthorityKey("@" + filepath.Join(c.data, "authority", "authority.pub"))
-	dir, err := crypto.LoadDirectory(filepath.Join(c.data, "network.json"), authority)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	rcpt, _ := dir.Agency(to)
+	rcpt, _ := c.directory().Agency(to)
 	now := c.clock.Now().UTC()
 	env, err := crypto.Seal(crypto.Header{ID: crypto.NewID(), Kind: kind, From: from, To: to, Created: now,
 		Expires: now.Add(time.Hour)}, raw, c.keys[from].Signer, rcpt)

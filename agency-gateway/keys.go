@@ -48,7 +48,7 @@ func LoadKeys(cfg Config) (Keys, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return Keys{}, fmt.Errorf("failed to create data directory: %w", err)
 	}
-	if k.AtRest, err = crypto.LoadAtRest(filepath.Join(cfg.Data, "at-rest.key")); err != nil {
+	if k.AtRest, err = crypto.LoadAtRest(filepath.Join(cfg.Data, AtRestKeyFile)); err != nil {
 		return Keys{}, err
 	}
 	return k, nil

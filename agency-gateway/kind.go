@@ -103,6 +103,11 @@ type Outgoing struct {
 	// Files are the files sent with it (attachFiles): they follow the
 	// envelope once it is published.
 	Files []body.Attachment
+	// Thread, when set, seals the envelope with the key of the thread it
+	// belongs to instead of the recipient's hybrid key (receipts and
+	// status envelopes); NewThread is the key a new record's first
+	// message carries, kept with the record.
+	Thread, NewThread *crypto.ThreadKey
 }
 
 // Incoming is an envelope being received.
@@ -130,4 +135,7 @@ type Incoming struct {
 	// belong to (default: the envelope's id).
 	Files  []body.Attachment
 	record string
+	// thread is the thread key the body carries (set by Check), kept with
+	// the record Apply creates.
+	thread *crypto.ThreadKey
 }

@@ -22,20 +22,28 @@ const (
 )
 
 // publish sends one queued envelope to the broker, waits for its PubAck,
-// then dequeues it and marks its record sent, in one transaction. The
-// envelope id is the Nats-Msg-Id, so a second publish of the same item (a
-// crash between PubAck and commit) is dropped by the broker's duplicate
-// window.
-func (g *Gateway) publish(ctx context.Context, it store.QueueItem) error {
+// then dequeues it and marks its record sent, in one transaction that
+// joins the gateway's next commit (store.DB.Later): the bookkeeping of a
+// publish costs no fsync of its own. The item stays in flight, so it is
+// not published again, until that commit. The envelope id is the
+// Nats-Msg-Id, so a second publish of the same item (a crash between
+// PubAck and commit) is dropped by the broker's duplicate window, and a
+// recipient ignores an envelope it stored already.
+func (g *Gateway) publish(ctx context.Context, it store.QueueItem) (err error) {
 	if g.limitBlocked(it.To, g.now()) {
 		return errLimitWait
 	}
 	if _, busy := g.inflight.LoadOrStore(it.Seq, true); busy {
 		return errInFlight
 	}
-	defer g.inflight.Delete(it.Seq)
+	later := false // the in-flight mark is the Later call's to clear
+	defer func() {
+		if !later {
+			g.inflight.Delete(it.Seq)
+		}
+	}()
 	var env []byte
-	err := g.db.View(func(tx *store.Tx) (err error) {
+	err = g.db.View(func(tx *store.Tx) (err error) {
 		if _, err = tx.Queued1(it.Seq); err != nil {
 			return err // already published
 		}
@@ -59,7 +67,8 @@ func (g *Gateway) publish(ctx context.Context, it store.QueueItem) error {
 	}
 	g.limitCleared(it.To)
 	now := g.now().UTC()
-	err = g.db.Batch(func(tx *store.Tx) error {
+	later = true
+	g.db.Later(func(tx *store.Tx) error {
 		if err := tx.Dequeue(it.Seq); err != nil {
 			return err
 		}
@@ -75,12 +84,17 @@ func (g *Gateway) publish(ctx context.Context, it store.QueueItem) error {
 		}
 		return g.transition(tx, rec, Change{To: policy.RefSent, Role: policy.RoleSystem, By: g.self, At: now,
 			Action: ActEnvelopePublish, Detail: map[string]string{"to": it.To}})
-	})
-	if err == nil {
+	}, func(err error) {
+		g.inflight.Delete(it.Seq)
+		if err != nil {
+			g.log.Warn("failed to record a publish; it will be published again", "envelope", it.ID, "err", err)
+			return
+		}
 		g.metricsEnvelope("out", it.Kind, "published")
+		g.changed()
 		g.pokeTransfers()
-	}
-	return err
+	})
+	return nil
 }
 
 var (
@@ -95,18 +109,44 @@ var (
 // queue a page at a time, going on from where the last page ended, so that
 // envelopes to a recipient whose inbox is full (which wait; see limits.go)
 // never hold up those to the others, however many there are.
+//
+// Envelopes being published (or whose publish is being recorded) are not
+// read again, and neither are those to a recipient waited out after a
+// limit refusal, once a pass has seen whom they go to: a sender with
+// thousands of envelopes waiting for one recipient spends nothing on them
+// each time the loop wakes.
 func (g *Gateway) publishLoop(ctx context.Context) {
 	backoff := retryMin
 	var from uint64
+	// to knows the recipient of the items read in the last pass and this
+	// one (seen), by sequence.
+	to, seen := map[uint64]string{}, map[uint64]string{}
 	for ctx.Err() == nil {
+		if from == 0 {
+			to, seen = seen, map[uint64]string{}
+		}
+		now := g.now()
+		skip := func(seq uint64) bool {
+			if _, busy := g.inflight.Load(seq); busy {
+				return true
+			}
+			r, ok := to[seq]
+			if ok {
+				seen[seq] = r
+			}
+			return ok && g.limitBlocked(r, now)
+		}
 		var items []store.QueueItem
 		err := g.db.View(func(tx *store.Tx) (err error) {
-			items, err = tx.QueuedFrom(from, publishBatch)
+			items, err = tx.QueuedFrom(from, publishBatch, skip)
 			g.metrics.queued.WithLabelValues(g.self).Set(float64(tx.QueueLen()))
 			return err
 		})
 		if err != nil {
 			g.log.Error("failed to read the outbox queue", "err", err)
+		}
+		for _, it := range items {
+			to[it.Seq], seen[it.Seq] = it.To, it.To
 		}
 		more := err == nil && len(items) == publishBatch
 		if more {

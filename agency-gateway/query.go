@@ -190,8 +190,12 @@ func (g *Gateway) open1(p policy.Principal, a policy.Action, act store.Action, i
 	})
 	// None to a revoked agency: nothing is sealed to it any more.
 	if peer, ok := g.state().dir.Agency(counterpart(rec)); ok && peer.Status == crypto.StatusActive {
+		thread, err := g.peerThread(rec.ID, peer.ID)
+		if err != nil {
+			return Item{}, err
+		}
 		if rec.Box == store.Inbox && rec.Status == policy.RefDelivered && !pending {
-			r, err := g.receipt(peer, id, rec.EnvelopeHash, crypto.EventRead, "", now)
+			r, err := g.receipt(peer, thread, id, rec.EnvelopeHash, crypto.EventRead, "", now)
 			if err != nil {
 				return Item{}, err
 			}
@@ -206,7 +210,7 @@ func (g *Gateway) open1(p policy.Principal, a policy.Action, act store.Action, i
 				return nil
 			})
 			if env != nil {
-				r, err := g.receipt(peer, stmt, hashHex(env), crypto.EventRead, "", now)
+				r, err := g.receipt(peer, thread, stmt, hashHex(env), crypto.EventRead, "", now)
 				if err != nil {
 					return Item{}, err
 				}

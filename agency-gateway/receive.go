@@ -253,11 +253,16 @@ func (g *Gateway) screen(m Msg) (*Incoming, error) {
 }
 
 // open decrypts an envelope that screen passed and verifies it in full
-// (Open checks everything screen did again, against the same directory or
-// a newer one).
+// (OpenVerified checks everything screen did again, against the same
+// directory or a newer one, but the outer signature screen verified).
 func (g *Gateway) open(m Msg, in *Incoming) error {
-	h, body, err := g.opener.Open(in.Env, in.Now)
+	h, body, err := g.opener.OpenVerified(in.Env, in.Now)
 	in.Header = h
+	if errors.Is(err, crypto.ErrUnknownThread) && crypto.OuterVerified(err) {
+		// A status may overtake the referral whose thread it belongs to:
+		// it waits for it, for a while (waiting.go).
+		return fmt.Errorf("%w: %v", errNotYet, err)
+	}
 	if err != nil {
 		return reject(crypto.ReasonCode(err), err, crypto.OuterVerified(err))
 	}
@@ -356,7 +361,7 @@ func (g *Gateway) refuseEnvelope(m Msg, in *Incoming, p *permanent, early bool) 
 	if early && p.verified && !waiting {
 		if sender := g.receiptTo(m, in); sender != nil && g.refusals.allowRecord(label, in.Now) {
 			var err error
-			if r, err = g.receipt(sender, in.Header.ID, in.Hash, crypto.EventRejected, p.reason, in.Now); err != nil {
+			if r, err = g.receipt(sender, nil, in.Header.ID, in.Hash, crypto.EventRejected, p.reason, in.Now); err != nil {
 				g.log.Error("failed to seal a rejected receipt", "err", err)
 				r = nil
 			}
@@ -411,7 +416,7 @@ func (g *Gateway) rejectEnvelope(m Msg, in *Incoming, p *permanent) error {
 	if p.verified {
 		if sender := g.receiptTo(m, in); sender != nil {
 			var err error
-			if r, err = g.receipt(sender, h.ID, in.Hash, crypto.EventRejected, p.reason, in.Now); err != nil {
+			if r, err = g.receipt(sender, nil, h.ID, in.Hash, crypto.EventRejected, p.reason, in.Now); err != nil {
 				return fmt.Errorf("failed to seal a rejected receipt: %w", err)
 			}
 		}
@@ -491,8 +496,9 @@ func checkSeen(tx *store.Tx, id, hash string) error {
 }
 
 // receipt signs a receipt for envelope id, whose bytes hash to hash (hex),
-// and seals it to the sender.
-func (g *Gateway) receipt(to *crypto.Agency, id, hash, event, reason string, now time.Time) (*sealed, error) {
+// and seals it to the sender: with the key of the envelope's thread when
+// there is one, else to the sender's hybrid key.
+func (g *Gateway) receipt(to *crypto.Agency, thread *crypto.ThreadKey, id, hash, event, reason string, now time.Time) (*sealed, error) {
 	var sum [32]byte
 	b, err := hex.DecodeString(hash)
 	if err != nil || len(b) != len(sum) {
@@ -504,12 +510,12 @@ func (g *Gateway) receipt(to *crypto.Agency, id, hash, event, reason string, now
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign receipt: %w", err)
 	}
-	out := &Outgoing{Kind: kindReceipt, To: to, Body: signed}
+	out := &Outgoing{Kind: kindReceipt, To: to, Body: signed, Thread: thread}
 	s, err := g.seal(out, now)
 	if err != nil {
 		return nil, err
 	}
-	s.own, s.signed = nil, signed
+	s.signed = signed
 	s.item.Ref = ""
 	return s, nil
 }

@@ -48,6 +48,8 @@ func (referralKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 	if r.Attachments, err = g.attachFiles(d, kindReferral, r.Attachments); err != nil {
 		return nil, err
 	}
+	thread := newThread()
+	r.ThreadKey = thread.String()
 	plain, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode referral: %w", err)
@@ -58,7 +60,7 @@ func (referralKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 		c.Reason = "consent-override"
 		c.Detail["waived"] = dec.Waived
 	}
-	return &Outgoing{Kind: kindReferral, To: to, Body: plain, Change: c, Files: r.Attachments,
+	return &Outgoing{Kind: kindReferral, To: to, Body: plain, Change: c, Files: r.Attachments, NewThread: thread,
 		New: &store.Record{Kind: kindReferral, Box: store.Outbox, From: g.self, To: to.ID, Priority: r.Priority,
 			CreatedAt: d.Now, ReceivedAt: d.Now}}, nil
 }
@@ -90,7 +92,10 @@ func (referralKind) Check(g *Gateway, in *Incoming) error {
 		return refusePolicy(err)
 	}
 	in.Value = receivedReferral{ref: r, consent: dec}
-	in.Receipt, err = g.receipt(in.Sender, in.Header.ID, in.Hash, crypto.EventDelivered, "", in.Now)
+	if in.thread, err = bodyThread(r.ThreadKey); err != nil {
+		return err
+	}
+	in.Receipt, err = g.receipt(in.Sender, in.thread, in.Header.ID, in.Hash, crypto.EventDelivered, "", in.Now)
 	receivedFiles(in, r.Attachments)
 	return err
 }
@@ -132,6 +137,9 @@ func (g *Gateway) store(tx *store.Tx, in *Incoming, rec *store.Record, c Change)
 		return refuse(ReasonIDCollision, fmt.Errorf("envelope id %s is already in use here", rec.ID))
 	}
 	if err := tx.PutEnvelope(rec.ID, in.Env); err != nil {
+		return err
+	}
+	if err := g.putThread(tx, rec, in.Sender.ID, in.thread); err != nil {
 		return err
 	}
 	if err := addDelivered(tx, rec.ID, in); err != nil {

@@ -111,7 +111,13 @@ func (g *Gateway) seal(out *Outgoing, now time.Time) (*sealed, error) {
 	}
 	h := crypto.Header{ID: out.ID, Kind: out.Kind, From: g.self, To: out.To.ID,
 		Created: now, Expires: now.Add(g.cfg.DeliveryDeadline)}
-	env, err := crypto.Seal(h, out.Body, g.keys.Signer, out.To)
+	var env []byte
+	var err error
+	if out.Thread != nil {
+		env, err = crypto.SealThread(h, out.Body, g.keys.Signer, out.To, *out.Thread)
+	} else {
+		env, err = crypto.Seal(h, out.Body, g.keys.Signer, out.To)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to seal %s %s: %w", h.Kind, h.ID, err)
 	}
@@ -119,8 +125,13 @@ func (g *Gateway) seal(out *Outgoing, now time.Time) (*sealed, error) {
 	if out.New != nil {
 		ref = out.New.ID
 	}
-	return &sealed{h: h, env: env, hash: hashHex(env), own: g.keys.AtRest.Seal(h.ID, out.Body),
-		item: store.QueueItem{ID: h.ID, Kind: h.Kind, To: h.To, Ref: ref, Deadline: h.Expires}}, nil
+	s := &sealed{h: h, env: env, hash: hashHex(env),
+		item: store.QueueItem{ID: h.ID, Kind: h.Kind, To: h.To, Ref: ref, Deadline: h.Expires}}
+	if out.Kind != kindReceipt {
+		// A receipt keeps its signed copy instead (receipt).
+		s.own = g.keys.AtRest.Seal(h.ID, out.Body)
+	}
+	return s, nil
 }
 
 // commit stores what Send prepared in one transaction: the new record or
@@ -138,6 +149,9 @@ func (g *Gateway) commit(tx *store.Tx, out *Outgoing, s *sealed) (string, error)
 			rec.Deadline = s.h.Expires
 		}
 		if err := tx.PutPending(rec); err != nil {
+			return "", err
+		}
+		if err := g.putThread(tx, rec, out.To.ID, out.NewThread); err != nil {
 			return "", err
 		}
 	case out.Ref != "":
@@ -313,7 +327,11 @@ func (g *Gateway) publishNow(ctx context.Context, item store.QueueItem) string {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := g.publish(ctx, item); err != nil {
-		g.poke()
+		// The publish loop takes over; for a recipient waited out after a
+		// limit refusal, it comes back when the wait ends, unpoked.
+		if !errors.Is(err, ErrLimit) {
+			g.poke()
+		}
 		return policy.RefQueued
 	}
 	return policy.RefSent

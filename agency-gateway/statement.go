@@ -104,8 +104,11 @@ func (statementKind) Check(g *Gateway, in *Incoming) error {
 		return refuse(policy.ReasonConsentInvalid, fmt.Errorf("consent recorded by someone else than the sender's staff"))
 	}
 	in.Value = sb
-	var err error
-	in.Receipt, err = g.receipt(in.Sender, in.Header.ID, in.Hash, crypto.EventDelivered, "", in.Now)
+	thread, err := g.peerThread(sb.Ref, in.Sender.ID)
+	if err != nil {
+		return err
+	}
+	in.Receipt, err = g.receipt(in.Sender, thread, in.Header.ID, in.Hash, crypto.EventDelivered, "", in.Now)
 	receivedFiles(in, sb.Attachments)
 	in.record = sb.Ref
 	return err

@@ -42,11 +42,13 @@ func (statementRequestKind) Prepare(g *Gateway, d Draft) (*Outgoing, error) {
 	if r.Attachments, err = g.attachFiles(d, kindStatementRequest, r.Attachments); err != nil {
 		return nil, err
 	}
+	thread := newThread()
+	r.ThreadKey = thread.String()
 	plain, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode statement request: %w", err)
 	}
-	return &Outgoing{Kind: kindStatementRequest, To: to, Body: plain, Files: r.Attachments,
+	return &Outgoing{Kind: kindStatementRequest, To: to, Body: plain, Files: r.Attachments, NewThread: thread,
 		New: &store.Record{Kind: kindStatementRequest, Box: store.Outbox, From: g.self, To: to.ID,
 			CreatedAt: d.Now, ReceivedAt: d.Now, Due: r.Due.UTC()},
 		Change: &Change{Create: true, To: policy.SRQueued, Role: policy.RoleSender, By: actorOf(g.self, d.Principal),
@@ -87,7 +89,10 @@ func (statementRequestKind) Check(g *Gateway, in *Incoming) error {
 	}
 	in.Value = r
 	var err error
-	in.Receipt, err = g.receipt(in.Sender, in.Header.ID, in.Hash, crypto.EventDelivered, "", in.Now)
+	if in.thread, err = bodyThread(r.ThreadKey); err != nil {
+		return err
+	}
+	in.Receipt, err = g.receipt(in.Sender, in.thread, in.Header.ID, in.Hash, crypto.EventDelivered, "", in.Now)
 	receivedFiles(in, r.Attachments)
 	return err
 }

@@ -92,7 +92,11 @@ func statusOut(g *Gateway, rec *store.Record, c *Change, reason, detail string) 
 	if err != nil {
 		return nil, err
 	}
-	return &Outgoing{Kind: kindStatus, To: peer, Body: b, Ref: rec.ID, Change: c}, nil
+	thread, err := g.peerThread(rec.ID, peer.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &Outgoing{Kind: kindStatus, To: peer, Body: b, Ref: rec.ID, Change: c, Thread: thread}, nil
 }
 
 func (statusKind) Check(g *Gateway, in *Incoming) error {

@@ -22,9 +22,9 @@ func (g *Gateway) fullItem(rec *store.Record) (Item, error) {
 	}
 	switch rec.Kind {
 	case kindReferral:
-		it.Referral = withoutFiles(b)
+		it.Referral = forView(b)
 	case kindStatementRequest:
-		it.StatementRequest = withoutFiles(b)
+		it.StatementRequest = forView(b)
 		if err := g.statementParts(rec, &it); err != nil {
 			return Item{}, err
 		}

@@ -268,18 +268,39 @@ func newBareEnv(ctx context.Context, concurrency int) (*roundTripEnv, error) {
 	return e, nil
 }
 
+// Bare is a throwaway embedded JetStream server with no provisioning (no
+// users, no permissions, a default stream and consumer) and its connected
+// workers, for measurements repeated on the same server.
+type Bare struct{ e *roundTripEnv }
+
+// StartBare starts a bare server with concurrency workers.
+func StartBare(ctx context.Context, concurrency int) (*Bare, error) {
+	e, err := newBareEnv(ctx, concurrency)
+	if err != nil {
+		return nil, err
+	}
+	return &Bare{e}, nil
+}
+
+// RoundTrips measures n round trips (acked publish with fsync, pull,
+// AckSync) of size-byte messages.
+func (b *Bare) RoundTrips(ctx context.Context, n, size int) (Result, error) {
+	return b.e.run(ctx, n, size)
+}
+
+// Close stops the server and removes its files.
+func (b *Bare) Close() { b.e.Close() }
+
 // BareRoundTrip measures n round trips (acked publish with fsync, pull,
 // AckSync) of size-byte messages with concurrency workers on a throwaway
-// embedded JetStream server with no provisioning: no users, no permissions,
-// a default stream and consumer. It is the baseline for
-// ProvisionedRoundTrip.
+// Bare server. It is the baseline for ProvisionedRoundTrip.
 func BareRoundTrip(ctx context.Context, n, concurrency, size int) (Result, error) {
-	e, err := newBareEnv(ctx, concurrency)
+	b, err := StartBare(ctx, concurrency)
 	if err != nil {
 		return Result{}, err
 	}
-	defer e.Close()
-	return e.run(ctx, n, size)
+	defer b.Close()
+	return b.RoundTrips(ctx, n, size)
 }
 
 // ProvisionedRoundTrip measures the same round trips as BareRoundTrip

@@ -97,6 +97,18 @@ type Config struct {
 	// without it cannot join, whatever certificate it holds. Required for
 	// a cluster: at least 32 characters.
 	ClusterSecret string
+	// ClusterCA is the CA file that route certificates must chain to, both
+	// ways: each node presents the server certificate (TLSCert) to the
+	// others and verifies theirs. Required for a cluster with TLS unless
+	// TLSCA is set (then that CA serves). Without TLS routes are plaintext
+	// and only allowed on loopback or with InsecurePlaintext.
+	ClusterCA string
+	// SystemUser is the public nkey (U...) of the operator's monitoring
+	// user in the system account: it may only send the read-only $SYS
+	// monitoring requests (server, JetStream and account reports, as the
+	// nats CLI's "server report" commands do) and read their replies.
+	// Empty: no one can log in to the system account.
+	SystemUser string
 	// Replicas of each inbox stream. 0 picks 3 when the cluster has at
 	// least 3 nodes, else 1.
 	Replicas int
@@ -251,9 +263,18 @@ func (c *Config) validate() error {
 				return fmt.Errorf("%w: route %q is not a nats-route://host:port URL", ErrConfig, r)
 			}
 		}
+		if tlsOn && c.ClusterCA == "" && c.TLSCA == "" {
+			return fmt.Errorf("%w: a cluster with TLS needs --cluster-ca, the CA the nodes' certificates chain to (routes verify each other)", ErrConfig)
+		}
 		if len(c.ClusterSecret) < 32 || strings.ContainsAny(c.ClusterSecret, " \t\r\n@:/") {
 			return fmt.Errorf("%w: a cluster needs a route secret of at least 32 characters without spaces, '@', ':' or '/' (--cluster-secret-file)", ErrConfig)
 		}
+	}
+	if c.ClusterCA != "" && (c.ClusterName == "" || !tlsOn) {
+		return fmt.Errorf("%w: --cluster-ca needs a cluster (--cluster-name) and --tls-cert, --tls-key", ErrConfig)
+	}
+	if c.SystemUser != "" && !validUserNKey(c.SystemUser) {
+		return fmt.Errorf("%w: the system user must be a public user nkey (U...)", ErrConfig)
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {
 		return fmt.Errorf("%w: replicas must be between 1 and 5", ErrConfig)

@@ -2,8 +2,11 @@ package broker
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nkeys"
 )
 
 func TestMaxDeliverSpansMaxAge(t *testing.T) {
@@ -85,6 +88,17 @@ func TestConfigValidate(t *testing.T) {
 		{"ca without cert", func(c *Config) { c.TLSCA = "ca.pem" }, ErrConfig},
 		{"cluster without listen", func(c *Config) { c.ClusterName = "c" }, ErrConfig},
 		{"cluster name with a dot", func(c *Config) { c.ClusterName, c.ClusterListen = "a.b", "127.0.0.1:6222" }, ErrConfig},
+		{"cluster with TLS but no cluster CA", func(c *Config) { tlsCluster(c); c.ClusterCA = "" }, ErrConfig},
+		{"cluster with TLS and a cluster CA", tlsCluster, nil},
+		{"cluster with TLS and a client CA", func(c *Config) { tlsCluster(c); c.ClusterCA, c.TLSCA = "", "ca.pem" }, nil},
+		{"cluster CA without a cluster", func(c *Config) { c.TLSCert, c.TLSKey, c.ClusterCA = "c.pem", "k.pem", "ca.pem" }, ErrConfig},
+		{"cluster CA without TLS", func(c *Config) { tlsCluster(c); c.TLSCert, c.TLSKey, c.InsecurePlaintext = "", "", true }, ErrConfig},
+		{"short cluster secret", func(c *Config) { tlsCluster(c); c.ClusterSecret = "short" }, ErrConfig},
+		{"cluster secret with userinfo", func(c *Config) { tlsCluster(c); c.ClusterSecret = testClusterSecret + "@evil:1" }, ErrConfig},
+		{"system user not an nkey", func(c *Config) { c.SystemUser = "operator" }, ErrConfig},
+		{"system user a seed", func(c *Config) { c.SystemUser = "SUAM" + strings.Repeat("A", 54) }, ErrConfig},
+		{"system user an account key", func(c *Config) { c.SystemUser = mustAccountKey(t) }, ErrConfig},
+		{"system user", func(c *Config) { c.SystemUser = mustUserKey(t) }, nil},
 		{"negative back-off", func(c *Config) { c.BackOff = []time.Duration{-1} }, ErrConfig},
 		{"metrics wildcard", func(c *Config) { c.Metrics = ":9080" }, ErrConfig},
 		{"metrics loopback", func(c *Config) { c.Metrics = "127.0.0.1:9080" }, nil},
@@ -104,4 +118,29 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+func tlsCluster(c *Config) {
+	c.Listen, c.ClusterListen, c.ClusterName = "0.0.0.0:4222", "0.0.0.0:6222", "c"
+	c.TLSCert, c.TLSKey, c.ClusterCA = "cert.pem", "key.pem", "ca.pem"
+	c.Routes = []string{"nats-route://broker2:6222"}
+	c.ClusterSecret = testClusterSecret
+}
+
+func mustUserKey(t *testing.T) string {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return pub
+}
+
+func mustAccountKey(t *testing.T) string {
+	kp, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return pub
 }

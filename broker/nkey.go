@@ -55,3 +55,5 @@ func CheckDirectory(d *crypto.Directory) error {
 	}
 	return nil
 }
+
+func validUserNKey(k string) bool { return nkeys.IsValidPublicUserKey(k) }

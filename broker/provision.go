@@ -125,8 +125,35 @@ func (s *Server) accountsConfig(d *crypto.Directory, bare map[string]bool) strin
 		}
 		b.WriteString("    ]\n  }\n")
 	}
+	if s.cfg.SystemUser != "" {
+		fmt.Fprintf(&b, "  %q {\n    users: [ {nkey: %q, permissions: {publish: {allow: %s}, subscribe: {allow: [\"_INBOX.>\"]}}} ]\n  }\n",
+			systemAccount, s.cfg.SystemUser, quoteList(monitorSubjects()))
+	}
 	b.WriteString("}\n")
+	if s.cfg.SystemUser != "" {
+		fmt.Fprintf(&b, "system_account: %q\n", systemAccount)
+	}
 	return b.String()
+}
+
+// systemAccount is NATS's own system account, named as the server names it
+// by default, so that naming it to give it a user changes nothing else.
+const systemAccount = "$SYS"
+
+// monitorSubjects are the requests the operator's monitoring user may send
+// in the system account: the read-only reports of every server (PING) or
+// of one (its id), and the JetStream and statistics reports of an account.
+// RELOAD, KICK, LDM, PROFILEZ and the JetStream server API ($JS.API.SERVER,
+// $JS.API.META: removing a peer, moving the meta leader) are left out.
+func monitorSubjects() []string {
+	subjects := []string{"$SYS.REQ.SERVER.PING"}
+	for _, r := range []string{"IDZ", "STATSZ", "VARZ", "CONNZ", "ROUTEZ", "SUBSZ", "JSZ", "HEALTHZ", "ACCOUNTZ", "RAFTZ"} {
+		subjects = append(subjects, "$SYS.REQ.SERVER.*."+r)
+	}
+	for _, r := range []string{"JSZ", "STATZ", "CONNZ", "INFO"} {
+		subjects = append(subjects, "$SYS.REQ.ACCOUNT.*."+r)
+	}
+	return subjects
 }
 
 func quoteList(subjects []string) string {

@@ -32,7 +32,12 @@
 //     so a crafted reply subject cannot make JetStream answer into another
 //     agency's inbox or consumer.
 //   - Cluster nodes authenticate each other with a shared route secret; a
-//     certificate from the CA alone does not make a server a node.
+//     certificate from the CA alone does not make a server a node. With
+//     TLS, routes are mutual TLS verified against Config.ClusterCA.
+//   - The system account has at most one user, the operator's monitoring
+//     user (Config.SystemUser), which may only send read-only $SYS
+//     monitoring requests: no reload, kick, profile or JetStream
+//     administration.
 //   - Only a directory signed by the pinned authority and newer than the
 //     one running (and than the last one this data directory accepted) is
 //     applied. A refused directory leaves the running configuration as it
@@ -105,9 +110,11 @@ package broker
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -202,18 +209,51 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("%w: TLS: %v", ErrConfig, err)
 		}
 		if cfg.ClusterName != "" {
-			s.clusterTLS, err = server.GenTLSConfig(&server.TLSConfigOpts{
-				CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CaFile: cfg.TLSCA, Verify: cfg.TLSCA != "",
-			})
-			if err != nil {
-				return nil, fmt.Errorf("%w: cluster TLS: %v", ErrConfig, err)
-			}
-			if s.clusterTLS.ClientCAs != nil {
-				s.clusterTLS.RootCAs = s.clusterTLS.ClientCAs
+			if s.clusterTLS, err = routeTLS(cfg); err != nil {
+				return nil, err
 			}
 		}
 	}
 	return s, nil
+}
+
+// routeTLS is the TLS of the cluster routes, mutual: a node verifies the
+// certificate of the node it dials (against its name) and of the node that
+// dials it (against the CA only). Every node presents its server
+// certificate both ways, so the dialled side accepts a server certificate
+// from the cluster CA where TLS would want one marked for clients.
+func routeTLS(cfg Config) (*tls.Config, error) {
+	t, err := server.GenTLSConfig(&server.TLSConfigOpts{
+		CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CaFile: cmp.Or(cfg.ClusterCA, cfg.TLSCA),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: cluster TLS: %v", ErrConfig, err)
+	}
+	pool := t.ClientCAs // GenTLSConfig puts the CA there
+	t.RootCAs = pool
+	t.ClientAuth = tls.RequireAnyClientCert
+	t.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("cluster route: the peer presented no certificate")
+		}
+		certs := make([]*x509.Certificate, len(raw))
+		for i, r := range raw {
+			if certs[i], err = x509.ParseCertificate(r); err != nil {
+				return fmt.Errorf("cluster route: %w", err)
+			}
+		}
+		inter := x509.NewCertPool()
+		for _, c := range certs[1:] {
+			inter.AddCert(c)
+		}
+		_, err := certs[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
+		if err != nil {
+			return fmt.Errorf("cluster route: the peer's certificate: %w", err)
+		}
+		return nil
+	}
+	return t, nil
 }
 
 // checkAccepted refuses a directory older than the one this data directory

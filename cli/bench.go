@@ -53,22 +53,31 @@ type BenchResult struct {
 	Failed    int           `json:"failed"`
 	Elapsed   time.Duration `json:"elapsed_ns"`
 	PerSecond float64       `json:"per_second"`
-	P50       time.Duration `json:"p50_ns"`
-	P99       time.Duration `json:"p99_ns"`
-	// CPU is the process's CPU time (user and system) per item: the cost
-	// of one referral across the broker and both gateways.
+	// P50, P99 and P999 are the times from the POST to the delivered
+	// outcome at the sender (zero when not measured).
+	P50  time.Duration `json:"p50_ns"`
+	P99  time.Duration `json:"p99_ns"`
+	P999 time.Duration `json:"p999_ns"`
+	// CPU is the CPU time (user and system) per item of this process and
+	// of the gateway processes: the cost of one referral across the
+	// broker and both gateways.
 	CPU time.Duration `json:"cpu_per_item_ns"`
+	// Commits is the number of bbolt commits per item at both gateways
+	// (zero when not counted).
+	Commits float64 `json:"bbolt_commits_per_item,omitempty"`
+	// RSS is the peak resident set size of this process during the run:
+	// the broker and the load generator, and the gateways unless they run
+	// as processes of their own; GatewayRSS is then each one's peak.
+	RSS        int64            `json:"max_rss_bytes,omitempty"`
+	GatewayRSS map[string]int64 `json:"gateway_max_rss_bytes,omitempty"`
 }
 
-func (r BenchResult) String() string {
-	s := fmt.Sprintf("%-30s n=%-6d failed=%-3d %8.0f/s", r.Name, r.N, r.Failed, r.PerSecond)
-	if r.CPU > 0 {
-		s += fmt.Sprintf("  cpu=%-7s/item", r.CPU.Round(10*time.Microsecond))
-	}
-	if r.P99 > 0 {
-		s += fmt.Sprintf("  p50=%-9s p99=%s", r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond))
-	}
-	return s
+// BenchReport is everything `rujukan bench` measured.
+type BenchReport struct {
+	// Bare is the bare JetStream round trip baseline of this invocation.
+	Bare  BenchResult   `json:"bare"`
+	Floor Floor         `json:"floor"`
+	Runs  []BenchResult `json:"runs"`
 }
 
 func runBench(ctx context.Context, env Env, args []string) error {
@@ -109,11 +118,10 @@ func runBench(ctx context.Context, env Env, args []string) error {
 			}
 		}()
 	}
-	results, rss, err := Bench(ctx, cfg, env.Stderr)
+	rep, err := Bench(ctx, cfg, env.Stderr)
 	if err != nil {
 		return err
 	}
-	var sr *SplitResult
 	if *split {
 		dir, err := os.MkdirTemp("", "rujukan-bench-split-")
 		if err != nil {
@@ -121,38 +129,29 @@ func runBench(ctx context.Context, env Env, args []string) error {
 		}
 		defer os.RemoveAll(dir)
 		fmt.Fprintf(env.Stderr, "referrals iom -> shelter with the gateways as processes: %d with %d clients\n", cfg.N, cfg.C)
-		r, err := BenchSplit(ctx, dir, cfg.N, cfg.C)
+		r, err := BenchSplit(ctx, dir, cfg.N, cfg.C, env.Stderr)
 		if err != nil {
 			return err
 		}
-		sr = &r
+		rep.Runs = append(rep.Runs, r)
 	}
 	if *jsonOut {
-		return json.NewEncoder(env.Stdout).Encode(map[string]any{"results": results, "max_rss_bytes": rss, "split": sr})
+		return json.NewEncoder(env.Stdout).Encode(rep)
 	}
-	for _, r := range results {
-		fmt.Fprintln(env.Stdout, r)
-	}
-	if len(results) >= 2 && results[0].PerSecond > 0 {
-		fmt.Fprintf(env.Stdout, "referrals/s vs bare JetStream round trips/s: %.2f\n", results[1].PerSecond/results[0].PerSecond)
-	}
-	fmt.Fprintf(env.Stdout, "max RSS of this process (broker, four gateways and the load generator): %.1f MiB\n", float64(rss)/(1<<20))
-	if sr != nil {
-		fmt.Fprintln(env.Stdout, sr.BenchResult)
-		fmt.Fprintf(env.Stdout, "max RSS of each gateway process: iom %.1f MiB, shelter %.1f MiB\n",
-			float64(sr.MaxRSS["iom"])/(1<<20), float64(sr.MaxRSS["shelter"])/(1<<20))
-	}
-	return nil
+	return rep.write(env.Stdout)
 }
 
-// Bench runs the bare JetStream baseline, then sends referrals from iom to
-// the shelter through a development network in this process and times each
-// from the POST to the delivered outcome at the sender.
-func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) ([]BenchResult, int64, error) {
+// Bench runs the bare JetStream baseline and measures the floor, then
+// sends referrals from iom to the shelter through a development network in
+// this process and times each from the POST to the delivered outcome at
+// the sender; then it measures the floor again, and keeps each step's
+// lower cost.
+func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchReport, error) {
+	var rep BenchReport
 	if cfg.Data == "" {
 		dir, err := os.MkdirTemp("", "rujukan-bench-")
 		if err != nil {
-			return nil, 0, err
+			return rep, err
 		}
 		defer os.RemoveAll(dir)
 		cfg.Data = dir
@@ -161,46 +160,51 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) ([]BenchRes
 	cpu0 := cpuTime()
 	bare, err := broker.BareRoundTrip(ctx, cfg.N, cfg.C, 2048)
 	if err != nil {
-		return nil, 0, fmt.Errorf("bench: baseline: %w", err)
+		return rep, fmt.Errorf("bench: baseline: %w", err)
 	}
-	results := []BenchResult{{Name: "bare JetStream round trip", N: bare.Messages, Elapsed: bare.Elapsed,
-		PerSecond: bare.PerSecond(), CPU: (cpuTime() - cpu0) / time.Duration(max(bare.Messages, 1))}}
+	rep.Bare = BenchResult{Name: "bare JetStream round trip", N: bare.Messages, Elapsed: bare.Elapsed,
+		PerSecond: bare.PerSecond(), CPU: (cpuTime() - cpu0) / time.Duration(max(bare.Messages, 1))}
+
+	floor, err := NewFloorMeter(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("bench: %w", err)
+	}
+	defer floor.Close()
+	if rep.Floor, err = measureFloor(ctx, floor, "floor: primitives one referral needs", progress); err != nil {
+		return rep, err
+	}
 
 	done := &outcomes{at: map[string]time.Time{}, failed: map[string]bool{}, wake: make(chan struct{}, 1)}
 	st, err := StartDev(ctx, DevConfig{Data: cfg.Data + "/net", RandPorts: true, TokenTTL: time.Hour,
 		Logger:    slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelError})),
 		OnOutcome: done.record})
 	if err != nil {
-		return nil, 0, err
+		return rep, err
 	}
-	defer st.Close()
+	closeDev := sync.OnceValue(st.Close)
+	defer closeDev()
+	commits := func() (n uint64) {
+		for _, g := range st.Gateways {
+			n += g.Gateway.DB().Commits()
+		}
+		return n
+	}
 	url := st.Gateways["iom"].URL + "/v1/referrals"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.C + 8}, Timeout: 30 * time.Second}
 	send := func() (string, time.Time, error) {
 		return postReferral(client, url, st.Tokens["iom"])
 	}
-	fmt.Fprintf(progress, "referrals iom -> shelter: %d with %d clients\n", cfg.N, cfg.C)
-	r, err := drive(ctx, "referrals, saturating", cfg.N, cfg.C, nil, send, done)
-	if err != nil {
-		return nil, 0, err
+	type run struct {
+		name string
+		n, c int
+		rate int
+		send func() (string, time.Time, error)
 	}
-	results = append(results, r)
+	runs := []run{{"referrals, saturating", cfg.N, cfg.C, 0, send}}
 	if cfg.Rate > 0 {
-		n := cfg.Rate * int(cfg.Duration/time.Second)
-		fmt.Fprintf(progress, "referrals iom -> shelter: %d/s offered for %s\n", cfg.Rate, cfg.Duration)
-		tick := time.NewTicker(time.Second / time.Duration(cfg.Rate))
-		defer tick.Stop()
-		r, err := drive(ctx, fmt.Sprintf("referrals, %d/s offered", cfg.Rate), n, cfg.C+32, tick.C, send, done)
-		if err != nil {
-			return nil, 0, err
-		}
-		results = append(results, r)
+		runs = append(runs, run{fmt.Sprintf("referrals, %d/s offered", cfg.Rate), cfg.Rate * int(cfg.Duration/time.Second), cfg.C + 32, cfg.Rate, send})
 	}
 	if cfg.StatementRate > 0 {
-		n := cfg.StatementRate * int(cfg.Duration/time.Second)
-		fmt.Fprintf(progress, "statement requests police -> shelter: %d/s offered for %s\n", cfg.StatementRate, cfg.Duration)
-		tick := time.NewTicker(time.Second / time.Duration(cfg.StatementRate))
-		defer tick.Stop()
 		surl := st.Gateways["police"].URL + "/v1/statement-requests"
 		sbody := []byte(`{"to":"shelter","pseudonym":"V-2026-0042","legal_basis":"LP/B/123/XI/2026/NTB","purpose":"investigation",` +
 			`"questions":["Where were you recruited?","Who kept your passport?"],"due":"` +
@@ -208,17 +212,46 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) ([]BenchRes
 		sendSR := func() (string, time.Time, error) {
 			return post(client, surl, st.Tokens["police"], sbody)
 		}
-		r, err := drive(ctx, fmt.Sprintf("statement requests, %d/s", cfg.StatementRate), n, cfg.C+32, tick.C, sendSR, done)
-		if err != nil {
-			return nil, 0, err
-		}
-		results = append(results, r)
+		runs = append(runs, run{fmt.Sprintf("statement requests, %d/s", cfg.StatementRate),
+			cfg.StatementRate * int(cfg.Duration/time.Second), cfg.C + 32, cfg.StatementRate, sendSR})
 	}
-	return results, procMaxRSS("self"), nil
+	for _, rn := range runs {
+		resetPeakRSS()
+		c0 := commits()
+		var tick <-chan time.Time
+		if rn.rate > 0 {
+			t := time.NewTicker(time.Second / time.Duration(rn.rate))
+			defer t.Stop()
+			tick = t.C
+		}
+		r, err := drive(ctx, rn.name, rn.n, rn.c, tick, rn.send, done, progress)
+		if err != nil {
+			return rep, err
+		}
+		r.Commits = float64(commits()-c0) / float64(max(r.N, 1))
+		r.RSS = procMaxRSS("self")
+		rep.Runs = append(rep.Runs, r)
+	}
+	closeDev() // its background work is not the floor's
+	rep.Floor, err = measureFloor(ctx, floor, "floor again, after the runs", progress)
+	return rep, err
+}
+
+// measureFloor measures the floor once more, with a progress bar.
+func measureFloor(ctx context.Context, m *FloorMeter, name string, progress io.Writer) (Floor, error) {
+	var stepped atomic.Int64
+	bar := startProgress(progress, name, len(floorSteps), "", func() int { return int(stepped.Load()) })
+	f, err := m.Measure(ctx, func() { stepped.Add(1) })
+	bar.Stop()
+	if err != nil {
+		return f, fmt.Errorf("bench: %w", err)
+	}
+	return f, nil
 }
 
 // outcomes collects the time each referral's outcome reached the sender.
 type outcomes struct {
+	count  atomic.Int64
 	mu     sync.Mutex
 	at     map[string]time.Time
 	failed map[string]bool
@@ -231,6 +264,7 @@ func (o *outcomes) record(agency, id, outcome string) {
 	o.at[id] = now
 	o.failed[id] = outcome != "delivered"
 	o.mu.Unlock()
+	o.count.Add(1)
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -239,11 +273,14 @@ func (o *outcomes) record(agency, id, outcome string) {
 
 // drive sends n referrals with c workers (paced by tick when not nil) and
 // waits for every outcome.
-func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, send func() (string, time.Time, error), done *outcomes) (BenchResult, error) {
+func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, send func() (string, time.Time, error), done *outcomes, w io.Writer) (BenchResult, error) {
 	type sent struct {
 		id    string
 		start time.Time
 	}
+	base := done.count.Load()
+	bar := startProgress(w, name, n, "delivered", func() int { return int(done.count.Load() - base) })
+	defer bar.Stop()
 	cpu0 := cpuTime()
 	var (
 		next atomic.Int64
@@ -331,7 +368,7 @@ func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, se
 	res.Elapsed = last.Sub(t0)
 	res.CPU = (cpuTime() - cpu0) / time.Duration(max(res.N, 1))
 	res.PerSecond = float64(res.N) / res.Elapsed.Seconds()
-	res.P50, res.P99 = percentile(lat, 0.50), percentile(lat, 0.99)
+	res.P50, res.P99, res.P999 = percentile(lat, 0.50), percentile(lat, 0.99), percentile(lat, 0.999)
 	return res, nil
 }
 

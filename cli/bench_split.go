@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,29 +23,22 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// SplitResult is a run with the iom and shelter gateways in processes of
-// their own, to measure each gateway's memory.
-type SplitResult struct {
-	BenchResult
-	// MaxRSS is the peak resident set size of each gateway process.
-	MaxRSS map[string]int64 `json:"max_rss_bytes"`
-}
-
 // BenchSplit sends n referrals from iom to the shelter with c clients
 // while each gateway runs as a child process (`rujukan gateway`) and the
-// broker in this process, then reads each gateway's peak RSS. Delivery is
-// observed on the sender's /metrics, so latencies are not measured here.
-func BenchSplit(ctx context.Context, data string, n, c int) (SplitResult, error) {
+// broker in this process, then reads each gateway's peak RSS and the CPU
+// time of all three processes. Delivery is observed on the sender's
+// /metrics, so latencies and commits are not measured here.
+func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchResult, error) {
 	if err := InitDevNetwork(data); err != nil {
-		return SplitResult{}, err
+		return BenchResult{}, err
 	}
 	authority, err := crypto.ParseAuthorityKey("@" + filepath.Join(data, "authority", "authority.pub"))
 	if err != nil {
-		return SplitResult{}, err
+		return BenchResult{}, err
 	}
 	signed, err := os.ReadFile(filepath.Join(data, "network.json"))
 	if err != nil {
-		return SplitResult{}, err
+		return BenchResult{}, err
 	}
 	bcfg := broker.DefaultConfig()
 	bcfg.Listen = "127.0.0.1:-1"
@@ -52,17 +47,17 @@ func BenchSplit(ctx context.Context, data string, n, c int) (SplitResult, error)
 	bcfg.Logger = discardLogger()
 	b, err := broker.New(bcfg)
 	if err != nil {
-		return SplitResult{}, err
+		return BenchResult{}, err
 	}
 	if err := b.Start(ctx); err != nil {
-		return SplitResult{}, err
+		return BenchResult{}, err
 	}
 	defer b.Close()
 	exe, err := os.Executable()
 	if err != nil {
-		return SplitResult{}, err
+		return BenchResult{}, err
 	}
-	urls := map[string]string{}
+	urls, metrics := map[string]string{}, map[string]string{}
 	procs := map[string]*exec.Cmd{}
 	defer func() {
 		for _, p := range procs {
@@ -74,16 +69,22 @@ func BenchSplit(ctx context.Context, data string, n, c int) (SplitResult, error)
 		gc := DevGatewayConfig(data, id, b.ClientURL())
 		port, err := freeLoopbackPort()
 		if err != nil {
-			return SplitResult{}, err
+			return BenchResult{}, err
 		}
 		gc.HTTP.Listen = "127.0.0.1:" + strconv.Itoa(port)
+		mport, err := freeLoopbackPort()
+		if err != nil {
+			return BenchResult{}, err
+		}
+		gc.Metrics.Listen = "127.0.0.1:" + strconv.Itoa(mport)
+		metrics[id] = "http://" + gc.Metrics.Listen
 		raw, err := yaml.Marshal(gc)
 		if err != nil {
-			return SplitResult{}, err
+			return BenchResult{}, err
 		}
 		path := filepath.Join(data, id+".yaml")
 		if err := os.WriteFile(path, raw, 0o600); err != nil {
-			return SplitResult{}, err
+			return BenchResult{}, err
 		}
 		cmd := exec.CommandContext(ctx, exe, "gateway", "--config", path)
 		cmd.Env = append(os.Environ(), "RUJUKAN_LOG=error")
@@ -91,23 +92,28 @@ func BenchSplit(ctx context.Context, data string, n, c int) (SplitResult, error)
 			cmd.Env = append(cmd.Env, "RUJUKAN_CPUPROFILE="+filepath.Join(dir, id+".prof"))
 		}
 		if err := cmd.Start(); err != nil {
-			return SplitResult{}, err
+			return BenchResult{}, err
 		}
 		procs[id] = cmd
 		urls[id] = "http://" + gc.HTTP.Listen
 		if err := waitReady(ctx, urls[id]); err != nil {
-			return SplitResult{}, fmt.Errorf("gateway %s: %w", id, err)
+			return BenchResult{}, fmt.Errorf("gateway %s: %w", id, err)
 		}
 	}
 	tok, err := MintDevToken(TokenConfig{Data: data, Agency: "iom", Subject: "bench", TTL: time.Hour})
 	if err != nil {
-		return SplitResult{}, err
+		return BenchResult{}, err
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c + 8}, Timeout: 30 * time.Second}
 	jobs := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var sendErr error
+	var delivered atomic.Int64
+	bar := startProgress(w, "referrals, gateways as processes", n, "delivered", func() int { return int(delivered.Load()) })
+	defer bar.Stop()
+	resetPeakRSS()
+	cpu0 := cpuTime() + procCPU(procs["iom"]) + procCPU(procs["shelter"])
 	t0 := time.Now()
 	for range c {
 		wg.Add(1)
@@ -122,33 +128,49 @@ func BenchSplit(ctx context.Context, data string, n, c int) (SplitResult, error)
 			}
 		}()
 	}
-	for range n {
-		jobs <- struct{}{}
-	}
-	close(jobs)
-	wg.Wait()
-	if sendErr != nil {
-		return SplitResult{}, sendErr
-	}
+	sending := make(chan struct{})
+	go func() {
+		defer close(sending)
+		for range n {
+			jobs <- struct{}{}
+		}
+		close(jobs)
+		wg.Wait()
+	}()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		got, err := deliveredCount(client, urls["iom"])
+		got, err := deliveredCount(client, metrics["iom"])
 		if err != nil {
-			return SplitResult{}, err
+			return BenchResult{}, err
 		}
+		delivered.Store(int64(got))
 		if got >= n {
 			break
 		}
 		if time.Now().After(deadline) {
-			return SplitResult{}, fmt.Errorf("bench: %d of %d delivered after 2 minutes", got, n)
+			return BenchResult{}, fmt.Errorf("bench: %d of %d delivered after 2 minutes", got, n)
 		}
-		time.Sleep(20 * time.Millisecond)
+		poll := 20 * time.Millisecond
+		select {
+		case <-sending:
+			mu.Lock()
+			err := sendErr
+			mu.Unlock()
+			if err != nil {
+				return BenchResult{}, err
+			}
+		default:
+			poll = 250 * time.Millisecond // while sending, /metrics is read now and then only
+		}
+		time.Sleep(poll)
 	}
 	el := time.Since(t0)
-	res := SplitResult{BenchResult: BenchResult{Name: "referrals, gateways as processes", N: n, Elapsed: el,
-		PerSecond: float64(n) / el.Seconds()}, MaxRSS: map[string]int64{}}
+	<-sending
+	cpu := cpuTime() + procCPU(procs["iom"]) + procCPU(procs["shelter"]) - cpu0
+	res := BenchResult{Name: "referrals, gateways as processes", N: n, Elapsed: el, PerSecond: float64(n) / el.Seconds(),
+		CPU: cpu / time.Duration(n), RSS: procMaxRSS("self"), GatewayRSS: map[string]int64{}}
 	for id, p := range procs {
-		res.MaxRSS[id] = procMaxRSS(strconv.Itoa(p.Process.Pid))
+		res.GatewayRSS[id] = procMaxRSS(strconv.Itoa(p.Process.Pid))
 	}
 	return res, nil
 }
@@ -180,13 +202,17 @@ func waitReady(ctx context.Context, base string) error {
 	return fmt.Errorf("%s is not ready after 30s", base)
 }
 
-// deliveredCount reads the delivered outcomes counter from /metrics.
+// deliveredCount reads the delivered outcomes counter from the metrics
+// listener at base.
 func deliveredCount(c *http.Client, base string) (int, error) {
 	resp, err := c.Get(base + "/metrics")
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s/metrics answered %d", base, resp.StatusCode)
+	}
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -215,3 +241,34 @@ func procMaxRSS(proc string) int64 {
 	}
 	return 0
 }
+
+// resetPeakRSS returns the memory this process no longer uses to the
+// system and makes its peak resident set size start again from there, so
+// that each run reads its own peak; the reset does nothing where /proc does
+// not allow it.
+func resetPeakRSS() {
+	debug.FreeOSMemory()
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// procCPU returns the CPU time (user and system) a child process has used
+// so far, read from /proc, or 0 where it is not available.
+func procCPU(p *exec.Cmd) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.Process.Pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: the fields
+	// counted from 1 start after its closing parenthesis, at field 3.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on Linux.
+const clockTicks = 100

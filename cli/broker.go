@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/rujukan/rujukan/broker"
@@ -20,7 +22,7 @@ import (
 func init() {
 	register(Command{
 		Name:    "broker",
-		Summary: "run the broker (embedded NATS JetStream) provisioned from the signed directory; 'broker reload' re-reads it",
+		Summary: "run the broker (embedded NATS JetStream) provisioned from the signed directory; 'broker reload' re-reads it, 'broker status' shows the cluster and its stream leaders",
 		Run:     runBroker,
 	})
 }
@@ -38,6 +40,8 @@ type BrokerFlags struct {
 	ClusterName, ClusterListen       string
 	Routes                           string
 	ClusterSecretFile                string
+	ClusterCA                        string
+	SystemUser                       string
 	Replicas                         int
 	PIDFile                          string
 	LogLevel                         string
@@ -46,6 +50,9 @@ type BrokerFlags struct {
 func runBroker(ctx context.Context, env Env, args []string) error {
 	if len(args) > 0 && args[0] == "reload" {
 		return runBrokerReload(env, args[1:])
+	}
+	if len(args) > 0 && args[0] == "status" {
+		return runBrokerStatus(ctx, env, args[1:])
 	}
 	def := broker.DefaultConfig()
 	var f BrokerFlags
@@ -70,6 +77,8 @@ func runBroker(ctx context.Context, env Env, args []string) error {
 	fs.StringVar(&f.ClusterListen, "cluster-listen", "", "cluster route `address` of this node")
 	fs.StringVar(&f.Routes, "routes", "", "comma-separated nats-route://host:port `URLs` of the cluster nodes")
 	fs.StringVar(&f.ClusterSecretFile, "cluster-secret-file", "", "`file` (0600) holding the secret every cluster node shares (at least 32 characters)")
+	fs.StringVar(&f.ClusterCA, "cluster-ca", "", "CA `file` the cluster nodes' certificates chain to (routes are mutual TLS; required for a cluster with TLS unless --tls-ca)")
+	fs.StringVar(&f.SystemUser, "system-user", "", "public nkey (U...) of the operator's monitoring user in the system account, or @file (read-only $SYS requests; off by default)")
 	fs.IntVar(&f.Replicas, "replicas", 0, "replicas per inbox (default: 3 with at least 3 nodes, else 1)")
 	fs.StringVar(&f.PIDFile, "pid-file", "", "write the process id to this `file` (for 'rujukan broker reload')")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -166,6 +175,10 @@ func (f *BrokerFlags) Config(logger *slog.Logger) (broker.Config, error) {
 		}
 		cfg.ClusterSecret = strings.TrimSpace(string(secret))
 	}
+	cfg.ClusterCA = f.ClusterCA
+	if cfg.SystemUser, err = readKeyArg(f.SystemUser); err != nil {
+		return cfg, fmt.Errorf("broker: --system-user: %w", err)
+	}
 	for r := range strings.SplitSeq(f.Routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
 			cfg.Routes = append(cfg.Routes, r)
@@ -175,6 +188,26 @@ func (f *BrokerFlags) Config(logger *slog.Logger) (broker.Config, error) {
 	cfg.Logger = logger
 	cfg.Debug = strings.EqualFold(f.LogLevel, "debug")
 	return cfg, nil
+}
+
+// readKeyArg returns a public key given on the command line, or read from
+// the file after '@' (its first line).
+func readKeyArg(v string) (string, error) {
+	path, ok := strings.CutPrefix(v, "@")
+	if !ok {
+		return strings.TrimSpace(v), nil
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, 4096))
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line), nil
 }
 
 func readDirectory(path string) ([]byte, error) {
@@ -232,4 +265,43 @@ func runBrokerReload(env Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "asked broker (pid %d) to reload its directory; see its log for the outcome\n", *pid)
 	return nil
+}
+
+// runBrokerStatus prints a running node's view of the cluster and of the
+// streams it holds, from its monitoring endpoint (--monitor): which node
+// leads each stream and how the other replicas follow.
+func runBrokerStatus(ctx context.Context, env Env, args []string) error {
+	fs := newFlagSet(env, "broker status")
+	addr := fs.String("monitor", "127.0.0.1:8222", "the node's monitoring endpoint `address` (its --monitor)")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := broker.QueryStatus(ctx, *addr)
+	if err != nil {
+		return fmt.Errorf("broker status: %w", err)
+	}
+	if st.Cluster == "" {
+		fmt.Fprintf(env.Stdout, "node %s (no cluster)\n", st.Server)
+	} else {
+		fmt.Fprintf(env.Stdout, "node %s  cluster %s  %d nodes  meta leader %s\n", st.Server, st.Cluster, st.Size, cmp.Or(st.MetaLeader, "(none)"))
+	}
+	w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "STREAM\tMESSAGES\tLEADER\tREPLICAS")
+	for _, s := range st.Streams {
+		var reps []string
+		for _, r := range s.Replicas {
+			state := "current"
+			switch {
+			case r.Offline:
+				state = "offline"
+			case !r.Current:
+				state = fmt.Sprintf("behind %d", r.Lag)
+			}
+			reps = append(reps, r.Name+" "+state)
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", s.Name, s.Messages, cmp.Or(s.Leader, "(none)"), strings.Join(reps, ", "))
+	}
+	return w.Flush()
 }

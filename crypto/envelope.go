@@ -138,6 +138,7 @@ const (
 	ReasonDecrypt           = "cannot-decrypt"
 	ReasonBadInnerSignature = "bad-inner-signature"
 	ReasonMismatch          = "header-mismatch"
+	ReasonUnknownThread     = "unknown-thread"
 	ReasonInternal          = "internal-error"
 )
 
@@ -158,6 +159,7 @@ var reasonCodes = []struct {
 	{ErrDecrypt, ReasonDecrypt},
 	{ErrBadInnerSignature, ReasonBadInnerSignature},
 	{ErrMismatch, ReasonMismatch},
+	{ErrUnknownThread, ReasonUnknownThread},
 }
 
 // ReasonCode returns the receipt reason code of an error returned by Open:
@@ -316,6 +318,8 @@ type envelope struct {
 	header     []byte
 	ciphertext []byte
 	sig        []byte
+	// thread is set for a thread envelope (thread.go).
+	thread bool
 }
 
 // parseEnvelope splits an envelope into its parts and decodes its header.
@@ -328,7 +332,8 @@ func parseEnvelope(env []byte) (*envelope, error) {
 		return nil, fmt.Errorf("%w: empty", ErrMalformed)
 	}
 	d := decoder{b: env}
-	if m := d.take(len(envelopeMagic)); d.err != nil || string(m) != envelopeMagic {
+	m := d.take(len(envelopeMagic))
+	if d.err != nil || (string(m) != envelopeMagic && string(m) != threadMagic) {
 		return nil, fmt.Errorf("%w: not a rujukan envelope", ErrMalformed)
 	}
 	hl := int(d.u16())
@@ -343,7 +348,7 @@ func parseEnvelope(env []byte) (*envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &envelope{h: h, header: header}
+	e := &envelope{h: h, header: header, thread: string(m) == threadMagic}
 	cl := int(d.u32())
 	e.ciphertext = d.take(cl)
 	e.sig = d.take(ed25519.SignatureSize)
@@ -400,7 +405,11 @@ func (e *envelope) verifyOuter(dir *Directory) (*Agency, *PublicKey, error) {
 		return nil, nil, err
 	}
 	digest := sha256.Sum256(e.ciphertext)
-	if !ed25519.Verify(pub, signingInput(outerDomain, e.header, &digest), e.sig) {
+	domain := outerDomain
+	if e.thread {
+		domain = threadDomain
+	}
+	if !ed25519.Verify(pub, signingInput(domain, e.header, &digest), e.sig) {
 		return nil, nil, ErrBadOuterSignature
 	}
 	return a, k, nil
@@ -592,6 +601,8 @@ type Opener struct {
 	self string
 	ids  map[string]*age.HybridIdentity
 	dir  atomic.Pointer[Directory]
+	// threads finds the thread of a thread envelope (SetThreads).
+	threads atomic.Pointer[func(string) (Thread, bool)]
 	// ClockSkew widens the created/expires window on each side. NewOpener
 	// sets it to DefaultClockSkew; change it before first use.
 	ClockSkew time.Duration
@@ -661,7 +672,15 @@ func OuterVerified(err error) bool {
 // tells whether its From can be trusted. Open does not detect replays: the
 // caller rejects an envelope id it has already stored.
 func (o *Opener) Open(env []byte, now time.Time) (Header, []byte, error) {
-	return o.open(env, now, false)
+	return o.open(env, now, false, false)
+}
+
+// OpenVerified is Open for an envelope whose outer signature VerifyOuter
+// has just checked: it makes every other check of Open, and looks the
+// sender's key up without verifying the signature a second time (key ids
+// name keys, so the key is the one VerifyOuter used).
+func (o *Opener) OpenVerified(env []byte, now time.Time) (Header, []byte, error) {
+	return o.open(env, now, false, true)
 }
 
 // OpenStored opens an envelope that Open accepted earlier and that was kept
@@ -669,10 +688,10 @@ func (o *Opener) Open(env []byte, now time.Time) (Header, []byte, error) {
 // except the time window and the revocation status of the keys, which may
 // have changed since the envelope was received.
 func (o *Opener) OpenStored(env []byte) (Header, []byte, error) {
-	return o.open(env, time.Time{}, true)
+	return o.open(env, time.Time{}, true, false)
 }
 
-func (o *Opener) open(env []byte, now time.Time, stored bool) (Header, []byte, error) {
+func (o *Opener) open(env []byte, now time.Time, stored, verified bool) (Header, []byte, error) {
 	e, err := parseEnvelope(env)
 	if err != nil {
 		if e != nil {
@@ -685,7 +704,13 @@ func (o *Opener) open(env []byte, now time.Time, stored bool) (Header, []byte, e
 		return h, nil, &openError{err: err, verified: true}
 	}
 	dir := o.dir.Load()
-	a, k, err := e.verifyOuter(dir)
+	var a *Agency
+	var k *PublicKey
+	if verified {
+		a, _, k, err = senderKey(dir, h.From, h.SenderKeyID)
+	} else {
+		a, k, err = e.verifyOuter(dir)
+	}
 	if err != nil {
 		return h, nil, &openError{err: err}
 	}
@@ -701,7 +726,7 @@ func (o *Opener) open(env []byte, now time.Time, stored bool) (Header, []byte, e
 		return fail(fmt.Errorf("%w: addressed to %s", ErrNotForUs, h.To))
 	}
 	id, ok := o.ids[h.RecipientKeyID]
-	if !ok {
+	if !ok && !e.thread {
 		return fail(fmt.Errorf("%w: recipient key %s is not one of ours", ErrNotForUs, h.RecipientKeyID))
 	}
 	if !stored {
@@ -713,6 +738,7 @@ func (o *Opener) open(env []byte, now time.Time, stored bool) (Header, []byte, e
 		switch {
 		case self.Status != StatusActive:
 			return fail(fmt.Errorf("%w: %s is revoked in the directory", ErrNotForUs, o.self))
+		case e.thread:
 		case !ok:
 			return fail(fmt.Errorf("%w: recipient key %s is not in the directory", ErrNotForUs, h.RecipientKeyID))
 		case !rk.AcceptableAt(now):
@@ -729,6 +755,13 @@ func (o *Opener) open(env []byte, now time.Time, stored bool) (Header, []byte, e
 		}
 	}
 
+	if e.thread {
+		body, err := o.openThread(e)
+		if err != nil {
+			return fail(err)
+		}
+		return h, body, nil
+	}
 	plain, err := decrypt(e.ciphertext, id)
 	if err != nil {
 		return fail(err)

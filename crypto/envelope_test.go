@@ -717,3 +717,26 @@ func TestOneHybridStanza(t *testing.T) {
 		})
 	}
 }
+
+// OpenVerified makes every check of Open but the outer signature's.
+func TestOpenVerified(t *testing.T) {
+	n := MustNet(t)
+	o := n.opener(t, "shelter")
+	env := n.mustSeal(t, testHeader(KindReferral, "iom", "shelter"), []byte("body"))
+	if _, b, err := o.OpenVerified(env, testNow); err != nil || string(b) != "body" {
+		t.Fatalf("OpenVerified = %q, %v", b, err)
+	}
+	// Another agency's inner object under iom's name fails inside.
+	forged := n.mustSeal(t, testHeader(KindReferral, "iom", "dinsos"), []byte("body"))
+	if _, _, err := o.OpenVerified(forged, testNow); !errors.Is(err, ErrNotForUs) {
+		t.Errorf("addressed to dinsos: %v", err)
+	}
+	if _, _, err := o.OpenVerified(env, testNow.Add(48*time.Hour)); !errors.Is(err, ErrExpired) {
+		t.Errorf("expired: %v", err)
+	}
+	bad := bytes.Clone(env)
+	bad[len(bad)-100] ^= 1 // in the ciphertext
+	if _, _, err := o.OpenVerified(bad, testNow); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("ciphertext changed: %v", err)
+	}
+}

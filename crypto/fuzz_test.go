@@ -58,14 +58,25 @@ func FuzzOpen(f *testing.F) {
 		}
 		openers[name] = o
 	}
-	for _, ev := range v.Envelopes {
-		env := readVectorF(f, ev.File)
+	// iom knows the thread of the thread envelope vector.
+	var tv threadVector
+	if err := json.Unmarshal(readVectorF(f, "thread.json"), &tv); err != nil {
+		f.Fatal(err)
+	}
+	key, err := ParseThreadKey(tv.ThreadKey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	openers["iom"].SetThreads(func(id string) (Thread, bool) { return Thread{Key: key, Peer: "shelter"}, id == key.ID() })
+	for _, file := range append(vectorFiles(*v), tv.File) {
+		env := readVectorF(f, file)
 		f.Add(env)
 		f.Add(env[:len(env)/2])
 		f.Add(env[:40])
 	}
 	f.Add([]byte{})
 	f.Add([]byte("RJKE"))
+	f.Add([]byte("RJKT\x00\x01\x01"))
 	f.Add([]byte("RJKE\x00\x01\x01"))
 	f.Fuzz(func(t *testing.T, env []byte) {
 		for _, o := range []*Opener{openers["shelter"], openers["iom"]} {
@@ -178,4 +189,13 @@ func FuzzReceipt(f *testing.F) {
 			t.Fatalf("VerifyReceipt = %+v, ParseReceipt = %+v", r, p)
 		}
 	})
+}
+
+// vectorFiles lists the envelope files of the vectors.
+func vectorFiles(v vectors) []string {
+	var files []string
+	for _, ev := range v.Envelopes {
+		files = append(files, ev.File)
+	}
+	return files
 }

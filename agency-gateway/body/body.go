@@ -138,6 +138,9 @@ type Referral struct {
 	// Attachments are the files sent with it: only ids in a body sent to
 	// the API, every field in a received one.
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// ThreadKey is the key of the referral's thread (crypto.ThreadKey),
+	// set by the sending gateway in the sealed body only.
+	ThreadKey string `json:"thread_key,omitempty"`
 }
 
 // Attachment is a file sent with a message (schemas AttachmentRef and
@@ -214,6 +217,8 @@ type StatementRequest struct {
 	Due        time.Time `json:"due"`
 	// Attachments are the files sent with it (as in Referral).
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// ThreadKey is as in Referral.
+	ThreadKey string `json:"thread_key,omitempty"`
 }
 
 // AgeInfo is what is known of a person's age: exactly one of Age and

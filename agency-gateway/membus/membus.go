@@ -6,7 +6,8 @@
 // attachment chunks (gateway.FileBus), with the same behaviour, a share per
 // sender of its own (SetChunkSenderLimit) and a filter through which every
 // published chunk passes, so tests can tamper with chunks in flight
-// (SetChunkFilter). It keeps nothing across processes.
+// (SetChunkFilter), and a tap that sees every envelope published (SetTap).
+// It keeps nothing across processes.
 package membus
 
 import (
@@ -27,6 +28,8 @@ type Network struct {
 	share   map[string]int // inbox -> messages one sender may keep there
 	// Published counts accepted publishes.
 	Published int
+	// tap sees every accepted publish (SetTap).
+	tap func(to, from string, env []byte)
 
 	files       map[string]*fileQueue
 	chunkSeen   map[string]bool // recipient + "/" + chunk message id
@@ -96,6 +99,14 @@ func (n *Network) held(to, from string) int {
 	return c
 }
 
+// SetTap makes f see every envelope published from then on (under the
+// network's lock: f must not call back into it).
+func (n *Network) SetTap(f func(to, from string, env []byte)) {
+	n.mu.Lock()
+	n.tap = f
+	n.mu.Unlock()
+}
+
 // Inject puts raw bytes in agency to's inbox as if from agency from had
 // published them, as a hostile member could.
 func (n *Network) Inject(to, from string, data []byte) {
@@ -151,6 +162,9 @@ func (b *Bus) Publish(ctx context.Context, to, id string, env []byte) error {
 	}
 	b.n.seen[id] = true
 	b.n.Published++
+	if b.n.tap != nil {
+		b.n.tap(to, b.id, env)
+	}
 	b.n.push(to, &Msg{n: b.n, to: to, from: b.id, data: append([]byte(nil), env...)})
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -36,6 +37,7 @@ type Running struct {
 	done       chan error
 	metrics    *http.Server
 	mdone      chan error
+	backups    *backupServer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -64,9 +66,16 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 	var gw *gateway.Gateway
 	var gwReady sync.WaitGroup
 	gwReady.Add(1)
+	// conn names the node connected to in the log (broker.url may list a
+	// cluster's nodes); it is nil until Connect returns.
+	var conn atomic.Pointer[client.Client]
 	opts := []client.Option{client.OnStatus(func(up bool) {
 		if up {
-			log.Info("connected to the broker", "agency", cfg.Agency)
+			node := ""
+			if c := conn.Load(); c != nil {
+				node = c.ConnectedURL()
+			}
+			log.Info("connected to the broker", "agency", cfg.Agency, "node", node)
 			go func() {
 				gwReady.Wait()
 				if gw != nil { // nil when gateway.New failed
@@ -89,6 +98,7 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 		}
 		return nil, err
 	}
+	conn.Store(nc)
 	gw, err = gateway.New(cfg, keys, natsBus{nc}, opt)
 	gwReady.Done()
 	if err != nil {
@@ -146,6 +156,7 @@ func Start(ctx context.Context, cfg gateway.Config, opt gateway.Options) (*Runni
 		done: make(chan error, 1),
 	}
 	go func() { r.done <- r.srv.Serve(ln) }()
+	r.backups = serveBackups(gw, cfg.Data, log.With("agency", cfg.Agency))
 	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(gw.Metrics().Registry, promhttp.HandlerOpts{}))
@@ -171,6 +182,7 @@ func (r *Running) Close(ctx context.Context) error {
 			r.metrics.Shutdown(ctx)
 			<-r.mdone
 		}
+		r.backups.close()
 		r.closeErr = errors.Join(err, r.Gateway.Close())
 		r.bus.Close()
 	})

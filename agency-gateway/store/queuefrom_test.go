@@ -23,7 +23,7 @@ func TestQueuedFrom(t *testing.T) {
 	db.View(func(tx *Tx) error {
 		var got []string
 		for from := uint64(0); ; {
-			page, err := tx.QueuedFrom(from, 2)
+			page, err := tx.QueuedFrom(from, 2, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -38,8 +38,14 @@ func TestQueuedFrom(t *testing.T) {
 		if want := "a b d e"; strings.Join(got, " ") != want {
 			t.Fatalf("pages gave %q, want %q", strings.Join(got, " "), want)
 		}
-		if page, _ := tx.QueuedFrom(seqs[4]+1, 2); len(page) != 0 {
+		if page, _ := tx.QueuedFrom(seqs[4]+1, 2, nil); len(page) != 0 {
 			t.Fatalf("past the end: %+v", page)
+		}
+		// Items being published are left out, and the page fills up with
+		// the ones after them.
+		page, _ := tx.QueuedFrom(0, 2, func(seq uint64) bool { return seq == seqs[0] || seq == seqs[1] })
+		if len(page) != 2 || page[0].ID != "d" || page[1].ID != "e" {
+			t.Fatalf("skipping a and b: %+v", page)
 		}
 		return nil
 	})

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -118,8 +119,11 @@ type Record struct {
 	Due time.Time `json:"due,omitzero"`
 	// Related names other envelopes and sealed copies that belong to the
 	// record, by role ("statement", "consent"); ids only.
-	Related  map[string]string `json:"related,omitempty"`
-	Timeline []Event           `json:"timeline"`
+	Related map[string]string `json:"related,omitempty"`
+	// Thread is the key id of the thread the record's first message
+	// opened (PutThread), for its receipts and status envelopes.
+	Thread   string  `json:"thread,omitempty"`
+	Timeline []Event `json:"timeline"`
 }
 
 // QueueItem is an envelope waiting to be published.
@@ -144,11 +148,20 @@ type DB struct {
 	mu        sync.Mutex
 	queue     []*call
 	committer bool
+	// kick tells a committer holding only Later calls that a Batch call
+	// arrived.
+	kick chan struct{}
+
+	// commits counts the read-write transactions committed by Update and
+	// the group committer (each one fsynced), for rujukan bench.
+	commits atomic.Uint64
 }
 
 type call struct {
 	fn   func(*Tx) error
 	done chan error
+	// at is when a Later call was queued (zero for Batch calls).
+	at time.Time
 }
 
 // Open opens or creates the database at path. The signer signs the audit
@@ -157,7 +170,14 @@ func Open(path string, signer Signer) (*DB, error) {
 	if signer == nil {
 		return nil, errors.New("store: no checkpoint signer")
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	// The free list is not written at each commit (bbolt rebuilds it when
+	// the file is opened: a little time at start for a smaller commit), and
+	// kept as a map, whose allocations do not slow down as the file grows.
+	// The file is mapped 256 MiB at a time (address space, not memory), so
+	// it grows without remapping, which holds up every reader, at each
+	// doubling.
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true,
+		FreelistType: bolt.FreelistMapType, InitialMmapSize: 256 << 20})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("%s: %w", path, ErrLocked)
@@ -176,7 +196,7 @@ func Open(path string, signer Signer) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("failed to create buckets in %s: %w", path, err)
 	}
-	d := &DB{db: bdb, signer: signer, now: time.Now}
+	d := &DB{db: bdb, signer: signer, now: time.Now, kick: make(chan struct{}, 1)}
 	if err := d.upgradeAudit(); err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("failed to upgrade the audit log of %s: %w", path, err)
@@ -230,14 +250,22 @@ type Tx struct {
 // Update runs fn in one read-write transaction, committed with fsync when fn
 // returns nil.
 func (d *DB) Update(fn func(*Tx) error) error {
-	return d.db.Update(func(btx *bolt.Tx) error {
+	err := d.db.Update(func(btx *bolt.Tx) error {
 		t := &Tx{tx: btx, db: d}
 		if err := safely(fn, t); err != nil {
 			return err
 		}
 		return t.signCheckpoint()
 	})
+	if err == nil {
+		d.commits.Add(1)
+	}
+	return err
 }
+
+// Commits returns how many transactions Update and Batch have committed
+// since the database was opened.
+func (d *DB) Commits() uint64 { return d.commits.Load() }
 
 // Batch is Update for functions that only touch the store: concurrent
 // calls are committed together, in one transaction and one fsync, while the
@@ -246,6 +274,28 @@ func (d *DB) Update(fn func(*Tx) error) error {
 // have no effect outside the transaction.
 func (d *DB) Batch(fn func(*Tx) error) error {
 	c := &call{fn: fn, done: make(chan error, 1)}
+	d.enqueue(c)
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+	return <-c.done
+}
+
+// Later is Batch for bookkeeping that may wait a little and may be lost in
+// a crash (the caller can redo it): fn joins the next group commit, or
+// commits alone after LaterDelay when none comes, and Later returns at
+// once. done, when not nil, gets the outcome. It saves a commit and an
+// fsync of its own, and the signature of an audit checkpoint.
+func (d *DB) Later(fn func(*Tx) error, done func(error)) {
+	c := &call{fn: fn, done: make(chan error, 1), at: time.Now()}
+	d.enqueue(c)
+	if done != nil {
+		go func() { done(<-c.done) }()
+	}
+}
+
+func (d *DB) enqueue(c *call) {
 	d.mu.Lock()
 	d.queue = append(d.queue, c)
 	if !d.committer {
@@ -253,12 +303,15 @@ func (d *DB) Batch(fn func(*Tx) error) error {
 		go d.commitGroups()
 	}
 	d.mu.Unlock()
-	return <-c.done
 }
 
 // groupDelay is how long the committer lets a group gather before it
-// commits: a little latency buys fewer, larger fsyncs.
-const groupDelay = time.Millisecond
+// commits: a little latency buys fewer, larger fsyncs. LaterDelay is the
+// longest a Later call waits for a group to join.
+const (
+	groupDelay = time.Millisecond
+	LaterDelay = 25 * time.Millisecond
+)
 
 // commitGroups commits queued calls until the queue is empty.
 func (d *DB) commitGroups() {
@@ -266,12 +319,23 @@ func (d *DB) commitGroups() {
 		time.Sleep(groupDelay)
 		d.mu.Lock()
 		group := d.queue
-		d.queue = nil
 		if len(group) == 0 {
 			d.committer = false
 			d.mu.Unlock()
 			return
 		}
+		if wait := d.laterWait(group); wait > 0 {
+			// Only Later calls: wait for a Batch call to join them.
+			d.mu.Unlock()
+			t := time.NewTimer(wait)
+			select {
+			case <-d.kick:
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		d.queue = nil
 		d.mu.Unlock()
 		failed := -1
 		err := d.db.Update(func(btx *bolt.Tx) error {
@@ -286,6 +350,7 @@ func (d *DB) commitGroups() {
 		})
 		switch {
 		case err == nil:
+			d.commits.Add(1)
 			for _, c := range group {
 				c.done <- nil
 			}
@@ -301,6 +366,21 @@ func (d *DB) commitGroups() {
 			}
 		}
 	}
+}
+
+// laterWait returns how much longer a group of Later calls only may wait
+// for a Batch call, 0 when it commits now.
+func (d *DB) laterWait(group []*call) time.Duration {
+	oldest := time.Now()
+	for _, c := range group {
+		if c.at.IsZero() {
+			return 0
+		}
+		if c.at.Before(oldest) {
+			oldest = c.at
+		}
+	}
+	return max(0, LaterDelay-time.Since(oldest))
 }
 
 // safely runs fn, turning a panic into an error so that one bad call does
@@ -462,11 +542,16 @@ func (t *Tx) Queued(max int) ([]QueueItem, error) {
 	return out, nil
 }
 
-// QueuedFrom returns up to max queue items in order, from sequence seq on.
-func (t *Tx) QueuedFrom(seq uint64, max int) ([]QueueItem, error) {
+// QueuedFrom returns up to max queue items in order, from sequence seq on,
+// leaving out those skip (when not nil) names by sequence, which are not
+// decoded.
+func (t *Tx) QueuedFrom(seq uint64, max int, skip func(uint64) bool) ([]QueueItem, error) {
 	var out []QueueItem
 	c := t.b(bucketQueue).Cursor()
 	for k, v := c.Seek(seqKey(seq)); k != nil && len(out) < max; k, v = c.Next() {
+		if skip != nil && len(k) == 8 && skip(binary.BigEndian.Uint64(k)) {
+			continue
+		}
 		var it QueueItem
 		if err := json.Unmarshal(v, &it); err != nil {
 			return nil, fmt.Errorf("corrupt queue entry: %w", err)

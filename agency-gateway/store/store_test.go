@@ -17,9 +17,8 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// MustOpen opens a database in a temporary directory and checks its
-// consistency when the test ends.
-func MustOpen(t testing.TB) *DB {
+// mustSigner returns a checkpoint signer with a new key.
+func mustSigner(t testing.TB) *crypto.AuditNoteSigner {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -29,7 +28,14 @@ func MustOpen(t testing.TB) *DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(filepath.Join(t.TempDir(), "gateway.db"), signer)
+	return signer
+}
+
+// MustOpen opens a database in a temporary directory and checks its
+// consistency when the test ends.
+func MustOpen(t testing.TB) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "gateway.db"), mustSigner(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,4 +475,65 @@ func TestAuditUpgrade(t *testing.T) {
 	if up := evs[3]; up.Action != ActAuditUpgrade || up.Detail["previous_head"] != "h3" || up.Detail["previous_events"] != "3" {
 		t.Fatalf("upgrade event %+v", up)
 	}
+}
+
+// A Later call joins the next Batch call's transaction, commits alone when
+// none comes, and one that fails does not fail the Batch it joined.
+func TestLater(t *testing.T) {
+	db := MustOpen(t)
+	put := func(id string) func(*Tx) error {
+		return func(tx *Tx) error {
+			return tx.PutRecord(&Record{ID: id, Box: Outbox, CreatedAt: time.Unix(1, 0)})
+		}
+	}
+	// Alone: committed within LaterDelay or so, and reported.
+	done := make(chan error, 1)
+	db.Later(put("alone"), func(err error) { done <- err })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Later call alone never committed")
+	}
+	db.View(func(tx *Tx) error {
+		if _, err := tx.Record("alone"); err != nil {
+			t.Errorf("not stored: %v", err)
+		}
+		return nil
+	})
+
+	// With a Batch call: one transaction for both.
+	var laterTx, batchTx *bolt.Tx
+	joined := make(chan error, 1)
+	db.Later(func(tx *Tx) error { laterTx = tx.tx; return put("later")(tx) }, func(err error) { joined <- err })
+	if err := db.Batch(func(tx *Tx) error { batchTx = tx.tx; return put("batch")(tx) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-joined; err != nil {
+		t.Fatal(err)
+	}
+	if laterTx == nil || laterTx != batchTx {
+		t.Error("the Later call did not join the Batch call's transaction")
+	}
+
+	// A failing Later call: the Batch call it joined still commits.
+	boom := errors.New("boom")
+	failed := make(chan error, 1)
+	db.Later(func(tx *Tx) error { return boom }, func(err error) { failed <- err })
+	if err := db.Batch(put("after")); err != nil {
+		t.Fatalf("the Batch call failed with the Later one: %v", err)
+	}
+	if err := <-failed; !errors.Is(err, boom) {
+		t.Fatalf("the Later call reported %v", err)
+	}
+	db.View(func(tx *Tx) error {
+		for _, id := range []string{"later", "batch", "after"} {
+			if _, err := tx.Record(id); err != nil {
+				t.Errorf("%s not stored: %v", id, err)
+			}
+		}
+		return nil
+	})
 }

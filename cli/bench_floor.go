@@ -1,0 +1,466 @@
+package cli
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/rujukan/rujukan/agency-gateway/store"
+	"github.com/rujukan/rujukan/broker"
+	"github.com/rujukan/rujukan/crypto"
+)
+
+// The floor is the least CPU time one referral can cost: the primitives it
+// needs from the POST at the sender to the delivered outcome there, each
+// measured alone in this process. `rujukan bench` shows the CPU time per
+// referral as a multiple of it.
+
+// floorSteps are the primitives one referral needs and how many times it
+// needs each. They are counted from the gateway (agency-gateway send.go,
+// outbox.go, receive.go, referral.go, receipt.go, thread.go and store):
+//
+//   - the sender's Send puts a fresh thread key in the referral, seals it
+//     (crypto.Seal: sign, hybrid encrypt, sign), keeps an at-rest copy of
+//     the body and the thread key sealed at rest (AtRest.Seal), and
+//     commits: bbolt commit 1;
+//   - its publish sends the envelope with a JetStream acknowledgement; the
+//     bookkeeping (dequeue, record sent) joins the next commit
+//     (store.DB.Later), so it needs no commit of its own;
+//   - the recipient fetches it, checks the outer signature (VerifyOuter)
+//     and opens it (OpenVerified: hybrid decrypt, inner signature), keeps
+//     the thread key sealed at rest, signs the delivered receipt
+//     (crypto.SignReceipt) and seals it in the thread (crypto.SealThread:
+//     AES-256-GCM, sign), commits (commit 2), then acks the message
+//     (AckSync);
+//   - its publish sends the receipt with an acknowledgement; the
+//     bookkeeping joins the next commit;
+//   - the sender fetches the receipt, checks its outer signature, opens its
+//     thread key kept at rest (AtRest.Open) and the receipt with it,
+//     verifies the receipt (crypto.VerifyReceiptEnvelope), commits the
+//     delivered record (commit 3: the outcome), then acks the message.
+//
+// So two JetStream messages (the referral, then the receipt), each
+// published with an acknowledgement and pulled and acked on a work-queue
+// stream (SyncAlways), and at the least three fsynced bbolt commits, two
+// at the sender and one at the recipient. A publish's bookkeeping that
+// finds no commit to join within store.LaterDelay commits alone (at a low
+// rate the recipient's does: four commits), and the gateways group
+// concurrent commits (store.DB.Batch), so under load they make fewer; the
+// bench reports the number it saw.
+//
+// Not counted, being a choice of the implementation rather than a need of
+// the protocol: the store signs its audit checkpoint in every commit that
+// adds an audit event.
+var floorSteps = []floorStep{
+	{"seal referral: sign, hybrid age encrypt, sign", 1, sealReferral},
+	{"open referral: verify, hybrid decrypt, verify", 1, openReferral},
+	{"at-rest copy of the referral (AES-256-GCM)", 1, atRestCopy},
+	{"thread key sealed at rest (AES-256-GCM)", 2, sealThreadKey},
+	{"thread key opened from rest (AES-256-GCM)", 1, openThreadKey},
+	{"sign delivered receipt (Ed25519)", 1, signReceipt},
+	{receiptSeal.sealName, 1, sealReceipt},
+	{receiptSeal.openName, 1, openReceipt},
+	{"JetStream message of the referral: acked publish, pull, AckSync (fsync)", 1,
+		jetStreamRoundTrip(func(k *floorKit) []byte { return k.referral })},
+	{"JetStream message of the receipt: acked publish, pull, AckSync (fsync)", 1,
+		jetStreamRoundTrip(func(k *floorKit) []byte { return k.sealedReceipt })},
+	{"bbolt commit of a small write: one envelope (fsync)", 3, bboltCommit},
+}
+
+// receiptSeal is how a signed receipt travels back to the sender: a thread
+// envelope (receiptAge is how it travels when the referral carries no
+// thread key).
+var receiptSeal = receiptThread
+
+// receiptCodec is a way to carry a signed receipt from the recipient
+// (shelter) to the sender (iom).
+type receiptCodec struct {
+	sealName, openName string
+	// seal seals the signed receipt k.receipt to the sender.
+	seal func(k *floorKit) ([]byte, error)
+	// open opens, at the sender, what seal made and verifies the receipt.
+	open func(k *floorKit, sealed []byte) error
+}
+
+var receiptThread = receiptCodec{
+	sealName: "seal receipt in the thread: AES-256-GCM, sign",
+	openName: "open receipt in the thread: verify, AES-256-GCM; verify receipt",
+	seal: func(k *floorKit) ([]byte, error) {
+		return crypto.SealThread(k.header(crypto.KindReceipt, "shelter"), k.receipt, k.shelterSigner, k.iomAgency, k.thread)
+	},
+	open: openReceiptEnvelope,
+}
+
+var receiptAge = receiptCodec{
+	sealName: "seal receipt envelope to the sender: sign, hybrid age encrypt, sign",
+	openName: "open receipt envelope: verify, hybrid decrypt, verify; verify receipt",
+	seal: func(k *floorKit) ([]byte, error) {
+		return crypto.Seal(k.header(crypto.KindReceipt, "shelter"), k.receipt, k.shelterSigner, k.iomAgency)
+	},
+	open: openReceiptEnvelope,
+}
+
+// openReceiptEnvelope opens a receipt envelope at the sender and verifies
+// the receipt.
+func openReceiptEnvelope(k *floorKit, sealed []byte) error {
+	h, body, err := k.iomOpener.Open(sealed, time.Now())
+	if err != nil {
+		return err
+	}
+	_, err = crypto.VerifyReceiptEnvelope(h, body, k.dir)
+	return err
+}
+
+// floorStep is one primitive: make prepares it (not measured) and returns
+// the operation, which does it n times.
+type floorStep struct {
+	name  string
+	count int
+	make  func(*floorKit) (floorOp, error)
+}
+
+type floorOp func(n int) error
+
+// FloorStep is the measured cost of one primitive.
+type FloorStep struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+	// CPU is the process CPU time (user and system) of one operation and
+	// Wall its elapsed time, on one goroutine.
+	CPU  time.Duration `json:"cpu_ns"`
+	Wall time.Duration `json:"wall_ns"`
+	// Ops is how many operations were timed, in every measurement.
+	Ops int `json:"ops"`
+}
+
+// Floor is the cost of the primitives one referral needs.
+type Floor struct {
+	Steps []FloorStep `json:"steps"`
+	// CPU and Wall sum each step's cost times its count.
+	CPU  time.Duration `json:"cpu_ns"`
+	Wall time.Duration `json:"wall_ns"`
+}
+
+// Each step is repeated for at least floorBudget and floorOps operations,
+// and at most floorMax (a step that waits on the disk may be slow).
+const (
+	floorBudget = 100 * time.Millisecond
+	floorOps    = 50
+	floorMax    = 400 * time.Millisecond
+)
+
+// FloorMeter measures the floor, as often as asked, with the same keys,
+// server and store.
+type FloorMeter struct {
+	k   *floorKit
+	ops []floorOp
+	// low is each step's lowest cost so far.
+	low []FloorStep
+}
+
+// NewFloorMeter prepares every step of floorSteps.
+func NewFloorMeter(ctx context.Context) (*FloorMeter, error) {
+	k, err := newFloorKit(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("floor: %w", err)
+	}
+	m := &FloorMeter{k: k}
+	for _, s := range floorSteps {
+		op, err := s.make(k)
+		if err != nil {
+			k.close()
+			return nil, fmt.Errorf("floor: %s: %w", s.name, err)
+		}
+		m.ops = append(m.ops, op)
+		m.low = append(m.low, FloorStep{Name: s.name, Count: s.count})
+	}
+	return m, nil
+}
+
+// Close stops the server and removes the store.
+func (m *FloorMeter) Close() { m.k.close() }
+
+// Measure measures every step once more in this process, calling stepped
+// after each, and returns the floor made of each step's lowest cost so far
+// (load from elsewhere on the machine only ever makes an operation
+// dearer). Nothing else should run meanwhile: it reads the process's CPU
+// time.
+func (m *FloorMeter) Measure(ctx context.Context, stepped func()) (Floor, error) {
+	for i, op := range m.ops {
+		// The garbage of what ran before is not this step's.
+		runtime.GC()
+		st, err := measureOp(ctx, op)
+		if err != nil {
+			return Floor{}, fmt.Errorf("floor: %s: %w", floorSteps[i].name, err)
+		}
+		low := &m.low[i]
+		if low.Ops == 0 || st.CPU < low.CPU {
+			low.CPU = st.CPU
+		}
+		if low.Ops == 0 || st.Wall < low.Wall {
+			low.Wall = st.Wall
+		}
+		low.Ops += st.Ops
+		stepped()
+	}
+	f := Floor{Steps: slices.Clone(m.low)}
+	for _, st := range f.Steps {
+		f.CPU += st.CPU * time.Duration(st.Count)
+		f.Wall += st.Wall * time.Duration(st.Count)
+	}
+	return f, nil
+}
+
+// measureOp warms op up, then runs it in growing batches, and returns the
+// CPU and wall time of one operation.
+func measureOp(ctx context.Context, op floorOp) (FloorStep, error) {
+	if err := op(1); err != nil {
+		return FloorStep{}, err
+	}
+	var st FloorStep
+	c0, t0 := cpuTime(), time.Now()
+	for batch := 1; ; batch = min(batch*2, 64) {
+		if el := time.Since(t0); el >= floorMax || el >= floorBudget && st.Ops >= floorOps {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return FloorStep{}, err
+		}
+		if err := op(batch); err != nil {
+			return FloorStep{}, err
+		}
+		st.Ops += batch
+	}
+	st.CPU = (cpuTime() - c0) / time.Duration(st.Ops)
+	st.Wall = time.Since(t0) / time.Duration(st.Ops)
+	return st, nil
+}
+
+// floorKit is what the steps work on: a directory with a sender (iom) and
+// a recipient (shelter), their keys, a sealed referral, a signed receipt,
+// a bare JetStream server and a gateway store.
+type floorKit struct {
+	ctx                      context.Context
+	dir                      *crypto.Directory
+	iomSigner, shelterSigner *crypto.Signer
+	iomAgency, shelterAgency *crypto.Agency
+	iomOpener, shelterOpener *crypto.Opener
+	atRest                   *crypto.AtRest
+	referral                 []byte // the referral envelope
+	receipt                  []byte // a signed delivered receipt
+	thread                   crypto.ThreadKey
+	sealedReceipt            []byte // receipt sealed by receiptSeal
+	tmp                      string
+	bare                     *broker.Bare
+	db                       *store.DB
+}
+
+func newFloorKit(ctx context.Context) (k *floorKit, err error) {
+	k = &floorKit{ctx: ctx}
+	defer func() {
+		if err != nil {
+			k.close()
+		}
+	}()
+	d := crypto.NewDirectory("bench", nil)
+	ids := map[string]*crypto.Identity{}
+	signers := map[string]*crypto.Signer{}
+	for _, a := range []string{"iom", "shelter"} {
+		id, err := crypto.GenerateIdentity()
+		if err != nil {
+			return nil, err
+		}
+		_, key, _ := ed25519.GenerateKey(nil)
+		signer, err := crypto.NewSigner(key)
+		if err != nil {
+			return nil, err
+		}
+		nk, err := broker.NewNATSKey()
+		if err != nil {
+			return nil, err
+		}
+		ids[a], signers[a] = id, signer
+		if err := d.Add(crypto.Agency{ID: a, Kind: a, Name: a, Status: crypto.StatusActive, Keys: []crypto.PublicKey{
+			crypto.NewPublicKey(crypto.UseEncrypt, id.Recipient()),
+			crypto.NewPublicKey(crypto.UseSign, base64.StdEncoding.EncodeToString(signer.PublicKey())),
+			crypto.NewPublicKey(crypto.UseNATS, nk.Public),
+		}}); err != nil {
+			return nil, err
+		}
+	}
+	authPub, authKey, _ := ed25519.GenerateKey(nil)
+	signed, err := crypto.SignDirectory(d, authKey)
+	if err != nil {
+		return nil, err
+	}
+	if k.dir, err = crypto.ParseDirectory(signed, authPub); err != nil {
+		return nil, err
+	}
+	k.iomSigner, k.shelterSigner = signers["iom"], signers["shelter"]
+	k.iomAgency, _ = k.dir.Agency("iom")
+	k.shelterAgency, _ = k.dir.Agency("shelter")
+	if k.iomOpener, err = crypto.NewOpener("iom", k.dir, ids["iom"]); err != nil {
+		return nil, err
+	}
+	if k.shelterOpener, err = crypto.NewOpener("shelter", k.dir, ids["shelter"]); err != nil {
+		return nil, err
+	}
+	if k.atRest, err = crypto.NewAtRest(crypto.NewAtRestKey()); err != nil {
+		return nil, err
+	}
+	k.thread = crypto.NewThreadKey()
+	k.iomOpener.SetThreads(func(id string) (crypto.Thread, bool) {
+		return crypto.Thread{Key: k.thread, Peer: "shelter"}, id == k.thread.ID()
+	})
+	if k.referral, err = crypto.Seal(k.header(crypto.KindReferral, "iom"), benchBody, k.iomSigner, k.shelterAgency); err != nil {
+		return nil, err
+	}
+	h := crypto.EnvelopeHash(k.referral)
+	if k.receipt, err = crypto.SignReceipt(crypto.Receipt{EnvelopeID: crypto.NewID(), EnvelopeHash: h, From: "shelter",
+		To: "iom", Event: crypto.EventDelivered, At: time.Now()}, k.shelterSigner); err != nil {
+		return nil, err
+	}
+	if k.sealedReceipt, err = receiptSeal.seal(k); err != nil {
+		return nil, err
+	}
+	if k.tmp, err = os.MkdirTemp("", "rujukan-bench-floor-"); err != nil {
+		return nil, err
+	}
+	_, auditKey, _ := ed25519.GenerateKey(nil)
+	auditSigner, err := crypto.NewAuditNoteSigner("iom", auditKey)
+	if err != nil {
+		return nil, err
+	}
+	if k.db, err = store.Open(filepath.Join(k.tmp, "gateway.db"), auditSigner); err != nil {
+		return nil, err
+	}
+	if k.bare, err = broker.StartBare(ctx, 1); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *floorKit) close() {
+	if k.bare != nil {
+		k.bare.Close()
+	}
+	if k.db != nil {
+		k.db.Close()
+	}
+	if k.tmp != "" {
+		os.RemoveAll(k.tmp)
+	}
+}
+
+// header is a fresh envelope header from agency from.
+func (k *floorKit) header(kind, from string) crypto.Header {
+	now := time.Now()
+	return crypto.Header{ID: crypto.NewID(), Kind: kind, From: from, Created: now, Expires: now.Add(72 * time.Hour)}
+}
+
+// repeat makes an operation of a function that does one.
+func (k *floorKit) repeat(f func() error) floorOp {
+	return func(n int) error {
+		for range n {
+			if err := f(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func sealReferral(k *floorKit) (floorOp, error) {
+	return k.repeat(func() error {
+		_, err := crypto.Seal(k.header(crypto.KindReferral, "iom"), benchBody, k.iomSigner, k.shelterAgency)
+		return err
+	}), nil
+}
+
+func openReferral(k *floorKit) (floorOp, error) {
+	return k.repeat(func() error {
+		_, _, err := k.shelterOpener.Open(k.referral, time.Now())
+		return err
+	}), nil
+}
+
+func atRestCopy(k *floorKit) (floorOp, error) {
+	id := crypto.NewID()
+	return k.repeat(func() error {
+		k.atRest.Seal(id, benchBody)
+		return nil
+	}), nil
+}
+
+func sealThreadKey(k *floorKit) (floorOp, error) {
+	id := "thread/" + k.thread.ID()
+	return k.repeat(func() error {
+		k.atRest.Seal(id, k.thread[:])
+		return nil
+	}), nil
+}
+
+func openThreadKey(k *floorKit) (floorOp, error) {
+	id := "thread/" + k.thread.ID()
+	sealed := k.atRest.Seal(id, k.thread[:])
+	return k.repeat(func() error {
+		_, err := k.atRest.Open(id, sealed)
+		return err
+	}), nil
+}
+
+func signReceipt(k *floorKit) (floorOp, error) {
+	h := crypto.EnvelopeHash(k.referral)
+	r := crypto.Receipt{EnvelopeID: crypto.NewID(), EnvelopeHash: h, From: "shelter", To: "iom",
+		Event: crypto.EventDelivered, At: time.Now()}
+	return k.repeat(func() error {
+		_, err := crypto.SignReceipt(r, k.shelterSigner)
+		return err
+	}), nil
+}
+
+func sealReceipt(k *floorKit) (floorOp, error) {
+	return k.repeat(func() error {
+		_, err := receiptSeal.seal(k)
+		return err
+	}), nil
+}
+
+func openReceipt(k *floorKit) (floorOp, error) {
+	return k.repeat(func() error { return receiptSeal.open(k, k.sealedReceipt) }), nil
+}
+
+// jetStreamRoundTrip makes a step of one message of msg's size through the
+// bare server, one at a time.
+func jetStreamRoundTrip(msg func(*floorKit) []byte) func(*floorKit) (floorOp, error) {
+	return func(k *floorKit) (floorOp, error) {
+		size := len(msg(k))
+		return func(n int) error {
+			_, err := k.bare.RoundTrips(k.ctx, n, size)
+			return err
+		}, nil
+	}
+}
+
+// bboltCommit is one fsynced commit of a gateway store (store.DB.Update,
+// bbolt underneath) that writes one envelope of the referral's size.
+func bboltCommit(k *floorKit) (floorOp, error) {
+	return k.repeat(func() error {
+		return k.db.Update(func(tx *store.Tx) error { return tx.PutEnvelope(crypto.NewID(), k.referral) })
+	}), nil
+}
+
+// Times returns how many times the CPU time per item is the floor's, or 0
+// when either is unknown.
+func (f Floor) Times(cpu time.Duration) float64 {
+	if f.CPU <= 0 || cpu <= 0 {
+		return 0
+	}
+	return float64(cpu) / float64(f.CPU)
+}

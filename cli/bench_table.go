@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// benchColumns are the columns of the table `rujukan bench` ends with, one
+// row per run.
+var benchColumns = []struct {
+	head string
+	cell func(rep *BenchReport, r *BenchResult) string
+}{
+	{"run", func(_ *BenchReport, r *BenchResult) string { return r.Name }},
+	{"n", func(_ *BenchReport, r *BenchResult) string { return strconv.Itoa(r.N) }},
+	{"failed", func(_ *BenchReport, r *BenchResult) string { return strconv.Itoa(r.Failed) }},
+	{"per s", func(_ *BenchReport, r *BenchResult) string { return fmt.Sprintf("%.0f", r.PerSecond) }},
+	{"p50", func(_ *BenchReport, r *BenchResult) string { return millis(r.P50) }},
+	{"p99", func(_ *BenchReport, r *BenchResult) string { return millis(r.P99) }},
+	{"p999", func(_ *BenchReport, r *BenchResult) string { return millis(r.P999) }},
+	{"CPU/item", func(_ *BenchReport, r *BenchResult) string { return millis(r.CPU) }},
+	{"floor", func(rep *BenchReport, _ *BenchResult) string { return millis(rep.Floor.CPU) }},
+	{"x floor", func(rep *BenchReport, r *BenchResult) string { return ratio(rep.Floor.Times(r.CPU)) }},
+	{"bbolt commits/item", func(_ *BenchReport, r *BenchResult) string { return ratio(r.Commits) }},
+	{"gateway RSS", func(_ *BenchReport, r *BenchResult) string {
+		var peak int64
+		for _, v := range r.GatewayRSS {
+			peak = max(peak, v)
+		}
+		return mebibytes(peak)
+	}},
+	{"broker RSS", func(_ *BenchReport, r *BenchResult) string { return mebibytes(r.RSS) }},
+	{"bare JetStream/s", func(rep *BenchReport, _ *BenchResult) string { return fmt.Sprintf("%.0f", rep.Bare.PerSecond) }},
+	{"per s / bare", func(rep *BenchReport, r *BenchResult) string {
+		if rep.Bare.PerSecond <= 0 {
+			return "-"
+		}
+		return ratio(r.PerSecond / rep.Bare.PerSecond)
+	}},
+}
+
+// write prints the floor's steps, a legend, and the table of runs last.
+func (rep *BenchReport) write(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "floor step\tcount\tCPU/op\twall/op\tops")
+	for _, s := range rep.Floor.Steps {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\n", s.Name, s.Count, micros(s.CPU), micros(s.Wall), s.Ops)
+	}
+	fmt.Fprintf(tw, "floor: CPU per referral at the least\t\t%s\t%s\t\n", micros(rep.Floor.CPU), micros(rep.Floor.Wall))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nLatencies run from the POST to the delivered outcome at the sender. CPU/item is the CPU time (user and system)\n"+
+		"of the broker and the gateways per item; x floor is how many times the floor's that is. Gateway RSS is the peak\n"+
+		"of the busier gateway, when the gateways run as processes of their own; broker RSS that of the bench process\n"+
+		"(the broker and the load generator, and in the in-process runs the four gateways too). bare JetStream/s are the\n"+
+		"round trips of the bare baseline, run first.")
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for i, c := range benchColumns {
+		fmt.Fprint(tw, c.head, sep(i))
+	}
+	for _, r := range rep.Runs {
+		for i, c := range benchColumns {
+			fmt.Fprint(tw, c.cell(rep, &r), sep(i))
+		}
+	}
+	return tw.Flush()
+}
+
+func sep(i int) string {
+	if i == len(benchColumns)-1 {
+		return "\n"
+	}
+	return "\t"
+}
+
+// benchHeads are the table's column heads.
+func benchHeads() []string {
+	var h []string
+	for _, c := range benchColumns {
+		h = append(h, c.head)
+	}
+	return h
+}
+
+func millis(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	ms := d.Seconds() * 1e3
+	switch {
+	case ms < 10:
+		return fmt.Sprintf("%.2fms", ms)
+	case ms < 100:
+		return fmt.Sprintf("%.1fms", ms)
+	}
+	return fmt.Sprintf("%.0fms", ms)
+}
+
+func micros(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fus", d.Seconds()*1e6)
+}
+
+func ratio(x float64) string {
+	if x <= 0 {
+		return "-"
+	}
+	switch {
+	case x >= 10:
+		return fmt.Sprintf("%.1f", x)
+	case x >= 0.1:
+		return fmt.Sprintf("%.2f", x)
+	}
+	return fmt.Sprintf("%.4f", x)
+}
+
+func mebibytes(b int64) string {
+	if b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fMiB", float64(b)/(1<<20))
+}

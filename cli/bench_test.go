@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestBenchTable runs `rujukan bench` with tiny numbers in this process and
+// checks the table it ends with: every column, a row per run, a floor
+// above zero with every step measured, and plain progress lines (no
+// terminal control characters) on a stderr that is not a terminal.
+func TestBenchTable(t *testing.T) {
+	var out, errOut bytes.Buffer
+	env := Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
+	err := Main(context.Background(), env, []string{"bench", "-n", "20", "-c", "2", "-rate", "3", "-duration", "1s",
+		"-statement-rate", "2", "-split=false"})
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
+	}
+	if strings.ContainsAny(errOut.String(), "\r\x1b") {
+		t.Errorf("progress on a stderr that is not a terminal has control characters:\n%q", errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "referrals, saturating: 20 of 20 done") {
+		t.Errorf("no final progress line for the saturating run:\n%s", errOut.String())
+	}
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	if len(lines) < 4 {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	cells := regexp.MustCompile(`\s{2,}`)
+	rows := lines[len(lines)-4:]
+	head := cells.Split(strings.TrimSpace(rows[0]), -1)
+	want := benchHeads()
+	if strings.Join(head, "|") != strings.Join(want, "|") {
+		t.Fatalf("table heads %q, want %q\noutput:\n%s", head, want, out.String())
+	}
+	col := map[string]int{}
+	for i, h := range head {
+		col[h] = i
+	}
+	for i, name := range []string{"referrals, saturating", "referrals, 3/s offered", "statement requests, 2/s"} {
+		row := cells.Split(strings.TrimSpace(rows[i+1]), -1)
+		if len(row) != len(head) || row[0] != name {
+			t.Fatalf("row %d is %q, want %d cells for %q", i, row, len(head), name)
+		}
+		for _, h := range []string{"floor", "CPU/item", "p50", "p99", "p999"} {
+			ms, err := strconv.ParseFloat(strings.TrimSuffix(row[col[h]], "ms"), 64)
+			if err != nil || ms <= 0 {
+				t.Errorf("%s: %s is %q, want a time above zero", name, h, row[col[h]])
+			}
+		}
+		for _, h := range []string{"x floor", "bbolt commits/item", "per s / bare"} {
+			if x, err := strconv.ParseFloat(row[col[h]], 64); err != nil || x <= 0 {
+				t.Errorf("%s: %s is %q, want a number above zero", name, h, row[col[h]])
+			}
+		}
+		if row[col["n"]] == "0" || row[col["failed"]] != "0" {
+			t.Errorf("%s: n %s, failed %s", name, row[col["n"]], row[col["failed"]])
+		}
+	}
+	for _, s := range floorSteps {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(s.name) + `\s{2,}` + strconv.Itoa(s.count) + `\s{2,}[0-9.]+us\s`).MatchString(out.String()) {
+			t.Errorf("floor step %q is not measured:\n%s", s.name, out.String())
+		}
+	}
+}
