@@ -24,7 +24,7 @@ type run struct {
 // runFromEnv is the short run, or the long one RUJUKAN_CHAOS=long or
 // RUJUKAN_CHAOS_DURATION asks for; RUJUKAN_CHAOS_SEED replays a seed.
 func runFromEnv(t *testing.T) run {
-	r := run{seed: rand.Uint64(), load: 30 * time.Second, minKills: 3,
+	r := run{seed: rand.Uint64(), load: 25 * time.Second, minKills: 3,
 		gap: [2]time.Duration{2 * time.Second, 6 * time.Second}, down: [2]time.Duration{200 * time.Millisecond, 2 * time.Second},
 		settle: 2 * time.Minute, workers: 3}
 	long := os.Getenv("RUJUKAN_CHAOS") == "long"
