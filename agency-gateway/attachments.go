@@ -518,7 +518,7 @@ func (g *Gateway) attachmentViews(b []byte, from string) ([]AttachmentView, erro
 func forView(b []byte) []byte {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(b, &m) != nil {
-		return b
+		return nil // never shown as it is: it could hold a key
 	}
 	_, files := m["attachments"]
 	_, thread := m["thread_key"]
@@ -529,7 +529,7 @@ func forView(b []byte) []byte {
 	delete(m, "thread_key")
 	out, err := json.Marshal(m)
 	if err != nil {
-		return b
+		return nil
 	}
 	return out
 }

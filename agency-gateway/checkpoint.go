@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rujukan/rujukan/agency-gateway/store"
 	"github.com/rujukan/rujukan/crypto"
@@ -31,6 +32,8 @@ type witnessed struct {
 	cp    store.Checkpoint
 	from  uint64
 	proof tlog.TreeProof
+	// stale: an older checkpoint of the log that arrived late.
+	stale bool
 }
 
 func (checkpointKind) Check(g *Gateway, in *Incoming) error {
@@ -78,6 +81,17 @@ func (checkpointKind) Check(g *Gateway, in *Incoming) error {
 	if cause != nil && verdict == "" {
 		return cause
 	}
+	if verdict == ReasonRollback && staleCheckpoint(prev, in.Header.Created) {
+		// A checkpoint the log sent before the one held here, delivered
+		// again late (say after this gateway was killed holding it): no
+		// alarm and no cosignature. A log rolled back sends checkpoints
+		// dated after the one held, and is caught; one it backdates gets
+		// no cosignature, and a fork alarm once the log reaches the held
+		// size again with another history.
+		w.stale = true
+		in.Value = w
+		return nil
+	}
 	reply := cosignatureBody{Checkpoint: b.Checkpoint}
 	switch verdict {
 	case ReasonFork, ReasonRollback:
@@ -109,6 +123,9 @@ func (checkpointKind) Check(g *Gateway, in *Incoming) error {
 
 func (checkpointKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	w := in.Value.(*witnessed)
+	if w.stale {
+		return nil
+	}
 	var prev *store.WitnessedLog
 	p, err := tx.Witnessed(in.Sender.ID)
 	switch {
@@ -125,7 +142,8 @@ func (checkpointKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 		return fmt.Errorf("checkpoint of %s changed meanwhile: %v", in.Sender.ID, cause)
 	case "":
 		if prev == nil || w.cp.Size > prev.Size || prev.Checkpoint == "" {
-			next := store.WitnessedLog{Log: in.Sender.ID, Size: w.cp.Size, Root: b64(w.cp.Root), Checkpoint: string(w.cp.Note), SeenAt: in.Now}
+			next := store.WitnessedLog{Log: in.Sender.ID, Size: w.cp.Size, Root: b64(w.cp.Root), Checkpoint: string(w.cp.Note),
+				SeenAt: in.Now, Sent: in.Header.Created.UTC()}
 			if prev != nil {
 				next.Alarm, next.AlarmAt, next.AlarmCheckpoint = prev.Alarm, prev.AlarmAt, prev.AlarmCheckpoint
 			}
@@ -140,4 +158,10 @@ func (checkpointKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 		}
 	}
 	return queueReceipt(tx, in.Receipt)
+}
+
+// staleCheckpoint reports whether a checkpoint in an envelope created at
+// created was sent before the one held in prev.
+func staleCheckpoint(prev *store.WitnessedLog, created time.Time) bool {
+	return prev != nil && !prev.Sent.IsZero() && created.Before(prev.Sent)
 }

@@ -181,6 +181,9 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (publ
 	sem := make(chan struct{}, publishConcurrency)
 	now := g.now()
 	for _, it := range items {
+		if _, busy := g.inflight.Load(it.Seq); busy {
+			continue // published meanwhile, its bookkeeping not yet committed
+		}
 		if now.After(it.Deadline) {
 			g.dropExpired(it)
 			continue

@@ -96,6 +96,9 @@ func statusOut(g *Gateway, rec *store.Record, c *Change, reason, detail string) 
 	if err != nil {
 		return nil, err
 	}
+	if len(b) > crypto.MaxThreadBodySize {
+		thread = nil // a long note, escaped: sealed to the hybrid key
+	}
 	return &Outgoing{Kind: kindStatus, To: peer, Body: b, Ref: rec.ID, Change: c, Thread: thread}, nil
 }
 
@@ -129,6 +132,10 @@ func (statusKind) Apply(g *Gateway, tx *store.Tx, in *Incoming) error {
 	}
 	if counterpart(rec) != in.Sender.ID {
 		return refuse(policy.ReasonRuleCounterpart, fmt.Errorf("status for a record of another agency"))
+	}
+	if crypto.IsThreadEnvelope(in.Env) && in.Header.RecipientKeyID != rec.Thread {
+		// A thread speaks of its own record only.
+		return refuse(policy.ReasonRuleCounterpart, fmt.Errorf("status in thread %s for a record of another thread", in.Header.RecipientKeyID))
 	}
 	role := policy.RoleSender
 	if rec.Box == store.Outbox {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -400,5 +401,40 @@ func TestWitnessBurst(t *testing.T) {
 			t.Fatalf("%d cosignatures of the burst's checkpoint, want 3", n)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWitnessLateCheckpoint: a checkpoint delayed in flight, delivered
+// after a newer one of the same log (as after a witness was killed holding
+// it), is no rollback: no alarm, and the newer one stays held.
+func TestWitnessLateCheckpoint(t *testing.T) {
+	c := mustWitnessCore(t)
+	c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("dinsos"))
+	c.settle("iom")
+	// Hold iom's next checkpoint to the shelter.
+	var holding atomic.Bool
+	holding.Store(true)
+	c.net.SetHold(func(to, from string, env []byte) bool {
+		h, _ := crypto.ParseHeader(env)
+		return to == "shelter" && from == "iom" && h.Kind == crypto.KindCheckpoint && holding.CompareAndSwap(true, false)
+	})
+	c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("dinsos"))
+	for holding.Load() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A newer checkpoint reaches the shelter first.
+	c.mustSend("iom", "referral", policy.ActionReferralSend, "", referral("police"))
+	size := c.settle("iom")
+	c.net.SetHold(nil)
+	c.net.Release()
+	time.Sleep(4 * testWitnessInterval)
+	v, _ := c.witnessView("shelter", "iom")
+	if v.Alarm != "" || v.Size != size {
+		t.Fatalf("the shelter's view of iom after the late checkpoint: %+v, want size %d and no alarm", v, size)
+	}
+	for _, e := range c.audit("shelter") {
+		if e.Action == gateway.ActWitnessRollback || e.Action == gateway.ActWitnessFork {
+			t.Fatalf("alarm: %+v", e)
+		}
 	}
 }

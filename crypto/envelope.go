@@ -350,6 +350,9 @@ func parseEnvelope(env []byte) (*envelope, error) {
 	}
 	e := &envelope{h: h, header: header, thread: string(m) == threadMagic}
 	cl := int(d.u32())
+	if e.thread && d.err == nil && cl > MaxThreadBodySize+28 { // nonce and tag
+		return e, fmt.Errorf("%w: thread envelope ciphertext of %d bytes, the limit is %d", ErrTooLarge, cl, MaxThreadBodySize+28)
+	}
 	e.ciphertext = d.take(cl)
 	e.sig = d.take(ed25519.SignatureSize)
 	if d.err != nil {

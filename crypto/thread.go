@@ -37,6 +37,17 @@ const (
 	threadDomain = "rujukan/v1/envelope/thread\x00"
 )
 
+// MaxThreadBodySize caps the body of a thread envelope: a signed receipt
+// is at most 1 KiB and a status body 8 KiB, and an envelope that may wait
+// for its thread (ErrUnknownThread) must be small.
+const MaxThreadBodySize = 16 << 10
+
+// IsThreadEnvelope reports whether env is framed as a thread envelope (it
+// checks nothing else).
+func IsThreadEnvelope(env []byte) bool {
+	return len(env) >= len(threadMagic) && string(env[:len(threadMagic)]) == threadMagic
+}
+
 // ErrUnknownThread is returned by Open for a thread envelope whose thread
 // this Opener does not know (yet: a status may overtake the referral it
 // is about).
@@ -98,8 +109,8 @@ func SealThread(h Header, body []byte, signer *Signer, to *Agency, key ThreadKey
 		return nil, fmt.Errorf("seal: %w: %s", ErrRecipientUnavailable, to.ID)
 	case !ThreadKind(h.Kind):
 		return nil, fmt.Errorf("seal: a %s is never a thread envelope", h.Kind)
-	case len(body) > MaxBodySize:
-		return nil, fmt.Errorf("seal: %w: body of %d bytes, the limit is %d", ErrTooLarge, len(body), MaxBodySize)
+	case len(body) > MaxThreadBodySize:
+		return nil, fmt.Errorf("seal: %w: body of %d bytes, the limit of a thread envelope is %d", ErrTooLarge, len(body), MaxThreadBodySize)
 	}
 	if h.Version == 0 {
 		h.Version = Version

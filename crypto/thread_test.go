@@ -38,7 +38,7 @@ func TestThreadRoundTrip(t *testing.T) {
 	key := NewThreadKey()
 	iom := n.threadOpener(t, "iom", map[string]Thread{key.ID(): {Key: key, Peer: "shelter"}})
 	shelter := n.threadOpener(t, "shelter", map[string]Thread{key.ID(): {Key: key, Peer: "iom"}})
-	for _, size := range []int{0, 1, 500, 64 << 10, MaxBodySize} {
+	for _, size := range []int{0, 1, 500, MaxThreadBodySize} {
 		body := bytes.Repeat([]byte{'r'}, size)
 		h := testHeader(KindReceipt, "shelter", "iom")
 		env := n.mustSealThread(t, h, body, key)
@@ -152,6 +152,19 @@ func TestThreadRefusals(t *testing.T) {
 	}
 	if _, err := SealThread(testHeader(KindReferral, "iom", "shelter"), nil, n.members["iom"].signer, n.agency(t, "shelter"), key); err == nil {
 		t.Error("SealThread sealed a referral")
+	}
+	if _, err := SealThread(testHeader(KindReceipt, "shelter", "iom"), make([]byte, MaxThreadBodySize+1), n.members["shelter"].signer, n.agency(t, "iom"), key); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("SealThread of a body over the limit: %v", err)
+	}
+	// A thread envelope too large to be a receipt or a status is refused
+	// before anything else, by its framing (so it never waits for a
+	// thread).
+	big := withHeader(testHeader(KindStatus, "shelter", "iom"), key, "shelter")
+	bhl := int(big[4])<<8 | int(big[5])
+	big = append(big[:6+bhl], 0, 1, 0, 0) // ciphertext length 64 KiB
+	big = append(big, make([]byte, 64<<10+64)...)
+	if _, err := VerifyOuter(big, n.dir); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a 64 KiB thread envelope: %v", err)
 	}
 	if ReasonCode(ErrUnknownThread) != ReasonUnknownThread || !KnownReason(ReasonUnknownThread) {
 		t.Error("unknown-thread is not a reason code")

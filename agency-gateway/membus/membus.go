@@ -28,8 +28,11 @@ type Network struct {
 	share   map[string]int // inbox -> messages one sender may keep there
 	// Published counts accepted publishes.
 	Published int
-	// tap sees every accepted publish (SetTap).
-	tap func(to, from string, env []byte)
+	// tap sees every accepted publish (SetTap); hold keeps aside those it
+	// names, until Release.
+	tap      func(to, from string, env []byte)
+	hold     func(to, from string, env []byte) bool
+	heldBack []*Msg
 
 	files       map[string]*fileQueue
 	chunkSeen   map[string]bool // recipient + "/" + chunk message id
@@ -107,6 +110,25 @@ func (n *Network) SetTap(f func(to, from string, env []byte)) {
 	n.mu.Unlock()
 }
 
+// SetHold makes the network keep aside, accepted but not delivered, every
+// envelope f names from then on, until Release (a message delayed in
+// flight).
+func (n *Network) SetHold(f func(to, from string, env []byte) bool) {
+	n.mu.Lock()
+	n.hold = f
+	n.mu.Unlock()
+}
+
+// Release delivers the envelopes kept aside by SetHold.
+func (n *Network) Release() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, m := range n.heldBack {
+		n.push(m.to, m)
+	}
+	n.heldBack = nil
+}
+
 // Inject puts raw bytes in agency to's inbox as if from agency from had
 // published them, as a hostile member could.
 func (n *Network) Inject(to, from string, data []byte) {
@@ -165,7 +187,12 @@ func (b *Bus) Publish(ctx context.Context, to, id string, env []byte) error {
 	if b.n.tap != nil {
 		b.n.tap(to, b.id, env)
 	}
-	b.n.push(to, &Msg{n: b.n, to: to, from: b.id, data: append([]byte(nil), env...)})
+	m := &Msg{n: b.n, to: to, from: b.id, data: append([]byte(nil), env...)}
+	if b.n.hold != nil && b.n.hold(to, b.id, env) {
+		b.n.heldBack = append(b.n.heldBack, m)
+		return nil
+	}
+	b.n.push(to, m)
 	return nil
 }
 

@@ -33,6 +33,8 @@ type WitnessedLog struct {
 	// Checkpoint is the signed checkpoint note, as received.
 	Checkpoint string    `json:"checkpoint"`
 	SeenAt     time.Time `json:"seen_at"`
+	// Sent is when the log's gateway sealed the envelope of Checkpoint.
+	Sent time.Time `json:"sent,omitzero"`
 	// Alarm is "", "fork" or "rollback": the last inconsistency found.
 	// It stays set once raised.
 	Alarm   string    `json:"alarm,omitempty"`
