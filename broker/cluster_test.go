@@ -39,26 +39,9 @@ func TestClusterLeaderRestart(t *testing.T) {
 	n.setLimits("", &crypto.Limits{InboxMaxBytes: 64 << 30, SenderMaxBytes: 64 << 30})
 	signed := n.sign(t)
 	const nodes = 3
-	var cfgs [nodes]Config
-	var routes, urls []string
-	for i := range nodes {
-		cfgs[i] = DefaultConfig()
-		cfgs[i].Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		cfgs[i].ClusterListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		routes = append(routes, "nats-route://"+cfgs[i].ClusterListen)
-		urls = append(urls, "nats://"+cfgs[i].Listen)
-	}
-	for i := range nodes {
-		c := &cfgs[i]
-		c.ServerName = fmt.Sprintf("node-%d", i+1)
-		c.ClusterName = "rujukan-test"
-		c.ClusterSecret = testClusterSecret
-		c.Routes = routes
-		c.DataDir = t.TempDir()
-		c.Directory = signed
-		c.Authority = n.AuthPub
-		c.Logger = testLogger(t)
-		c.StartTimeout = 60 * time.Second
+	cfgs, urls := clusterConfigs(t, n, signed, "nats")
+	for i := range cfgs {
+		cfgs[i].StartTimeout = 60 * time.Second
 	}
 	t0 := time.Now()
 	var srv [nodes]*Server
@@ -254,4 +237,31 @@ func TestRogueRouteRefused(t *testing.T) {
 	if node.NumRoutes() == 0 {
 		t.Fatal("a server with the secret could not join")
 	}
+}
+
+// clusterConfigs returns the configurations of a 3-node cluster of the
+// network n with directory signed, on free loopback ports, and the nodes'
+// client URLs with the given scheme.
+func clusterConfigs(t *testing.T, n *testNet, signed []byte, scheme string) ([3]Config, []string) {
+	var cfgs [3]Config
+	var routes, urls []string
+	for i := range cfgs {
+		cfgs[i] = DefaultConfig()
+		cfgs[i].Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		cfgs[i].ClusterListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		routes = append(routes, "nats-route://"+cfgs[i].ClusterListen)
+		urls = append(urls, scheme+"://"+cfgs[i].Listen)
+	}
+	for i := range cfgs {
+		c := &cfgs[i]
+		c.ServerName = fmt.Sprintf("node-%d", i+1)
+		c.ClusterName = "rujukan-test"
+		c.ClusterSecret = testClusterSecret
+		c.Routes = routes
+		c.DataDir = t.TempDir()
+		c.Directory = signed
+		c.Authority = n.AuthPub
+		c.Logger = testLogger(t)
+	}
+	return cfgs, urls
 }

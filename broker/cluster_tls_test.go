@@ -32,25 +32,9 @@ func TestClusterTLSAndSystemUser(t *testing.T) {
 	}
 	monitorPub, _ := monitor.PublicKey()
 	const nodes = 3
-	var cfgs [nodes]Config
-	var routes, urls []string
-	for i := range nodes {
-		cfgs[i] = DefaultConfig()
-		cfgs[i].Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		cfgs[i].ClusterListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		routes = append(routes, "nats-route://"+cfgs[i].ClusterListen)
-		urls = append(urls, "tls://"+cfgs[i].Listen)
-	}
-	for i := range nodes {
+	cfgs, urls := clusterConfigs(t, n, signed, "tls")
+	for i := range cfgs {
 		c := &cfgs[i]
-		c.ServerName = fmt.Sprintf("node-%d", i+1)
-		c.ClusterName = "rujukan-test"
-		c.ClusterSecret = testClusterSecret
-		c.Routes = routes
-		c.DataDir = t.TempDir()
-		c.Directory = signed
-		c.Authority = n.AuthPub
-		c.Logger = testLogger(t)
 		c.TLSCert, c.TLSKey, c.ClusterCA = cert, key, ca
 		c.SystemUser = monitorPub
 	}
