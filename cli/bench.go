@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,7 +45,17 @@ type BenchConfig struct {
 	StatementRate int
 	// Data is a scratch directory; empty means a new temporary one.
 	Data string
+	// Slowest, when > 0, lists after each run its Slowest items: when
+	// each was posted, accepted (202) and delivered, to tell a slow
+	// acceptance from a slow delivery and spikes from a steady tail.
+	Slowest int
 }
+
+// settle is how long each run waits before it starts, so that it does not
+// measure the background work its predecessor left (witnessing rounds
+// after a burst of audit events, the broker removing acknowledged
+// messages) or the network's start.
+const settle = 2 * time.Second
 
 // BenchResult is one measured run.
 type BenchResult struct {
@@ -88,6 +99,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	fs.IntVar(&cfg.Rate, "rate", 100, "referrals per second offered in the paced run (0: skip it)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the paced run")
 	fs.IntVar(&cfg.StatementRate, "statement-rate", 20, "statement requests per second offered in a paced run (0: skip it)")
+	fs.IntVar(&cfg.Slowest, "slowest", 0, "after each run, list its `n` slowest items: when each was posted, accepted and delivered")
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
 	split := fs.Bool("split", true, "also run the gateways as processes of their own to measure each one's memory")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `file`")
@@ -95,8 +107,8 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
-	if cfg.N < 1 || cfg.C < 1 || cfg.C > 1024 || cfg.Rate < 0 || cfg.StatementRate < 0 || cfg.Duration < time.Second {
-		return errors.New("bench: need -n >= 1, 1 <= -c <= 1024, -rate >= 0, -statement-rate >= 0 and -duration >= 1s")
+	if cfg.N < 1 || cfg.C < 1 || cfg.C > 1024 || cfg.Rate < 0 || cfg.StatementRate < 0 || cfg.Duration < time.Second || cfg.Slowest < 0 {
+		return errors.New("bench: need -n >= 1, 1 <= -c <= 1024, -rate >= 0, -statement-rate >= 0, -duration >= 1s and -slowest >= 0")
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -216,6 +228,11 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 			cfg.StatementRate * int(cfg.Duration/time.Second), cfg.C + 32, cfg.StatementRate, sendSR})
 	}
 	for _, rn := range runs {
+		select {
+		case <-time.After(settle):
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		}
 		resetPeakRSS()
 		c0 := commits()
 		var tick <-chan time.Time
@@ -224,7 +241,7 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 			defer t.Stop()
 			tick = t.C
 		}
-		r, err := drive(ctx, rn.name, rn.n, rn.c, tick, rn.send, done, progress)
+		r, err := drive(ctx, rn.name, rn.n, rn.c, tick, rn.send, done, progress, cfg.Slowest)
 		if err != nil {
 			return rep, err
 		}
@@ -273,10 +290,13 @@ func (o *outcomes) record(agency, id, outcome string) {
 
 // drive sends n referrals with c workers (paced by tick when not nil) and
 // waits for every outcome.
-func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, send func() (string, time.Time, error), done *outcomes, w io.Writer) (BenchResult, error) {
+//
+// slowest > 0 lists that many of the slowest items on w.
+func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, send func() (string, time.Time, error), done *outcomes, w io.Writer, slowest int) (BenchResult, error) {
 	type sent struct {
-		id    string
-		start time.Time
+		id       string
+		start    time.Time
+		accepted time.Duration // from the POST to its answer
 	}
 	base := done.count.Load()
 	bar := startProgress(w, name, n, "delivered", func() int { return int(done.count.Load() - base) })
@@ -314,11 +334,12 @@ func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, se
 			defer wg.Done()
 			for range jobs {
 				id, start, err := send()
+				accepted := time.Since(start)
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
 				} else {
-					all = append(all, sent{id, start})
+					all = append(all, sent{id, start, accepted})
 				}
 				mu.Unlock()
 			}
@@ -362,6 +383,15 @@ func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, se
 		lat = append(lat, at.Sub(s.start))
 		if at.After(last) {
 			last = at
+		}
+	}
+	if slowest > 0 {
+		took := func(s sent) time.Duration { return done.at[s.id].Sub(s.start) }
+		slices.SortFunc(all, func(a, b sent) int { return cmp.Compare(took(b), took(a)) })
+		fmt.Fprintf(w, "%s: the %d slowest, from the POST to delivered\n", name, min(slowest, len(all)))
+		for _, s := range all[:min(slowest, len(all))] {
+			fmt.Fprintf(w, "  posted at %8.3fs  accepted after %-10v delivered after %v\n",
+				s.start.Sub(t0).Seconds(), s.accepted.Round(10*time.Microsecond), took(s).Round(10*time.Microsecond))
 		}
 	}
 	done.mu.Unlock()

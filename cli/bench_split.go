@@ -110,6 +110,11 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 	var mu sync.Mutex
 	var sendErr error
 	var delivered atomic.Int64
+	select {
+	case <-time.After(settle):
+	case <-ctx.Done():
+		return BenchResult{}, ctx.Err()
+	}
 	bar := startProgress(w, "referrals, gateways as processes", n, "delivered", func() int { return int(delivered.Load()) })
 	defer bar.Stop()
 	resetPeakRSS()

@@ -12,12 +12,13 @@ import (
 // TestBenchTable runs `rujukan bench` with tiny numbers in this process and
 // checks the table it ends with: every column, a row per run, a floor
 // above zero with every step measured, and plain progress lines (no
-// terminal control characters) on a stderr that is not a terminal.
+// terminal control characters) on a stderr that is not a terminal, and
+// the slowest items of each run when asked.
 func TestBenchTable(t *testing.T) {
 	var out, errOut bytes.Buffer
 	env := Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
 	err := Main(context.Background(), env, []string{"bench", "-n", "20", "-c", "2", "-rate", "3", "-duration", "1s",
-		"-statement-rate", "2", "-split=false"})
+		"-statement-rate", "2", "-split=false", "-slowest", "3"})
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
 	}
@@ -26,6 +27,10 @@ func TestBenchTable(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "referrals, saturating: 20 of 20 done") {
 		t.Errorf("no final progress line for the saturating run:\n%s", errOut.String())
+	}
+	slow := regexp.MustCompile(`(?m)^referrals, saturating: the 3 slowest, from the POST to delivered\n(  posted at +[0-9.]+s  accepted after \S+ +delivered after \S+\n){3}`)
+	if !slow.MatchString(errOut.String()) {
+		t.Errorf("no list of the 3 slowest referrals of the saturating run:\n%s", errOut.String())
 	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 4 {
