@@ -288,6 +288,10 @@ type Client struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	pullers   sync.WaitGroup
+	// pulling is cancelled by Close: it ends the pulls waiting at the
+	// broker, so that closing never waits out pullWait.
+	pulling     context.Context
+	stopPulling context.CancelFunc
 
 	mu    sync.Mutex
 	want  map[string]bool // the senders of the last SetSenders
@@ -348,6 +352,7 @@ func Connect(ctx context.Context, url, id string, seed []byte, opts ...Option) (
 	c := &Client{id: id, opts: o, closed: make(chan struct{}),
 		inbox: newPool(StreamName(id), SenderBuffer), files: newPool(FilesStreamName(id), ChunkBuffer)}
 	c.files.active = false // until the first FetchChunks
+	c.pulling, c.stopPulling = context.WithCancel(context.Background())
 	nopts := []nats.Option{
 		nats.Name(o.name),
 		nats.Nkey(pub, kp.Sign),
@@ -439,10 +444,18 @@ func (c *Client) filesConn() (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
+// status reports the connection going up or down, but not its end when
+// the client is being closed: that is no outage.
 func (c *Client) status(up bool) {
-	if c.opts.onStatus != nil {
-		c.opts.onStatus(up)
+	if c.opts.onStatus == nil {
+		return
 	}
+	select {
+	case <-c.closed:
+		return
+	default:
+	}
+	c.opts.onStatus(up)
 }
 
 func isAuthError(err error) bool {
@@ -466,7 +479,10 @@ func (c *Client) ConnectedURL() string { return c.nc.ConnectedUrl() }
 // fetched and not yet acknowledged are redelivered after the consumer's
 // ack wait.
 func (c *Client) Close() {
-	c.closeOnce.Do(func() { close(c.closed) })
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.stopPulling()
+	})
 	done := make(chan struct{})
 	go func() { c.pullers.Wait(); close(done) }()
 	select {
@@ -680,8 +696,10 @@ func (c *Client) pull(s *sender) {
 			continue
 		}
 		s.state.Store(1)
-		batch, err := cons.Fetch(room, jetstream.FetchMaxWait(pullWait))
+		fctx, cancel := context.WithTimeout(c.pulling, pullWait)
+		batch, err := cons.Fetch(room, jetstream.FetchContext(fctx))
 		if err != nil {
+			cancel()
 			cons = nil
 			s.state.Store(2)
 			if !pause() {
@@ -696,7 +714,9 @@ func (c *Client) pull(s *sender) {
 			default:
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		cancel()
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) &&
+			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			// The consumer may be gone or replaced: look it up again.
 			cons = nil
 			s.state.Store(2)
