@@ -385,16 +385,32 @@ func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, se
 			last = at
 		}
 	}
+	type slow struct {
+		sent
+		took   time.Duration
+		failed bool
+	}
+	var slows []slow
 	if slowest > 0 {
-		took := func(s sent) time.Duration { return done.at[s.id].Sub(s.start) }
-		slices.SortFunc(all, func(a, b sent) int { return cmp.Compare(took(b), took(a)) })
-		fmt.Fprintf(w, "%s: the %d slowest, from the POST to delivered\n", name, min(slowest, len(all)))
-		for _, s := range all[:min(slowest, len(all))] {
-			fmt.Fprintf(w, "  posted at %8.3fs  accepted after %-10v delivered after %v\n",
-				s.start.Sub(t0).Seconds(), s.accepted.Round(10*time.Microsecond), took(s).Round(10*time.Microsecond))
+		for _, s := range all {
+			slows = append(slows, slow{s, done.at[s.id].Sub(s.start), done.failed[s.id]})
 		}
 	}
 	done.mu.Unlock()
+	if slowest > 0 {
+		bar.Stop()
+		slices.SortFunc(slows, func(a, b slow) int { return cmp.Compare(b.took, a.took) })
+		slows = slows[:min(slowest, len(slows))]
+		fmt.Fprintf(w, "%s: the %d slowest, from the POST to the outcome at the sender\n", name, len(slows))
+		for _, s := range slows {
+			outcome := "delivered"
+			if s.failed {
+				outcome = "failed"
+			}
+			fmt.Fprintf(w, "  posted at %8.3fs  accepted after %-10v %s after %v\n",
+				s.start.Sub(t0).Seconds(), s.accepted.Round(10*time.Microsecond), outcome, s.took.Round(10*time.Microsecond))
+		}
+	}
 	res.Elapsed = last.Sub(t0)
 	res.CPU = (cpuTime() - cpu0) / time.Duration(max(res.N, 1))
 	res.PerSecond = float64(res.N) / res.Elapsed.Seconds()

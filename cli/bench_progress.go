@@ -23,6 +23,7 @@ type progress struct {
 	start time.Time
 	stop  chan struct{}
 	wg    sync.WaitGroup
+	once  sync.Once
 }
 
 // Redraw and report intervals.
@@ -59,11 +60,14 @@ func startProgress(w io.Writer, name string, total int, unit string, done func()
 	return p
 }
 
-// Stop shows the final count and ends the bar's line.
+// Stop shows the final count and ends the bar's line; later calls do
+// nothing.
 func (p *progress) Stop() {
-	close(p.stop)
-	p.wg.Wait()
-	p.show(true)
+	p.once.Do(func() {
+		close(p.stop)
+		p.wg.Wait()
+		p.show(true)
+	})
 }
 
 func (p *progress) show(last bool) {

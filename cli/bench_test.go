@@ -28,7 +28,7 @@ func TestBenchTable(t *testing.T) {
 	if !strings.Contains(errOut.String(), "referrals, saturating: 20 of 20 done") {
 		t.Errorf("no final progress line for the saturating run:\n%s", errOut.String())
 	}
-	slow := regexp.MustCompile(`(?m)^referrals, saturating: the 3 slowest, from the POST to delivered\n(  posted at +[0-9.]+s  accepted after \S+ +delivered after \S+\n){3}`)
+	slow := regexp.MustCompile(`(?m)^referrals, saturating: the 3 slowest, from the POST to the outcome at the sender\n(  posted at +[0-9.]+s  accepted after \S+ +delivered after \S+\n){3}`)
 	if !slow.MatchString(errOut.String()) {
 		t.Errorf("no list of the 3 slowest referrals of the saturating run:\n%s", errOut.String())
 	}

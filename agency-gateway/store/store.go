@@ -309,8 +309,8 @@ func (d *DB) enqueue(c *call) {
 // groupDelay is how long a busy committer (one that has just committed)
 // lets the next group gather: under load a little latency buys fewer,
 // larger fsyncs. A committer woken from idle only yields once, so that
-// calls already on their way (a fetched batch, concurrent requests) join
-// the group: at a low rate nothing else would come, and a wait would only
+// calls already on their way (a fetched batch, concurrent requests) may
+// join the group: at a low rate nothing else would come, and a wait would only
 // add to every commit's latency. LaterDelay is the longest a Later call
 // waits for a group to join.
 const (

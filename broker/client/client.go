@@ -553,8 +553,10 @@ const (
 	// SenderBuffer is how many messages the client holds, pulled and not
 	// yet handed out by Fetch, per sender.
 	SenderBuffer = 4
-	// pullWait is how long one pull waits at the broker for a message.
-	pullWait = 5 * time.Second
+	// pullWait is the deadline of one pull: the broker waits 9 s of it
+	// for a message (FetchContext keeps a tenth, at most 1 s, for a late
+	// answer to arrive before the pull's inbox is gone).
+	pullWait = 10 * time.Second
 )
 
 // sender is the pulling state of one sender's consumer.
