@@ -228,12 +228,14 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 			cfg.StatementRate * int(cfg.Duration/time.Second), cfg.C + 32, cfg.StatementRate, sendSR})
 	}
 	for _, rn := range runs {
+		// Returning memory to the system makes the next allocations fault
+		// their pages in again: done before the pause, not at the run's start.
+		resetPeakRSS()
 		select {
 		case <-time.After(settle):
 		case <-ctx.Done():
 			return rep, ctx.Err()
 		}
-		resetPeakRSS()
 		c0 := commits()
 		var tick <-chan time.Time
 		if rn.rate > 0 {
