@@ -86,9 +86,12 @@ type BenchResult struct {
 // BenchReport is everything `rujukan bench` measured.
 type BenchReport struct {
 	// Bare is the bare JetStream round trip baseline of this invocation.
-	Bare  BenchResult   `json:"bare"`
-	Floor Floor         `json:"floor"`
-	Runs  []BenchResult `json:"runs"`
+	Bare  BenchResult `json:"bare"`
+	Floor Floor       `json:"floor"`
+	// Disk is the disk's own write-and-fsync latency, measured before the
+	// runs.
+	Disk DiskSync      `json:"disk_sync"`
+	Runs []BenchResult `json:"runs"`
 }
 
 func runBench(ctx context.Context, env Env, args []string) error {
@@ -183,6 +186,11 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 	}
 	defer floor.Close()
 	if rep.Floor, err = measureFloor(ctx, floor, "floor: primitives one referral needs", progress); err != nil {
+		return rep, err
+	}
+
+	fmt.Fprintf(progress, "disk: %d writes of 4 KiB with fsync, %v apart\n", diskSyncs, diskSyncPause)
+	if rep.Disk, err = measureDiskSync(ctx, cfg.Data); err != nil {
 		return rep, err
 	}
 

@@ -53,6 +53,11 @@ func (rep *BenchReport) write(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if rep.Disk.N > 0 {
+		fmt.Fprintf(w, "\ndisk: 4 KiB written and fsynced %d times, %v apart: p50 %s, p99 %s, max %s. A referral waits for\n"+
+			"eight such syncs one after the other (three bbolt commits of two each, two JetStream stores).\n",
+			rep.Disk.N, diskSyncPause, millis(rep.Disk.P50), millis(rep.Disk.P99), millis(rep.Disk.Max))
+	}
 	fmt.Fprintln(w, "\nLatencies run from the POST to the delivered outcome at the sender. CPU/item is the CPU time (user and system)\n"+
 		"of the broker and the gateways per item; x floor is how many times the floor's that is. Gateway RSS is the peak\n"+
 		"of the busier gateway, when the gateways run as processes of their own; broker RSS that of the bench process\n"+

@@ -13,7 +13,7 @@ import (
 // checks the table it ends with: every column, a row per run, a floor
 // above zero with every step measured, and plain progress lines (no
 // terminal control characters) on a stderr that is not a terminal, and
-// the slowest items of each run when asked.
+// the slowest items of each run when asked, and the disk's fsync latency.
 func TestBenchTable(t *testing.T) {
 	var out, errOut bytes.Buffer
 	env := Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
@@ -31,6 +31,9 @@ func TestBenchTable(t *testing.T) {
 	slow := regexp.MustCompile(`(?m)^referrals, saturating: the 3 slowest, from the POST to the outcome at the sender\n(  posted at +[0-9.]+s  accepted after \S+ +delivered after \S+\n){3}`)
 	if !slow.MatchString(errOut.String()) {
 		t.Errorf("no list of the 3 slowest referrals of the saturating run:\n%s", errOut.String())
+	}
+	if !regexp.MustCompile(`(?m)^disk: 4 KiB written and fsynced 200 times, 5ms apart: p50 [0-9.]+ms, p99 [0-9.]+ms, max [0-9.]+ms\.`).MatchString(out.String()) {
+		t.Errorf("no line on the disk's fsync latency:\n%s", out.String())
 	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 4 {

@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// DiskSync is how long the disk under the bench's data takes to make 4 KiB
+// durable (write, fsync), measured in the same run. Every commit of a
+// referral waits for it, the broker's and the gateways', one after the
+// other: its tail is the floor of the latencies' tail.
+type DiskSync struct {
+	N   int           `json:"n"`
+	P50 time.Duration `json:"p50_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	Max time.Duration `json:"max_ns"`
+}
+
+// Disk probe: diskSyncs writes and fsyncs, diskSyncPause apart (a paced
+// load, as a gateway's commits at a low rate are).
+const (
+	diskSyncs     = 200
+	diskSyncPause = 5 * time.Millisecond
+)
+
+// measureDiskSync measures DiskSync with a scratch file in dir.
+func measureDiskSync(ctx context.Context, dir string) (DiskSync, error) {
+	f, err := os.CreateTemp(dir, "disk-probe-")
+	if err != nil {
+		return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	// The file has its final size before the probe: no write below
+	// allocates a block or changes the size.
+	const span = 256
+	buf := make([]byte, 4096)
+	if err := f.Truncate(span * int64(len(buf))); err != nil {
+		return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
+	}
+	for i := range span {
+		if _, err := f.WriteAt(buf, int64(i*len(buf))); err != nil {
+			return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
+	}
+	lat := make([]time.Duration, 0, diskSyncs)
+	for i := range diskSyncs {
+		t := time.Now()
+		if _, err := f.WriteAt(buf, int64(i%span*len(buf))); err != nil {
+			return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
+		}
+		lat = append(lat, time.Since(t))
+		select {
+		case <-time.After(diskSyncPause):
+		case <-ctx.Done():
+			return DiskSync{}, ctx.Err()
+		}
+	}
+	slices.Sort(lat)
+	return DiskSync{N: len(lat), P50: percentile(lat, 0.50), P99: percentile(lat, 0.99), Max: lat[len(lat)-1]}, nil
+}
