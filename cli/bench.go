@@ -57,6 +57,19 @@ type BenchConfig struct {
 // messages) or the network's start.
 const settle = 2 * time.Second
 
+// settleBeforeRun resets the peak RSS, then waits settle. Returning memory
+// to the system makes the next allocations fault their pages in again:
+// done before the pause, not at the run's start.
+func settleBeforeRun(ctx context.Context) error {
+	resetPeakRSS()
+	select {
+	case <-time.After(settle):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // BenchResult is one measured run.
 type BenchResult struct {
 	Name      string        `json:"name"`
@@ -236,13 +249,8 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 			cfg.StatementRate * int(cfg.Duration/time.Second), cfg.C + 32, cfg.StatementRate, sendSR})
 	}
 	for _, rn := range runs {
-		// Returning memory to the system makes the next allocations fault
-		// their pages in again: done before the pause, not at the run's start.
-		resetPeakRSS()
-		select {
-		case <-time.After(settle):
-		case <-ctx.Done():
-			return rep, ctx.Err()
+		if err := settleBeforeRun(ctx); err != nil {
+			return rep, err
 		}
 		c0 := commits()
 		var tick <-chan time.Time

@@ -28,43 +28,48 @@ const (
 
 // measureDiskSync measures DiskSync with a scratch file in dir.
 func measureDiskSync(ctx context.Context, dir string) (DiskSync, error) {
-	f, err := os.CreateTemp(dir, "disk-probe-")
+	lat, err := diskSyncs4K(ctx, dir)
 	if err != nil {
 		return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
 	}
+	slices.Sort(lat)
+	return DiskSync{N: len(lat), P50: percentile(lat, 0.50), P99: percentile(lat, 0.99), Max: lat[len(lat)-1]}, nil
+}
+
+// diskSyncs4K writes 4 KiB and fsyncs it diskSyncs times, diskSyncPause
+// apart, and returns how long each took.
+func diskSyncs4K(ctx context.Context, dir string) ([]time.Duration, error) {
+	f, err := os.CreateTemp(dir, "disk-probe-")
+	if err != nil {
+		return nil, err
+	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	// The file has its final size before the probe: no write below
-	// allocates a block or changes the size.
-	const span = 256
-	buf := make([]byte, 4096)
-	if err := f.Truncate(span * int64(len(buf))); err != nil {
-		return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
-	}
-	for i := range span {
-		if _, err := f.WriteAt(buf, int64(i*len(buf))); err != nil {
-			return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
-		}
+	// The file is written whole and synced first: no write below allocates
+	// a block or changes the size.
+	const page, span = 4096, 256
+	if _, err := f.Write(make([]byte, page*span)); err != nil {
+		return nil, err
 	}
 	if err := f.Sync(); err != nil {
-		return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
+		return nil, err
 	}
+	buf := make([]byte, page)
 	lat := make([]time.Duration, 0, diskSyncs)
 	for i := range diskSyncs {
 		t := time.Now()
-		if _, err := f.WriteAt(buf, int64(i%span*len(buf))); err != nil {
-			return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
+		if _, err := f.WriteAt(buf, int64(i%span*page)); err != nil {
+			return nil, err
 		}
 		if err := f.Sync(); err != nil {
-			return DiskSync{}, fmt.Errorf("bench: disk probe: %w", err)
+			return nil, err
 		}
 		lat = append(lat, time.Since(t))
 		select {
 		case <-time.After(diskSyncPause):
 		case <-ctx.Done():
-			return DiskSync{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	slices.Sort(lat)
-	return DiskSync{N: len(lat), P50: percentile(lat, 0.50), P99: percentile(lat, 0.99), Max: lat[len(lat)-1]}, nil
+	return lat, nil
 }

@@ -110,14 +110,11 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 	var mu sync.Mutex
 	var sendErr error
 	var delivered atomic.Int64
-	select {
-	case <-time.After(settle):
-	case <-ctx.Done():
-		return BenchResult{}, ctx.Err()
+	if err := settleBeforeRun(ctx); err != nil {
+		return BenchResult{}, err
 	}
 	bar := startProgress(w, "referrals, gateways as processes", n, "delivered", func() int { return int(delivered.Load()) })
 	defer bar.Stop()
-	resetPeakRSS()
 	cpu0 := cpuTime() + procCPU(procs["iom"]) + procCPU(procs["shelter"])
 	t0 := time.Now()
 	for range c {
