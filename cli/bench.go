@@ -86,6 +86,10 @@ type BenchResult struct {
 	// of the gateway processes: the cost of one referral across the
 	// broker and both gateways.
 	CPU time.Duration `json:"cpu_per_item_ns"`
+	// Switches is the number of context switches per item of the same
+	// processes: what a paced run pays above the floor is about these
+	// times Wake.CPU.
+	Switches float64 `json:"switches_per_item,omitempty"`
 	// Commits is the number of bbolt commits per item at both gateways
 	// (zero when not counted).
 	Commits float64 `json:"bbolt_commits_per_item,omitempty"`
@@ -103,7 +107,10 @@ type BenchReport struct {
 	Floor Floor       `json:"floor"`
 	// Disk is the disk's own write-and-fsync latency, measured before the
 	// runs.
-	Disk DiskSync      `json:"disk_sync"`
+	Disk DiskSync `json:"disk_sync"`
+	// Wake is the CPU time of one context switch, measured before the
+	// runs.
+	Wake Wake          `json:"wake"`
 	Runs []BenchResult `json:"runs"`
 }
 
@@ -204,6 +211,10 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 
 	fmt.Fprintf(progress, "disk: %d writes of 4 KiB with fsync, %v apart\n", diskSyncs, diskSyncPause)
 	if rep.Disk, err = measureDiskSync(ctx, cfg.Data); err != nil {
+		return rep, err
+	}
+	fmt.Fprintf(progress, "wake-ups: %d sleeps of %v\n", wakeSleeps, wakePause)
+	if rep.Wake, err = measureWake(ctx); err != nil {
 		return rep, err
 	}
 
@@ -319,7 +330,7 @@ func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, se
 	base := done.count.Load()
 	bar := startProgress(w, name, n, "delivered", func() int { return int(done.count.Load() - base) })
 	defer bar.Stop()
-	cpu0 := cpuTime()
+	cpu0, sw0 := cpuTime(), ctxSwitches()
 	var (
 		next atomic.Int64
 		mu   sync.Mutex
@@ -431,6 +442,7 @@ func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, se
 	}
 	res.Elapsed = last.Sub(t0)
 	res.CPU = (cpuTime() - cpu0) / time.Duration(max(res.N, 1))
+	res.Switches = float64(ctxSwitches()-sw0) / float64(max(res.N, 1))
 	res.PerSecond = float64(res.N) / res.Elapsed.Seconds()
 	res.P50, res.P99, res.P999 = percentile(lat, 0.50), percentile(lat, 0.99), percentile(lat, 0.999)
 	return res, nil

@@ -24,6 +24,18 @@ var benchColumns = []struct {
 	{"CPU/item", func(_ *BenchReport, r *BenchResult) string { return millis(r.CPU) }},
 	{"floor", func(rep *BenchReport, _ *BenchResult) string { return millis(rep.Floor.CPU) }},
 	{"x floor", func(rep *BenchReport, r *BenchResult) string { return ratio(rep.Floor.Times(r.CPU)) }},
+	{"switches/item", func(_ *BenchReport, r *BenchResult) string {
+		if r.Switches <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", r.Switches)
+	}},
+	{"switch CPU", func(rep *BenchReport, r *BenchResult) string {
+		if r.Switches <= 0 || rep.Wake.CPU <= 0 {
+			return "-"
+		}
+		return millis(time.Duration(r.Switches * float64(rep.Wake.CPU)))
+	}},
 	{"bbolt commits/item", func(_ *BenchReport, r *BenchResult) string { return ratio(r.Commits) }},
 	{"gateway RSS", func(_ *BenchReport, r *BenchResult) string {
 		var peak int64
@@ -57,6 +69,12 @@ func (rep *BenchReport) write(w io.Writer) error {
 		fmt.Fprintf(w, "\ndisk: 4 KiB written and fsynced %d times, %v apart: p50 %s, p99 %s, max %s. A referral waits for\n"+
 			"eight such syncs one after the other (three bbolt commits of two each, two JetStream stores).\n",
 			rep.Disk.N, diskSyncPause, millis(rep.Disk.P50), millis(rep.Disk.P99), millis(rep.Disk.Max))
+	}
+	if rep.Wake.N > 0 {
+		fmt.Fprintf(w, "\nwake-ups: one context switch costs %s of CPU here (%d sleeps of %v, %.1f switches each). The floor is\n"+
+			"measured in busy loops; at a low rate each step of a referral wakes a sleeping thread. switches/item counts\n"+
+			"the context switches of the broker and the gateways per item, switch CPU is that times the cost of one.\n",
+			micros(rep.Wake.CPU), rep.Wake.N, wakePause, rep.Wake.Switches)
 	}
 	fmt.Fprintln(w, "\nLatencies run from the POST to the delivered outcome at the sender. CPU/item is the CPU time (user and system)\n"+
 		"of the broker and the gateways per item; x floor is how many times the floor's that is. Gateway RSS is the peak\n"+

@@ -13,7 +13,8 @@ import (
 // checks the table it ends with: every column, a row per run, a floor
 // above zero with every step measured, and plain progress lines (no
 // terminal control characters) on a stderr that is not a terminal, and
-// the slowest items of each run when asked, and the disk's fsync latency.
+// the slowest items of each run when asked, the disk's fsync latency and
+// the CPU cost of a context switch, counted per item in each run.
 func TestBenchTable(t *testing.T) {
 	var out, errOut bytes.Buffer
 	env := Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
@@ -35,6 +36,9 @@ func TestBenchTable(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^disk: 4 KiB written and fsynced 200 times, 5ms apart: p50 [0-9.]+ms, p99 [0-9.]+ms, max [0-9.]+ms\.`).MatchString(out.String()) {
 		t.Errorf("no line on the disk's fsync latency:\n%s", out.String())
 	}
+	if !regexp.MustCompile(`(?m)^wake-ups: one context switch costs [0-9.]+us of CPU here \(300 sleeps of 5ms, [0-9.]+ switches each\)\.`).MatchString(out.String()) {
+		t.Errorf("no line on the cost of a context switch:\n%s", out.String())
+	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 4 {
 		t.Fatalf("output:\n%s", out.String())
@@ -55,13 +59,13 @@ func TestBenchTable(t *testing.T) {
 		if len(row) != len(head) || row[0] != name {
 			t.Fatalf("row %d is %q, want %d cells for %q", i, row, len(head), name)
 		}
-		for _, h := range []string{"floor", "CPU/item", "p50", "p99", "p999"} {
+		for _, h := range []string{"floor", "CPU/item", "switch CPU", "p50", "p99", "p999"} {
 			ms, err := strconv.ParseFloat(strings.TrimSuffix(row[col[h]], "ms"), 64)
 			if err != nil || ms <= 0 {
 				t.Errorf("%s: %s is %q, want a time above zero", name, h, row[col[h]])
 			}
 		}
-		for _, h := range []string{"x floor", "bbolt commits/item", "per s / bare"} {
+		for _, h := range []string{"x floor", "switches/item", "bbolt commits/item", "per s / bare"} {
 			if x, err := strconv.ParseFloat(row[col[h]], 64); err != nil || x <= 0 {
 				t.Errorf("%s: %s is %q, want a number above zero", name, h, row[col[h]])
 			}
