@@ -288,10 +288,6 @@ type Client struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	pullers   sync.WaitGroup
-	// pulling is cancelled by Close: it ends the pulls waiting at the
-	// broker, so that closing never waits out pullWait.
-	pulling     context.Context
-	stopPulling context.CancelFunc
 
 	mu    sync.Mutex
 	want  map[string]bool // the senders of the last SetSenders
@@ -352,7 +348,6 @@ func Connect(ctx context.Context, url, id string, seed []byte, opts ...Option) (
 	c := &Client{id: id, opts: o, closed: make(chan struct{}),
 		inbox: newPool(StreamName(id), SenderBuffer), files: newPool(FilesStreamName(id), ChunkBuffer)}
 	c.files.active = false // until the first FetchChunks
-	c.pulling, c.stopPulling = context.WithCancel(context.Background())
 	nopts := []nats.Option{
 		nats.Name(o.name),
 		nats.Nkey(pub, kp.Sign),
@@ -474,20 +469,20 @@ func (c *Client) Connected() bool { return c.nc != nil && c.nc.IsConnected() }
 // "" when disconnected.
 func (c *Client) ConnectedURL() string { return c.nc.ConnectedUrl() }
 
-// Close closes the connection. Messages pulled ahead and not handed out
-// are released first, so the broker redelivers them at once; messages
-// fetched and not yet acknowledged are redelivered after the consumer's
-// ack wait.
+// Close closes the connection. It lets the pulls waiting at the broker
+// end by themselves (at most pullWait): a pull cut short in the client
+// would drop what the broker was handing it, held then until the ack
+// wait, or longer (the back-off grows with each delivery). What was pulled
+// ahead and not handed out is given back, so the broker redelivers it at
+// once; messages fetched and not yet acknowledged are redelivered after
+// the consumer's ack wait.
 func (c *Client) Close() {
-	c.closeOnce.Do(func() {
-		close(c.closed)
-		c.stopPulling()
-	})
+	c.closeOnce.Do(func() { close(c.closed) })
 	done := make(chan struct{})
 	go func() { c.pullers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
+	case <-time.After(pullWait + time.Second):
 	}
 	if c.nc != nil {
 		c.nc.Close()
@@ -553,10 +548,9 @@ const (
 	// SenderBuffer is how many messages the client holds, pulled and not
 	// yet handed out by Fetch, per sender.
 	SenderBuffer = 4
-	// pullWait is the deadline of one pull: the broker waits 9 s of it
-	// for a message (FetchContext keeps a tenth, at most 1 s, for a late
-	// answer to arrive before the pull's inbox is gone).
-	pullWait = 10 * time.Second
+	// pullWait is how long one pull waits at the broker for a message,
+	// and about the longest Close waits for the pulls to end.
+	pullWait = time.Second
 )
 
 // sender is the pulling state of one sender's consumer.
@@ -698,10 +692,8 @@ func (c *Client) pull(s *sender) {
 			continue
 		}
 		s.state.Store(1)
-		fctx, cancel := context.WithTimeout(c.pulling, pullWait)
-		batch, err := cons.Fetch(room, jetstream.FetchContext(fctx))
+		batch, err := cons.Fetch(room, jetstream.FetchMaxWait(pullWait))
 		if err != nil {
-			cancel()
 			cons = nil
 			s.state.Store(2)
 			if !pause() {
@@ -716,9 +708,7 @@ func (c *Client) pull(s *sender) {
 			default:
 			}
 		}
-		cancel()
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) &&
-			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 			// The consumer may be gone or replaced: look it up again.
 			cons = nil
 			s.state.Store(2)
