@@ -240,11 +240,14 @@ func (d *driver) referral(rng *rand.Rand) error {
 // referral listing it.
 func (d *driver) fileReferral(rng *rand.Rand) error {
 	from, to := pair(rng)
-	file := make([]byte, 1+rng.IntN(48<<10))
+	// At least the PDF header: a file of a few bytes, "%PD", is no PDF
+	// and is rightly refused (415).
+	const head = "%PDF-1.7\n"
+	file := make([]byte, len(head)+rng.IntN(48<<10))
 	for i := range file {
 		file[i] = byte(rng.Uint32())
 	}
-	copy(file, "%PDF-1.7\n")
+	copy(file, head)
 	sum := sha256.Sum256(file)
 	status, raw, err := d.n.send(from, "POST", "/v1/attachments", strings.NewReader(string(file)),
 		map[string]string{"Content-Type": "application/pdf", "Content-Disposition": `attachment; filename="record.pdf"`})
