@@ -470,9 +470,9 @@ func (c *Client) Connected() bool { return c.nc != nil && c.nc.IsConnected() }
 func (c *Client) ConnectedURL() string { return c.nc.ConnectedUrl() }
 
 // Close closes the connection. It lets the pulls waiting at the broker
-// end by themselves (at most pullWait): a pull cut short in the client
-// would drop what the broker was handing it, held then until the ack
-// wait, or longer (the back-off grows with each delivery). What was pulled
+// end by themselves, for at most closeWait: a pull cut short in the client
+// drops what the broker is handing it, held then until the ack wait, or
+// longer (the back-off grows with each delivery). What was pulled
 // ahead and not handed out is given back, so the broker redelivers it at
 // once; messages fetched and not yet acknowledged are redelivered after
 // the consumer's ack wait.
@@ -482,7 +482,7 @@ func (c *Client) Close() {
 	go func() { c.pullers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(pullWait + time.Second):
+	case <-time.After(closeWait):
 	}
 	if c.nc != nil {
 		c.nc.Close()
@@ -548,9 +548,12 @@ const (
 	// SenderBuffer is how many messages the client holds, pulled and not
 	// yet handed out by Fetch, per sender.
 	SenderBuffer = 4
-	// pullWait is how long one pull waits at the broker for a message,
-	// and about the longest Close waits for the pulls to end.
-	pullWait = time.Second
+	// closeWait is how long Close waits for the pulls to end.
+	closeWait = 2 * time.Second
+	// pullWait is how long one pull waits at the broker for a message. A
+	// short one is given up by the client when a busy broker answers late,
+	// and what the broker then hands it waits out the ack wait.
+	pullWait = 5 * time.Second
 )
 
 // sender is the pulling state of one sender's consumer.
