@@ -71,12 +71,14 @@ func TestClientMessageLifecycle(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// The redelivery of retry-me may come before or after reject-me (which
+	// depends on whether one pull brought both); each comes exactly once.
 	want := []delivery{{"retry-me", "iom", 1}, {"reject-me", "iom", 1}, {"retry-me", "iom", 2}}
-	if len(got) != len(want) {
+	if len(got) != len(want) || got[0] != want[0] {
 		t.Fatalf("deliveries %+v, want %+v", got, want)
 	}
-	for i := range want {
-		if got[i] != want[i] {
+	for _, w := range want[1:] {
+		if got[1] != w && got[2] != w {
 			t.Fatalf("deliveries %+v, want %+v", got, want)
 		}
 	}
