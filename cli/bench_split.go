@@ -116,7 +116,7 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 	bar := startProgress(w, "referrals, gateways as processes", n, "delivered", func() int { return int(delivered.Load()) })
 	defer bar.Stop()
 	cpu0 := cpuTime() + procCPU(procs["iom"]) + procCPU(procs["shelter"])
-	sw0 := ctxSwitches() + procSwitches(procs["iom"].Process.Pid) + procSwitches(procs["shelter"].Process.Pid)
+	sw0 := ctxSwitches() + procSwitches(procs["iom"]) + procSwitches(procs["shelter"])
 	t0 := time.Now()
 	for range c {
 		wg.Add(1)
@@ -170,7 +170,7 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 	el := time.Since(t0)
 	<-sending
 	cpu := cpuTime() + procCPU(procs["iom"]) + procCPU(procs["shelter"]) - cpu0
-	sw := ctxSwitches() + procSwitches(procs["iom"].Process.Pid) + procSwitches(procs["shelter"].Process.Pid) - sw0
+	sw := ctxSwitches() + procSwitches(procs["iom"]) + procSwitches(procs["shelter"]) - sw0
 	res := BenchResult{Name: "referrals, gateways as processes", N: n, Elapsed: el, PerSecond: float64(n) / el.Seconds(),
 		CPU: cpu / time.Duration(n), Switches: float64(sw) / float64(n), RSS: procMaxRSS("self"), GatewayRSS: map[string]int64{}}
 	for id, p := range procs {

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -52,17 +52,14 @@ func measureWake(ctx context.Context) (Wake, error) {
 // ctxSwitches returns the context switches (voluntary and involuntary) of
 // all the threads of this process so far.
 func ctxSwitches() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
+	ru := selfUsage()
 	return ru.Nvcsw + ru.Nivcsw
 }
 
 // procSwitches returns the context switches of all the live threads of a
 // child process so far, read from /proc, or 0 where it is not available.
-func procSwitches(pid int) int64 {
-	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/status")
+func procSwitches(p *exec.Cmd) int64 {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(p.Process.Pid) + "/task/*/status")
 	var n int64
 	for _, t := range tasks {
 		b, err := os.ReadFile(t)
