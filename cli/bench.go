@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -77,6 +75,9 @@ type BenchResult struct {
 	Failed    int           `json:"failed"`
 	Elapsed   time.Duration `json:"elapsed_ns"`
 	PerSecond float64       `json:"per_second"`
+	// Rate is the items per second offered, 0 when they were sent as fast
+	// as they went.
+	Rate int `json:"rate,omitempty"`
 	// P50, P99 and P999 are the times from the POST to the delivered
 	// outcome at the sender (zero when not measured).
 	P50  time.Duration `json:"p50_ns"`
@@ -105,6 +106,9 @@ type BenchReport struct {
 	// Bare is the bare JetStream round trip baseline of this invocation.
 	Bare  BenchResult `json:"bare"`
 	Floor Floor       `json:"floor"`
+	// PacedFloor is the floor with each step done at the paced run's rate
+	// (Rate 0 when there was no paced run).
+	PacedFloor Floor `json:"floor_paced"`
 	// Disk is the disk's own write-and-fsync latency, measured before the
 	// runs.
 	Disk DiskSync `json:"disk_sync"`
@@ -208,6 +212,11 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 	if rep.Floor, err = measureFloor(ctx, floor, "floor: primitives one referral needs", progress); err != nil {
 		return rep, err
 	}
+	if cfg.Rate > 0 {
+		if rep.PacedFloor, err = measurePacedFloor(ctx, floor, cfg.Rate, fmt.Sprintf("floor at %d/s: each primitive %d times a second", cfg.Rate, cfg.Rate), progress); err != nil {
+			return rep, err
+		}
+	}
 
 	fmt.Fprintf(progress, "disk: %d writes of 4 KiB with fsync, %v apart\n", diskSyncs, diskSyncPause)
 	if rep.Disk, err = measureDiskSync(ctx, cfg.Data); err != nil {
@@ -233,54 +242,62 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 		}
 		return n
 	}
-	url := st.Gateways["iom"].URL + "/v1/referrals"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.C + 8}, Timeout: 30 * time.Second}
-	send := func() (string, time.Time, error) {
-		return postReferral(client, url, st.Tokens["iom"])
-	}
-	type run struct {
+	referrals := load{URL: st.Gateways["iom"].URL + "/v1/referrals", Kind: "referral", N: cfg.N, C: cfg.C, Token: st.Tokens["iom"]}
+	runs := []struct {
 		name string
-		n, c int
-		rate int
-		send func() (string, time.Time, error)
-	}
-	runs := []run{{"referrals, saturating", cfg.N, cfg.C, 0, send}}
+		load
+	}{{"referrals, saturating", referrals}}
 	if cfg.Rate > 0 {
-		runs = append(runs, run{fmt.Sprintf("referrals, %d/s offered", cfg.Rate), cfg.Rate * int(cfg.Duration/time.Second), cfg.C + 32, cfg.Rate, send})
+		l := referrals
+		l.N, l.C, l.Rate = cfg.Rate*int(cfg.Duration/time.Second), cfg.C+32, cfg.Rate
+		runs = append(runs, struct {
+			name string
+			load
+		}{fmt.Sprintf("referrals, %d/s offered", cfg.Rate), l})
 	}
 	if cfg.StatementRate > 0 {
-		surl := st.Gateways["police"].URL + "/v1/statement-requests"
-		sbody := []byte(`{"to":"shelter","pseudonym":"V-2026-0042","legal_basis":"LP/B/123/XI/2026/NTB","purpose":"investigation",` +
-			`"questions":["Where were you recruited?","Who kept your passport?"],"due":"` +
-			time.Now().Add(30*24*time.Hour).UTC().Format(time.RFC3339) + `"}`)
-		sendSR := func() (string, time.Time, error) {
-			return post(client, surl, st.Tokens["police"], sbody)
-		}
-		runs = append(runs, run{fmt.Sprintf("statement requests, %d/s", cfg.StatementRate),
-			cfg.StatementRate * int(cfg.Duration/time.Second), cfg.C + 32, cfg.StatementRate, sendSR})
+		l := load{URL: st.Gateways["police"].URL + "/v1/statement-requests", Kind: "statement-request",
+			N: cfg.StatementRate * int(cfg.Duration/time.Second), C: cfg.C + 32, Rate: cfg.StatementRate, Token: st.Tokens["police"]}
+		runs = append(runs, struct {
+			name string
+			load
+		}{fmt.Sprintf("statement requests, %d/s", cfg.StatementRate), l})
 	}
 	for _, rn := range runs {
 		if err := settleBeforeRun(ctx); err != nil {
 			return rep, err
 		}
 		c0 := commits()
-		var tick <-chan time.Time
-		if rn.rate > 0 {
-			t := time.NewTicker(time.Second / time.Duration(rn.rate))
-			defer t.Stop()
-			tick = t.C
-		}
-		r, err := drive(ctx, rn.name, rn.n, rn.c, tick, rn.send, done, progress, cfg.Slowest)
+		r, err := drive(ctx, rn.name, rn.load, done, progress, cfg.Slowest)
 		if err != nil {
 			return rep, err
 		}
+		r.Rate = rn.Rate
 		r.Commits = float64(commits()-c0) / float64(max(r.N, 1))
 		r.RSS = procMaxRSS("self")
 		rep.Runs = append(rep.Runs, r)
 	}
 	closeDev() // its background work is not the floor's
-	rep.Floor, err = measureFloor(ctx, floor, "floor again, after the runs", progress)
+	if rep.Floor, err = measureFloor(ctx, floor, "floor again, after the runs", progress); err != nil {
+		return rep, err
+	}
+	if cfg.Rate > 0 {
+		rep.PacedFloor, err = measurePacedFloor(ctx, floor, cfg.Rate, fmt.Sprintf("floor at %d/s again, after the runs", cfg.Rate), progress)
+	}
 	return rep, err
+}
+
+// measurePacedFloor measures the floor at rate once more, with a progress
+// bar.
+func measurePacedFloor(ctx context.Context, m *FloorMeter, rate int, name string, progress io.Writer) (Floor, error) {
+	var stepped atomic.Int64
+	bar := startProgress(progress, name, len(floorSteps), "", func() int { return int(stepped.Load()) })
+	f, err := m.MeasurePaced(ctx, rate, func() { stepped.Add(1) })
+	bar.Stop()
+	if err != nil {
+		return f, fmt.Errorf("bench: %w", err)
+	}
+	return f, nil
 }
 
 // measureFloor measures the floor once more, with a progress bar.
@@ -317,66 +334,29 @@ func (o *outcomes) record(agency, id, outcome string) {
 	}
 }
 
-// drive sends n referrals with c workers (paced by tick when not nil) and
-// waits for every outcome.
+// drive runs the load generator l and waits for the outcome of every item
+// it sent. It measures the CPU time and the context switches of this
+// process (the broker and the gateways): the load generator is a process
+// of its own.
 //
 // slowest > 0 lists that many of the slowest items on w.
-func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, send func() (string, time.Time, error), done *outcomes, w io.Writer, slowest int) (BenchResult, error) {
-	type sent struct {
-		id       string
-		start    time.Time
-		accepted time.Duration // from the POST to its answer
-	}
+func drive(ctx context.Context, name string, l load, done *outcomes, w io.Writer, slowest int) (BenchResult, error) {
 	base := done.count.Load()
-	bar := startProgress(w, name, n, "delivered", func() int { return int(done.count.Load() - base) })
+	bar := startProgress(w, name, l.N, "delivered", func() int { return int(done.count.Load() - base) })
 	defer bar.Stop()
 	cpu0, sw0 := cpuTime(), ctxSwitches()
-	var (
-		next atomic.Int64
-		mu   sync.Mutex
-		all  []sent
-		errs []error
-		wg   sync.WaitGroup
-		jobs = make(chan struct{})
-		t0   = time.Now()
-	)
-	go func() {
-		defer close(jobs)
-		for next.Add(1) <= int64(n) {
-			if tick != nil {
-				select {
-				case <-tick:
-				case <-ctx.Done():
-					return
-				}
-			}
-			select {
-			case jobs <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	for range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range jobs {
-				id, start, err := send()
-				accepted := time.Since(start)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-				} else {
-					all = append(all, sent{id, start, accepted})
-				}
-				mu.Unlock()
-			}
-		}()
+	all, err := l.run(ctx)
+	if err != nil {
+		return BenchResult{}, err
 	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return BenchResult{}, fmt.Errorf("bench: %d of %d sends failed; first: %w", len(errs), n, errs[0])
+	if len(all) == 0 {
+		return BenchResult{}, fmt.Errorf("bench: %s: nothing was sent", name)
+	}
+	t0 := all[0].start
+	for _, s := range all {
+		if s.start.Before(t0) {
+			t0 = s.start
+		}
 	}
 	deadline := time.After(2 * time.Minute)
 	for {
@@ -415,7 +395,7 @@ func drive(ctx context.Context, name string, n, c int, tick <-chan time.Time, se
 		}
 	}
 	type slow struct {
-		sent
+		sentItem
 		took   time.Duration
 		failed bool
 	}
@@ -464,34 +444,6 @@ var benchBody = []byte(`{"to":"shelter","priority":"urgent","person":{"pseudonym
 	`"needs":["shelter","medical","psychosocial"],"risk":"high","consent":{"given":true,"purposes":["services"],` +
 	`"method":"guardian","witness":"S. Rahma","witness_role":"social-worker","recorded_at":"2026-11-20T09:00:00Z"},` +
 	`"notes":"` + strings.Repeat("n", 1200) + `"}`)
-
-func postReferral(c *http.Client, url, token string) (string, time.Time, error) {
-	return post(c, url, token, benchBody)
-}
-
-func post(c *http.Client, url, token string, body []byte) (string, time.Time, error) {
-	start := time.Now()
-	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
-	if err != nil {
-		return "", start, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", start, err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusAccepted {
-		return "", start, fmt.Errorf("POST answered %d: %s", resp.StatusCode, raw)
-	}
-	var acc struct{ ID string }
-	if err := json.Unmarshal(raw, &acc); err != nil || acc.ID == "" {
-		return "", start, fmt.Errorf("POST answered %s", raw)
-	}
-	return acc.ID, start, nil
-}
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 

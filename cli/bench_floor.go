@@ -141,6 +141,10 @@ type FloorStep struct {
 
 // Floor is the cost of the primitives one referral needs.
 type Floor struct {
+	// Rate is 0 for the floor measured in busy loops, each step done again
+	// as soon as it is done; else each step was done Rate times a second,
+	// as a paced run does it (see FloorMeter.MeasurePaced).
+	Rate  int         `json:"rate,omitempty"`
 	Steps []FloorStep `json:"steps"`
 	// CPU and Wall sum each step's cost times its count.
 	CPU  time.Duration `json:"cpu_ns"`
@@ -160,8 +164,10 @@ const (
 type FloorMeter struct {
 	k   *floorKit
 	ops []floorOp
-	// low is each step's lowest cost so far.
-	low []FloorStep
+	// low is each step's lowest cost so far in busy loops, paced at each
+	// rate measured.
+	low   []FloorStep
+	paced map[int][]FloorStep
 }
 
 // NewFloorMeter prepares every step of floorSteps.
@@ -170,7 +176,7 @@ func NewFloorMeter(ctx context.Context) (*FloorMeter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
-	m := &FloorMeter{k: k}
+	m := &FloorMeter{k: k, paced: map[int][]FloorStep{}}
 	for _, s := range floorSteps {
 		op, err := s.make(k)
 		if err != nil {
@@ -186,35 +192,135 @@ func NewFloorMeter(ctx context.Context) (*FloorMeter, error) {
 // Close stops the server and removes the store.
 func (m *FloorMeter) Close() { m.k.close() }
 
-// Measure measures every step once more in this process, calling stepped
-// after each, and returns the floor made of each step's lowest cost so far
-// (load from elsewhere on the machine only ever makes an operation
-// dearer). Nothing else should run meanwhile: it reads the process's CPU
-// time.
+// Measure measures every step once more in this process, in a busy loop,
+// calling stepped after each, and returns the floor made of each step's
+// lowest cost so far (load from elsewhere on the machine only ever makes
+// an operation dearer). Nothing else should run meanwhile: it reads the
+// process's CPU time.
 func (m *FloorMeter) Measure(ctx context.Context, stepped func()) (Floor, error) {
+	return m.measure(ctx, m.low, 0, func(op floorOp) (FloorStep, error) { return measureOp(ctx, op) }, stepped)
+}
+
+// MeasurePaced measures every step once more, each done rate times a
+// second as a paced run does it, and returns that floor.
+//
+// The floor in busy loops is what the primitives cost back to back, with
+// every thread they use awake and every cache warm. At a low rate each one
+// starts from sleep: the thread that waits for an fsync or a broker's
+// answer sleeps and is woken, the code and keys are out of the caches.
+// That is what the primitives cost at that rate, and what a referral at
+// that rate cannot avoid; the ticker that paces them is not counted (an
+// idle ticker's cost per tick, measured before and after, is taken off).
+func (m *FloorMeter) MeasurePaced(ctx context.Context, rate int, stepped func()) (Floor, error) {
+	if rate <= 0 {
+		return Floor{}, fmt.Errorf("floor: a paced floor needs a rate above zero")
+	}
+	ops := min(max(rate, pacedOpsMin), pacedOpsMax)
+	idle0, err := idleTicks(ctx, rate, ops)
+	if err != nil {
+		return Floor{}, err
+	}
+	var raw []FloorStep
+	if _, err := m.measure(ctx, nil, rate, func(op floorOp) (FloorStep, error) {
+		st, err := measurePaced(ctx, op, rate, ops)
+		raw = append(raw, st)
+		return st, err
+	}, stepped); err != nil {
+		return Floor{}, err
+	}
+	idle1, err := idleTicks(ctx, rate, ops)
+	if err != nil {
+		return Floor{}, err
+	}
+	// The dearer idle tick is taken off: the floor errs low.
+	idle := max(idle0, idle1)
+	low := m.paced[rate]
+	if low == nil {
+		low = make([]FloorStep, len(m.ops))
+		for i, s := range floorSteps {
+			low[i] = FloorStep{Name: s.name, Count: s.count}
+		}
+		m.paced[rate] = low
+	}
+	for i, st := range raw {
+		st.CPU = max(st.CPU-idle, 0)
+		st.Wall = 0 // a paced step's wall time is its tick
+		keepLower(&low[i], st)
+	}
+	return sumFloor(low, rate), nil
+}
+
+// measure runs every step with one and keeps each step's lower cost in
+// low (nil: keeps nothing).
+func (m *FloorMeter) measure(ctx context.Context, low []FloorStep, rate int, one func(floorOp) (FloorStep, error), stepped func()) (Floor, error) {
 	for i, op := range m.ops {
 		// The garbage of what ran before is not this step's.
 		runtime.GC()
-		st, err := measureOp(ctx, op)
+		st, err := one(op)
 		if err != nil {
 			return Floor{}, fmt.Errorf("floor: %s: %w", floorSteps[i].name, err)
 		}
-		low := &m.low[i]
-		if low.Ops == 0 || st.CPU < low.CPU {
-			low.CPU = st.CPU
+		if low != nil {
+			keepLower(&low[i], st)
 		}
-		if low.Ops == 0 || st.Wall < low.Wall {
-			low.Wall = st.Wall
-		}
-		low.Ops += st.Ops
 		stepped()
 	}
-	f := Floor{Steps: slices.Clone(m.low)}
+	return sumFloor(low, rate), nil
+}
+
+func keepLower(low *FloorStep, st FloorStep) {
+	if low.Ops == 0 || st.CPU < low.CPU {
+		low.CPU = st.CPU
+	}
+	if low.Ops == 0 || st.Wall < low.Wall {
+		low.Wall = st.Wall
+	}
+	low.Ops += st.Ops
+}
+
+func sumFloor(steps []FloorStep, rate int) Floor {
+	f := Floor{Rate: rate, Steps: slices.Clone(steps)}
 	for _, st := range f.Steps {
 		f.CPU += st.CPU * time.Duration(st.Count)
 		f.Wall += st.Wall * time.Duration(st.Count)
 	}
-	return f, nil
+	return f
+}
+
+// A paced step is done its rate times, one second's worth, but at least
+// pacedOpsMin and at most pacedOpsMax times.
+const (
+	pacedOpsMin = 20
+	pacedOpsMax = 100
+)
+
+// measurePaced does op once at each of n ticks of a ticker at rate and
+// returns the CPU time per tick, the tick's own cost included.
+func measurePaced(ctx context.Context, op floorOp, rate, n int) (FloorStep, error) {
+	if err := op(1); err != nil {
+		return FloorStep{}, err
+	}
+	t := time.NewTicker(time.Second / time.Duration(rate))
+	defer t.Stop()
+	c0, t0 := cpuTime(), time.Now()
+	for range n {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return FloorStep{}, ctx.Err()
+		}
+		if err := op(1); err != nil {
+			return FloorStep{}, err
+		}
+	}
+	return FloorStep{Ops: n, CPU: (cpuTime() - c0) / time.Duration(n), Wall: time.Since(t0) / time.Duration(n)}, nil
+}
+
+// idleTicks returns the CPU time of one tick of a ticker at rate that
+// wakes n times with nothing to do.
+func idleTicks(ctx context.Context, rate, n int) (time.Duration, error) {
+	st, err := measurePaced(ctx, func(int) error { return nil }, rate, n)
+	return st.CPU, err
 }
 
 // measureOp warms op up, then runs it in growing batches, and returns the

@@ -13,7 +13,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,7 +25,8 @@ import (
 // BenchSplit sends n referrals from iom to the shelter with c clients
 // while each gateway runs as a child process (`rujukan gateway`) and the
 // broker in this process, then reads each gateway's peak RSS and the CPU
-// time of all three processes. Delivery is observed on the sender's
+// time of all three processes (the load generator is a fourth, not
+// counted). Delivery is observed on the sender's
 // /metrics, so latencies and commits are not measured here.
 func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchResult, error) {
 	if err := InitDevNetwork(data); err != nil {
@@ -53,10 +53,6 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 		return BenchResult{}, err
 	}
 	defer b.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		return BenchResult{}, err
-	}
 	urls, metrics := map[string]string{}, map[string]string{}
 	procs := map[string]*exec.Cmd{}
 	defer func() {
@@ -86,8 +82,11 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 		if err := os.WriteFile(path, raw, 0o600); err != nil {
 			return BenchResult{}, err
 		}
-		cmd := exec.CommandContext(ctx, exe, "gateway", "--config", path)
-		cmd.Env = append(os.Environ(), "RUJUKAN_LOG=error")
+		cmd, err := selfCommand(ctx, "gateway", "--config", path)
+		if err != nil {
+			return BenchResult{}, err
+		}
+		cmd.Env = append(append(cmd.Env, os.Environ()...), "RUJUKAN_LOG=error")
 		if dir := os.Getenv("RUJUKAN_BENCH_PROFILES"); dir != "" {
 			cmd.Env = append(cmd.Env, "RUJUKAN_CPUPROFILE="+filepath.Join(dir, id+".prof"))
 		}
@@ -104,11 +103,7 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 	if err != nil {
 		return BenchResult{}, err
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c + 8}, Timeout: 30 * time.Second}
-	jobs := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var sendErr error
+	client := &http.Client{Timeout: 30 * time.Second}
 	var delivered atomic.Int64
 	if err := settleBeforeRun(ctx); err != nil {
 		return BenchResult{}, err
@@ -118,27 +113,11 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 	cpu0 := cpuTime() + procCPU(procs["iom"]) + procCPU(procs["shelter"])
 	sw0 := ctxSwitches() + procSwitches(procs["iom"]) + procSwitches(procs["shelter"])
 	t0 := time.Now()
-	for range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range jobs {
-				if _, _, err := postReferral(client, urls["iom"]+"/v1/referrals", tok); err != nil {
-					mu.Lock()
-					sendErr = err
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	var sendErr error
 	sending := make(chan struct{})
 	go func() {
 		defer close(sending)
-		for range n {
-			jobs <- struct{}{}
-		}
-		close(jobs)
-		wg.Wait()
+		_, sendErr = load{URL: urls["iom"] + "/v1/referrals", Kind: "referral", N: n, C: c, Token: tok}.run(ctx)
 	}()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -156,11 +135,8 @@ func BenchSplit(ctx context.Context, data string, n, c int, w io.Writer) (BenchR
 		poll := 20 * time.Millisecond
 		select {
 		case <-sending:
-			mu.Lock()
-			err := sendErr
-			mu.Unlock()
-			if err != nil {
-				return BenchResult{}, err
+			if sendErr != nil {
+				return BenchResult{}, sendErr
 			}
 		default:
 			poll = 250 * time.Millisecond // while sending, /metrics is read now and then only

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBenchTable runs `rujukan bench` with tiny numbers in this process and
@@ -14,11 +15,12 @@ import (
 // above zero with every step measured, and plain progress lines (no
 // terminal control characters) on a stderr that is not a terminal, and
 // the slowest items of each run when asked, the disk's fsync latency and
-// the CPU cost of a context switch, counted per item in each run.
+// the CPU cost of a context switch, counted per item in each run; the
+// paced run is held to the floor measured at its rate.
 func TestBenchTable(t *testing.T) {
 	var out, errOut bytes.Buffer
 	env := Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
-	err := Main(context.Background(), env, []string{"bench", "-n", "20", "-c", "2", "-rate", "3", "-duration", "1s",
+	err := Main(context.Background(), env, []string{"bench", "-n", "20", "-c", "2", "-rate", "20", "-duration", "1s",
 		"-statement-rate", "2", "-split=false", "-slowest", "3"})
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, errOut.String())
@@ -54,7 +56,7 @@ func TestBenchTable(t *testing.T) {
 	for i, h := range head {
 		col[h] = i
 	}
-	for i, name := range []string{"referrals, saturating", "referrals, 3/s offered", "statement requests, 2/s"} {
+	for i, name := range []string{"referrals, saturating", "referrals, 20/s offered", "statement requests, 2/s"} {
 		row := cells.Split(strings.TrimSpace(rows[i+1]), -1)
 		if len(row) != len(head) || row[0] != name {
 			t.Fatalf("row %d is %q, want %d cells for %q", i, row, len(head), name)
@@ -65,7 +67,7 @@ func TestBenchTable(t *testing.T) {
 				t.Errorf("%s: %s is %q, want a time above zero", name, h, row[col[h]])
 			}
 		}
-		for _, h := range []string{"x floor", "switches/item", "bbolt commits/item", "per s / bare"} {
+		for _, h := range []string{"x floor", "x busy floor", "switches/item", "bbolt commits/item", "per s / bare"} {
 			if x, err := strconv.ParseFloat(row[col[h]], 64); err != nil || x <= 0 {
 				t.Errorf("%s: %s is %q, want a number above zero", name, h, row[col[h]])
 			}
@@ -74,8 +76,25 @@ func TestBenchTable(t *testing.T) {
 			t.Errorf("%s: n %s, failed %s", name, row[col["n"]], row[col["failed"]])
 		}
 	}
+	// The paced run is held to the floor at its rate, the others to the
+	// floor in busy loops.
+	floors := map[string]string{}
+	for i := range 3 {
+		row := cells.Split(strings.TrimSpace(rows[i+1]), -1)
+		floors[row[0]] = row[col["floor"]]
+	}
+	busy := regexp.MustCompile(`(?m)^floor: CPU per referral at the least\s{2,}([0-9.]+)us\s{2,}[0-9.]+us\s{2,}([0-9.]+)us`).FindStringSubmatch(out.String())
+	if busy == nil {
+		t.Fatalf("no floor line with the floor in busy loops and at 20/s:\n%s", out.String())
+	}
+	for name, us := range map[string]string{"referrals, saturating": busy[1], "referrals, 20/s offered": busy[2], "statement requests, 2/s": busy[1]} {
+		v, _ := strconv.ParseFloat(us, 64)
+		if want := millis(time.Duration(v * float64(time.Microsecond))); floors[name] != want {
+			t.Errorf("%s: floor %s, want %s", name, floors[name], want)
+		}
+	}
 	for _, s := range floorSteps {
-		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(s.name) + `\s{2,}` + strconv.Itoa(s.count) + `\s{2,}[0-9.]+us\s`).MatchString(out.String()) {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(s.name) + `\s{2,}` + strconv.Itoa(s.count) + `\s{2,}[0-9.]+us\s{2,}[0-9.]+us\s{2,}[0-9]+\s{2,}([0-9.]+us|-)\s{2,}[0-9]+$`).MatchString(out.String()) {
 			t.Errorf("floor step %q is not measured:\n%s", s.name, out.String())
 		}
 	}

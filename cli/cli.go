@@ -26,6 +26,9 @@ type Command struct {
 	Name    string
 	Summary string
 	Run     func(ctx context.Context, env Env, args []string) error
+	// Hidden commands are run by other commands, not by people: usage
+	// does not list them.
+	Hidden bool
 }
 
 var commands = map[string]Command{}
@@ -62,7 +65,10 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: rujukan COMMAND [flags]")
 	fmt.Fprintln(w)
 	names := make([]string, 0, len(commands))
-	for n := range commands {
+	for n, c := range commands {
+		if c.Hidden {
+			continue
+		}
 		names = append(names, n)
 	}
 	sort.Strings(names)
