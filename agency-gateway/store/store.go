@@ -306,9 +306,9 @@ func (d *DB) enqueue(c *call) {
 	d.mu.Unlock()
 }
 
-// groupDelay is how long a busy committer (one that has just committed)
-// lets the next group gather: under load a little latency buys fewer,
-// larger fsyncs. A committer woken from idle only yields once, so that
+// groupDelay is how long a busy committer (one that has just committed
+// and found calls queued meanwhile) lets the next group gather: under load
+// a little latency buys fewer, larger fsyncs. A committer woken from idle only yields once, so that
 // calls already on their way (a fetched batch, concurrent requests) may
 // join the group: at a low rate nothing else would come, and a wait would only
 // add to every commit's latency. LaterDelay is the longest a Later call
@@ -323,7 +323,15 @@ func (d *DB) commitGroups() {
 	busy := false // the last round committed: more may be on its way
 	for {
 		if busy {
-			time.Sleep(groupDelay)
+			// Calls that came while the last group was being written
+			// mean more are on their way: let them gather. When none
+			// came (a low rate), there is nothing to wait for.
+			d.mu.Lock()
+			more := len(d.queue) > 0
+			d.mu.Unlock()
+			if more {
+				time.Sleep(groupDelay)
+			}
 		} else {
 			runtime.Gosched()
 		}
