@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/rujukan/rujukan/broker/client"
 	"github.com/rujukan/rujukan/crypto"
+	"github.com/rujukan/rujukan/testport"
 )
 
 // childEnv names the environment variable that turns the test binary into
@@ -75,14 +75,7 @@ func runChild(raw string) int {
 
 func freePort(t *testing.T) int { return freePortB(t) }
 
-func freePortB(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePortB(t testing.TB) int { return testport.Free(t) }
 
 // startChild starts the broker as a subprocess and waits until it is ready.
 func startChild(t *testing.T, cc childConfig) *exec.Cmd { return startChildB(t, cc) }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/rujukan/rujukan/cli"
+	"github.com/rujukan/rujukan/testport"
 )
 
 // Env, when set, makes the test binary run as the rujukan program with the
@@ -53,13 +53,8 @@ func Command(args ...string) *exec.Cmd {
 }
 
 // FreePort is a TCP port on the loopback address that was free a moment
-// ago, for a process the test starts.
+// ago, for a process the test starts (see testport).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testport.Free(t)
 }
