@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -131,6 +132,7 @@ func runBench(ctx context.Context, env Env, args []string) error {
 	split := fs.Bool("split", true, "also run the gateways as processes of their own to measure each one's memory")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `file`")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to this `file`")
+	traceOut := fs.String("trace", "", "write an execution trace of the whole run to this `file` (go tool trace)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -147,6 +149,17 @@ func runBench(ctx context.Context, env Env, args []string) error {
 			return fmt.Errorf("bench: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceOut != "" {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer trace.Stop()
 	}
 	if *memProfile != "" {
 		runtime.MemProfileRate = 64 << 10
