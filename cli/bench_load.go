@@ -148,7 +148,10 @@ func runBenchLoad(ctx context.Context, env Env, args []string) error {
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("bench-load: %w", err)
+	}
+	return nil
 }
 
 // send POSTs body l.N times from l.C clients, paced at l.Rate when > 0,
