@@ -256,25 +256,20 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 		return n
 	}
 	referrals := load{URL: st.Gateways["iom"].URL + "/v1/referrals", Kind: "referral", N: cfg.N, C: cfg.C, Token: st.Tokens["iom"]}
-	runs := []struct {
+	type run struct {
 		name string
 		load
-	}{{"referrals, saturating", referrals}}
+	}
+	runs := []run{{"referrals, saturating", referrals}}
 	if cfg.Rate > 0 {
 		l := referrals
 		l.N, l.C, l.Rate = cfg.Rate*int(cfg.Duration/time.Second), cfg.C+32, cfg.Rate
-		runs = append(runs, struct {
-			name string
-			load
-		}{fmt.Sprintf("referrals, %d/s offered", cfg.Rate), l})
+		runs = append(runs, run{fmt.Sprintf("referrals, %d/s offered", cfg.Rate), l})
 	}
 	if cfg.StatementRate > 0 {
 		l := load{URL: st.Gateways["police"].URL + "/v1/statement-requests", Kind: "statement-request",
 			N: cfg.StatementRate * int(cfg.Duration/time.Second), C: cfg.C + 32, Rate: cfg.StatementRate, Token: st.Tokens["police"]}
-		runs = append(runs, struct {
-			name string
-			load
-		}{fmt.Sprintf("statement requests, %d/s", cfg.StatementRate), l})
+		runs = append(runs, run{fmt.Sprintf("statement requests, %d/s", cfg.StatementRate), l})
 	}
 	for _, rn := range runs {
 		if err := settleBeforeRun(ctx); err != nil {

@@ -18,7 +18,8 @@ import (
 
 // The floor is the least CPU time one referral can cost: the primitives it
 // needs from the POST at the sender to the delivered outcome there, each
-// measured alone in this process. `rujukan bench` shows the CPU time per
+// measured alone in this process, in busy loops and at a paced run's rate
+// (FloorMeter.MeasurePaced). `rujukan bench` shows the CPU time per
 // referral as a multiple of it.
 
 // floorSteps are the primitives one referral needs and how many times it
@@ -164,8 +165,8 @@ const (
 type FloorMeter struct {
 	k   *floorKit
 	ops []floorOp
-	// low is each step's lowest cost so far in busy loops, paced at each
-	// rate measured.
+	// low is each step's lowest cost so far in busy loops; paced, each
+	// step's lowest cost so far at each rate measured.
 	low   []FloorStep
 	paced map[int][]FloorStep
 }
