@@ -133,9 +133,17 @@ func intact(t *testing.T, s *Server, id string, want []queued) {
 		info.Config.Subjects[0] != client.SubjectPrefix+id+".*" || info.Config.Retention != jetstream.WorkQueuePolicy {
 		t.Fatalf("stream %s config changed: %+v", info.Config.Name, info.Config)
 	}
-	names := st.ConsumerNames(ctx)
+	untouched(t, ctx, s, st, info, want, "message")
+}
+
+// untouched checks that a work-queue stream (info, as read last) has the
+// provisioned consumers and holds exactly want, each item of which no one
+// has been handed: a delivery shows as ack pending, redelivered or pending
+// counted past the first message, and an ack as a shortfall.
+func untouched(t *testing.T, ctx context.Context, s *Server, st jetstream.Stream, info *jetstream.StreamInfo, want []queued, unit string) {
+	t.Helper()
 	var cons []string
-	for n := range names.Name() {
+	for n := range st.ConsumerNames(ctx).Name() {
 		cons = append(cons, n)
 	}
 	slices.Sort(cons)
@@ -147,9 +155,6 @@ func intact(t *testing.T, s *Server, id string, want []queued) {
 	if !slices.Equal(cons, wantCons) {
 		t.Fatalf("stream %s has consumers %v, want %v", info.Config.Name, cons, wantCons)
 	}
-	// Nothing of want has been handed to anyone (want follows every
-	// delivered message being acked, so a delivery shows as ack pending or
-	// as a shortfall in the stream).
 	// A consumer counts what is pending as it learns of new messages, a
 	// moment after the stream has stored them: the count may trail the
 	// stream briefly, never exceed it.
@@ -167,7 +172,7 @@ func intact(t *testing.T, s *Server, id string, want []queued) {
 			if cinfo.NumAckPending != 0 || cinfo.NumRedelivered != 0 ||
 				(cinfo.NumPending > 0 && cinfo.Delivered.Stream >= info.State.FirstSeq) {
 				t.Fatalf("consumer %s of %s disturbed: pending %d, ack pending %d, delivered %d",
-					name, id, cinfo.NumPending, cinfo.NumAckPending, cinfo.Delivered.Consumer)
+					name, info.Config.Name, cinfo.NumPending, cinfo.NumAckPending, cinfo.Delivered.Consumer)
 			}
 			pending += cinfo.NumPending
 		}
@@ -175,17 +180,17 @@ func intact(t *testing.T, s *Server, id string, want []queued) {
 			break
 		}
 		if pending > uint64(len(want)) || time.Now().After(wait) {
-			t.Fatalf("consumers of %s have %d messages pending, want %d", id, pending, len(want))
+			t.Fatalf("consumers of %s have %d %ss pending, want %d", info.Config.Name, pending, unit, len(want))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	for i, w := range want {
 		m, err := st.GetMsg(ctx, info.State.FirstSeq+uint64(i))
 		if err != nil {
-			t.Fatalf("message %d: %v", i, err)
+			t.Fatalf("%s %d: %v", unit, i, err)
 		}
 		if m.Subject != w.subject || !bytes.Equal(m.Data, w.data) {
-			t.Fatalf("message %d changed: %s %q", i, m.Subject, m.Data)
+			t.Fatalf("%s %d changed: %s %q", unit, i, m.Subject, m.Data)
 		}
 	}
 }
@@ -442,7 +447,7 @@ func TestHostileIsolation(t *testing.T) {
 // unacked, with its configuration and consumers as provisioned.
 func filesIntact(t *testing.T, s *Server, id string, want []queued) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	st, err := s.js.Stream(ctx, client.FilesStreamName(id))
 	if err != nil {
@@ -459,55 +464,7 @@ func filesIntact(t *testing.T, s *Server, id string, want []queued) {
 		info.Config.Retention != jetstream.WorkQueuePolicy || !info.Config.DenyPurge || !info.Config.DenyDelete {
 		t.Fatalf("stream %s config changed: %+v", info.Config.Name, info.Config)
 	}
-	var cons []string
-	for n := range st.ConsumerNames(ctx).Name() {
-		cons = append(cons, n)
-	}
-	slices.Sort(cons)
-	var wantCons []string
-	for _, a := range s.Directory().Agencies {
-		wantCons = append(wantCons, client.ConsumerFor(a.ID))
-	}
-	slices.Sort(wantCons)
-	if !slices.Equal(cons, wantCons) {
-		t.Fatalf("stream %s has consumers %v, want %v", info.Config.Name, cons, wantCons)
-	}
-	// A consumer counts a chunk stored a moment ago a moment later.
-	for try := 0; ; try++ {
-		var pending uint64
-		for _, name := range cons {
-			ci, err := st.Consumer(ctx, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cinfo, err := ci.Info(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cinfo.NumAckPending != 0 || cinfo.NumRedelivered != 0 ||
-				(cinfo.NumPending > 0 && cinfo.Delivered.Stream >= info.State.FirstSeq) {
-				t.Fatalf("consumer %s of %s disturbed: pending %d, ack pending %d, delivered %d",
-					name, info.Config.Name, cinfo.NumPending, cinfo.NumAckPending, cinfo.Delivered.Consumer)
-			}
-			pending += cinfo.NumPending
-		}
-		if pending == uint64(len(want)) {
-			break
-		}
-		if try == 20 {
-			t.Fatalf("consumers of %s have %d chunks pending, want %d", info.Config.Name, pending, len(want))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for i, w := range want {
-		m, err := st.GetMsg(ctx, info.State.FirstSeq+uint64(i))
-		if err != nil {
-			t.Fatalf("chunk %d: %v", i, err)
-		}
-		if m.Subject != w.subject || !bytes.Equal(m.Data, w.data) {
-			t.Fatalf("chunk %d changed: %s %q", i, m.Subject, m.Data)
-		}
-	}
+	untouched(t, ctx, s, st, info, want, "chunk")
 }
 
 // TestHostileFiles: agency A, with its own valid credentials, cannot touch

@@ -222,11 +222,11 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 		return rep, fmt.Errorf("bench: %w", err)
 	}
 	defer floor.Close()
-	if rep.Floor, err = measureFloor(ctx, floor, "floor: primitives one referral needs", progress); err != nil {
+	if rep.Floor, err = measureFloor(ctx, floor, 0, "floor: primitives one referral needs", progress); err != nil {
 		return rep, err
 	}
 	if cfg.Rate > 0 {
-		if rep.PacedFloor, err = measurePacedFloor(ctx, floor, cfg.Rate, fmt.Sprintf("floor at %d/s: each primitive %d times a second", cfg.Rate, cfg.Rate), progress); err != nil {
+		if rep.PacedFloor, err = measureFloor(ctx, floor, cfg.Rate, fmt.Sprintf("floor at %d/s: each primitive %d times a second", cfg.Rate, cfg.Rate), progress); err != nil {
 			return rep, err
 		}
 	}
@@ -286,33 +286,28 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 		rep.Runs = append(rep.Runs, r)
 	}
 	closeDev() // its background work is not the floor's
-	if rep.Floor, err = measureFloor(ctx, floor, "floor again, after the runs", progress); err != nil {
+	if rep.Floor, err = measureFloor(ctx, floor, 0, "floor again, after the runs", progress); err != nil {
 		return rep, err
 	}
 	if cfg.Rate > 0 {
-		rep.PacedFloor, err = measurePacedFloor(ctx, floor, cfg.Rate, fmt.Sprintf("floor at %d/s again, after the runs", cfg.Rate), progress)
+		rep.PacedFloor, err = measureFloor(ctx, floor, cfg.Rate, fmt.Sprintf("floor at %d/s again, after the runs", cfg.Rate), progress)
 	}
 	return rep, err
 }
 
-// measurePacedFloor measures the floor at rate once more, with a progress
-// bar.
-func measurePacedFloor(ctx context.Context, m *FloorMeter, rate int, name string, progress io.Writer) (Floor, error) {
+// measureFloor measures the floor once more, in busy loops (rate 0) or at
+// rate, with a progress bar.
+func measureFloor(ctx context.Context, m *FloorMeter, rate int, name string, progress io.Writer) (Floor, error) {
 	var stepped atomic.Int64
 	bar := startProgress(progress, name, len(floorSteps), "", func() int { return int(stepped.Load()) })
-	f, err := m.MeasurePaced(ctx, rate, func() { stepped.Add(1) })
-	bar.Stop()
-	if err != nil {
-		return f, fmt.Errorf("bench: %w", err)
+	step := func() { stepped.Add(1) }
+	var f Floor
+	var err error
+	if rate > 0 {
+		f, err = m.MeasurePaced(ctx, rate, step)
+	} else {
+		f, err = m.Measure(ctx, step)
 	}
-	return f, nil
-}
-
-// measureFloor measures the floor once more, with a progress bar.
-func measureFloor(ctx context.Context, m *FloorMeter, name string, progress io.Writer) (Floor, error) {
-	var stepped atomic.Int64
-	bar := startProgress(progress, name, len(floorSteps), "", func() int { return int(stepped.Load()) })
-	f, err := m.Measure(ctx, func() { stepped.Add(1) })
 	bar.Stop()
 	if err != nil {
 		return f, fmt.Errorf("bench: %w", err)

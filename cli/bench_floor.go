@@ -165,10 +165,8 @@ const (
 type FloorMeter struct {
 	k   *floorKit
 	ops []floorOp
-	// low is each step's lowest cost so far in busy loops; paced, each
-	// step's lowest cost so far at each rate measured.
-	low   []FloorStep
-	paced map[int][]FloorStep
+	// low is each step's lowest cost so far, by rate (0: in busy loops).
+	low map[int][]FloorStep
 }
 
 // NewFloorMeter prepares every step of floorSteps.
@@ -177,7 +175,7 @@ func NewFloorMeter(ctx context.Context) (*FloorMeter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
-	m := &FloorMeter{k: k, paced: map[int][]FloorStep{}}
+	m := &FloorMeter{k: k, low: map[int][]FloorStep{}}
 	for _, s := range floorSteps {
 		op, err := s.make(k)
 		if err != nil {
@@ -185,7 +183,6 @@ func NewFloorMeter(ctx context.Context) (*FloorMeter, error) {
 			return nil, fmt.Errorf("floor: %s: %w", s.name, err)
 		}
 		m.ops = append(m.ops, op)
-		m.low = append(m.low, FloorStep{Name: s.name, Count: s.count})
 	}
 	return m, nil
 }
@@ -199,11 +196,16 @@ func (m *FloorMeter) Close() { m.k.close() }
 // an operation dearer). Nothing else should run meanwhile: it reads the
 // process's CPU time.
 func (m *FloorMeter) Measure(ctx context.Context, stepped func()) (Floor, error) {
-	return m.measure(ctx, m.low, 0, func(op floorOp) (FloorStep, error) { return measureOp(ctx, op) }, stepped)
+	raw, err := m.measure(func(op floorOp) (FloorStep, error) { return measureOp(ctx, op) }, stepped)
+	if err != nil {
+		return Floor{}, err
+	}
+	return m.keepLower(0, raw), nil
 }
 
 // MeasurePaced measures every step once more, each done rate times a
-// second as a paced run does it, and returns that floor.
+// second as a paced run does it, and returns that floor, made of each
+// step's lowest cost so far at that rate.
 //
 // The floor in busy loops is what the primitives cost back to back, with
 // every thread they use awake and every cache warm. At a low rate each one
@@ -221,12 +223,8 @@ func (m *FloorMeter) MeasurePaced(ctx context.Context, rate int, stepped func())
 	if err != nil {
 		return Floor{}, err
 	}
-	var raw []FloorStep
-	if _, err := m.measure(ctx, nil, rate, func(op floorOp) (FloorStep, error) {
-		st, err := measurePaced(ctx, op, rate, ops)
-		raw = append(raw, st)
-		return st, err
-	}, stepped); err != nil {
+	raw, err := m.measure(func(op floorOp) (FloorStep, error) { return measurePaced(ctx, op, rate, ops) }, stepped)
+	if err != nil {
 		return Floor{}, err
 	}
 	idle1, err := idleTicks(ctx, rate, ops)
@@ -235,48 +233,53 @@ func (m *FloorMeter) MeasurePaced(ctx context.Context, rate int, stepped func())
 	}
 	// The dearer idle tick is taken off: the floor errs low.
 	idle := max(idle0, idle1)
-	low := m.paced[rate]
-	if low == nil {
-		low = make([]FloorStep, len(m.ops))
-		for i, s := range floorSteps {
-			low[i] = FloorStep{Name: s.name, Count: s.count}
-		}
-		m.paced[rate] = low
+	for i := range raw {
+		raw[i].CPU = max(raw[i].CPU-idle, 0)
+		raw[i].Wall = 0 // a paced step's wall time is its tick
 	}
-	for i, st := range raw {
-		st.CPU = max(st.CPU-idle, 0)
-		st.Wall = 0 // a paced step's wall time is its tick
-		keepLower(&low[i], st)
-	}
-	return sumFloor(low, rate), nil
+	return m.keepLower(rate, raw), nil
 }
 
-// measure runs every step with one and keeps each step's lower cost in
-// low (nil: keeps nothing).
-func (m *FloorMeter) measure(ctx context.Context, low []FloorStep, rate int, one func(floorOp) (FloorStep, error), stepped func()) (Floor, error) {
+// measure runs every step with one, calling stepped after each, and
+// returns each step's cost.
+func (m *FloorMeter) measure(one func(floorOp) (FloorStep, error), stepped func()) ([]FloorStep, error) {
+	raw := make([]FloorStep, len(m.ops))
 	for i, op := range m.ops {
 		// The garbage of what ran before is not this step's.
 		runtime.GC()
 		st, err := one(op)
 		if err != nil {
-			return Floor{}, fmt.Errorf("floor: %s: %w", floorSteps[i].name, err)
+			return nil, fmt.Errorf("floor: %s: %w", floorSteps[i].name, err)
 		}
-		if low != nil {
-			keepLower(&low[i], st)
-		}
+		raw[i] = st
 		stepped()
 	}
-	return sumFloor(low, rate), nil
+	return raw, nil
 }
 
-func keepLower(low *FloorStep, st FloorStep) {
-	if low.Ops == 0 || st.CPU < low.CPU {
-		low.CPU = st.CPU
+// keepLower keeps each step's lower cost at rate (load from elsewhere on
+// the machine only ever makes an operation dearer) and returns the floor
+// made of them.
+func (m *FloorMeter) keepLower(rate int, raw []FloorStep) Floor {
+	low := m.low[rate]
+	if low == nil {
+		low = make([]FloorStep, len(floorSteps))
+		for i, s := range floorSteps {
+			low[i] = FloorStep{Name: s.name, Count: s.count}
+		}
+		m.low[rate] = low
 	}
-	if low.Ops == 0 || st.Wall < low.Wall {
-		low.Wall = st.Wall
+	for i, st := range raw {
+		l := &low[i]
+		if l.Ops == 0 || st.CPU < l.CPU {
+			l.CPU = st.CPU
+		}
+		if l.Ops == 0 || st.Wall < l.Wall {
+			l.Wall = st.Wall
+		}
+		l.Ops += st.Ops
 	}
-	low.Ops += st.Ops
+	return sumFloor(low, rate)
 }
 
 func sumFloor(steps []FloorStep, rate int) Floor {
