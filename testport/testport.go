@@ -7,7 +7,10 @@
 // clients of other tests running at the same time, a node of a test
 // cluster then finds its port taken. Free picks below the ephemeral range
 // (which the kernel never hands out by itself), checks that the port can
-// be bound, and never hands the same port twice in one process.
+// be bound, and never hands the same port twice: not in one process, and
+// not to two test processes running at the same time (go test runs
+// packages in parallel), which each hold a lock on a file named after
+// every port they were handed until they exit.
 package testport
 
 import (
@@ -24,6 +27,9 @@ import (
 var (
 	mu     sync.Mutex
 	handed = map[int]bool{}
+	// locks are the open lock files of the ports handed out; they stay
+	// open, and so locked, until the process exits.
+	locks []*os.File
 )
 
 // lowest is the lowest port Free hands out.
@@ -49,12 +55,19 @@ func free() (int, error) {
 		if handed[p] {
 			continue
 		}
+		lock, ok := reserve(p)
+		if !ok {
+			handed[p] = true // another test process holds it
+			continue
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
+			lock.Close()
 			continue
 		}
 		ln.Close()
 		handed[p] = true
+		locks = append(locks, lock)
 		return p, nil
 	}
 	return 0, fmt.Errorf("testport: no free port between %d and %d", lowest, top)
