@@ -68,6 +68,7 @@ type Gateway struct {
 
 	opener   *crypto.Opener
 	inflight sync.Map // queue seq -> publishing now
+	joiner   joiner   // joins publishes to one recipient (joiner.go)
 	limits   limitState
 
 	dir          atomic.Pointer[netState]

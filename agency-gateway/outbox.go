@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,53 +22,132 @@ const (
 	idlePoll           = 2 * time.Second
 )
 
-// publish sends one queued envelope to the broker, waits for its PubAck,
-// then dequeues it and marks its record sent, in one transaction that
-// joins the gateway's next commit (store.DB.Later): the bookkeeping of a
-// publish costs no fsync of its own. The item stays in flight, so it is
-// not published again, until that commit. The envelope id is the
-// Nats-Msg-Id, so a second publish of the same item (a crash between
-// PubAck and commit) is dropped by the broker's duplicate window, and a
-// recipient ignores an envelope it stored already.
-func (g *Gateway) publish(ctx context.Context, it store.QueueItem) (err error) {
-	if g.limitBlocked(it.To, g.now()) {
+// publish sends queued envelopes, all to one recipient, to the broker:
+// one alone as itself, several as bundles (bundle.go) of at most
+// maxBundleParts envelopes and crypto.MaxEnvelopeSize bytes, one after the
+// other. For each bundle it waits for the PubAck, then dequeues its
+// envelopes and marks their records sent, in one transaction that joins
+// the gateway's next commit (store.DB.Later): the bookkeeping of a publish
+// costs no fsync of its own. An item stays in flight, so it is not
+// published again, until that commit. The envelope id (a bundle's: a hash
+// of its envelopes' ids) is the Nats-Msg-Id, so a second publish of the
+// same items (a crash between PubAck and commit) is dropped by the
+// broker's duplicate window, and a recipient ignores an envelope it stored
+// already. It returns the first error; items of the bundles before it are
+// published.
+func (g *Gateway) publish(ctx context.Context, items ...store.QueueItem) error {
+	to := items[0].To
+	if g.limitBlocked(to, g.now()) {
 		return errLimitWait
 	}
-	if _, busy := g.inflight.LoadOrStore(it.Seq, true); busy {
+	mine := make([]store.QueueItem, 0, len(items))
+	for _, it := range items {
+		if _, busy := g.inflight.LoadOrStore(it.Seq, true); !busy {
+			mine = append(mine, it)
+		}
+	}
+	if len(mine) == 0 {
 		return errInFlight
 	}
-	later := false // the in-flight mark is the Later call's to clear
+	// The in-flight marks of items handed to a Later call are its to
+	// clear; release clears the others.
+	handed := 0
 	defer func() {
-		if !later {
+		for _, it := range mine[handed:] {
 			g.inflight.Delete(it.Seq)
 		}
 	}()
-	var env []byte
-	err = g.db.View(func(tx *store.Tx) (err error) {
-		if _, err = tx.Queued1(it.Seq); err != nil {
-			return err // already published
+	envs := make([][]byte, len(mine))
+	err := g.db.View(func(tx *store.Tx) error {
+		for i, it := range mine {
+			if _, err := tx.Queued1(it.Seq); errors.Is(err, store.ErrNotFound) {
+				continue // already published
+			} else if err != nil {
+				return err
+			}
+			env, err := tx.Envelope(it.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			envs[i] = env
 		}
-		env, err = tx.Envelope(it.ID)
-		return err
-	})
-	if errors.Is(err, store.ErrNotFound) {
 		return nil
-	}
+	})
 	if err != nil {
 		return err
 	}
-	if err := g.bus.Publish(ctx, it.To, it.ID, env); err != nil {
+	// Items already published go first, so that handed counts a prefix.
+	k := 0
+	for i := range mine {
+		if envs[i] == nil {
+			mine[k], mine[i] = mine[i], mine[k]
+			envs[k], envs[i] = envs[i], envs[k]
+			k++
+		}
+	}
+	for _, it := range mine[:k] {
+		g.inflight.Delete(it.Seq)
+	}
+	handed = k
+	for handed < len(mine) {
+		n := bundleCount(envs[handed:])
+		if err := g.publishBundle(ctx, mine[handed:handed+n], envs[handed:handed+n]); err != nil {
+			return err
+		}
+		handed += n
+	}
+	return nil
+}
+
+// bundleCount is how many of envs, from the first, go in the next broker
+// message: at least one, at most maxBundleParts, their bundle within
+// crypto.MaxEnvelopeSize.
+func bundleCount(envs [][]byte) int {
+	size := bundleSize()
+	for i, e := range envs {
+		size += bundlePartHead + len(e)
+		if i == maxBundleParts || (i > 0 && size > crypto.MaxEnvelopeSize) {
+			return i
+		}
+	}
+	return len(envs)
+}
+
+// publishBundle publishes envs (of items, in flight) as one broker message
+// and, once the broker acknowledged it, hands each item's bookkeeping to
+// the next commit, which clears its in-flight mark.
+func (g *Gateway) publishBundle(ctx context.Context, items []store.QueueItem, envs [][]byte) error {
+	id, data := items[0].ID, envs[0]
+	if len(items) > 1 {
+		ids := make([]string, len(items))
+		for i, it := range items {
+			ids[i] = it.ID
+		}
+		id, data = bundleID(ids), encodeBundle(envs)
+	}
+	if err := g.bus.Publish(ctx, items[0].To, id, data); err != nil {
 		g.metrics.publishFailures.Inc()
 		if le := (*LimitError)(nil); errors.As(err, &le) {
-			g.limitHit(it, le)
+			g.limitHit(items[0], le)
 		} else if errors.Is(err, ErrLimit) {
-			g.limitHit(it, &LimitError{Reason: "other", Err: err})
+			g.limitHit(items[0], &LimitError{Reason: "other", Err: err})
 		}
 		return err
 	}
-	g.limitCleared(it.To)
+	g.limitCleared(items[0].To)
 	now := g.now().UTC()
-	later = true
+	for _, it := range items {
+		g.published(it, now)
+	}
+	return nil
+}
+
+// published records, with the next commit, that the broker holds it's
+// envelope: out of the queue, and its record sent.
+func (g *Gateway) published(it store.QueueItem, now time.Time) {
 	g.db.Later(func(tx *store.Tx) error {
 		if err := tx.Dequeue(it.Seq); err != nil {
 			return err
@@ -94,7 +174,6 @@ func (g *Gateway) publish(ctx context.Context, it store.QueueItem) (err error) {
 		g.changed()
 		g.pokeTransfers()
 	})
-	return nil
 }
 
 var (
@@ -180,6 +259,9 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (publ
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, publishConcurrency)
 	now := g.now()
+	// Envelopes to one recipient go together, in bundles (publish).
+	var order []string
+	byTo := map[string][]store.QueueItem{}
 	for _, it := range items {
 		if _, busy := g.inflight.Load(it.Seq); busy {
 			continue // published meanwhile, its bookkeeping not yet committed
@@ -195,27 +277,35 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (publ
 		if g.limitBlocked(it.To, now) {
 			continue
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			err := g.publish(ctx, it)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				published++
-			case errors.Is(err, errInFlight):
-			case errors.Is(err, ErrLimit):
-				// Counted, logged and audited by limitHit; the
-				// recipient is waited out.
-			default:
-				if !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
-					g.log.Warn("publish failed; will retry", "envelope", it.ID, "err", err)
+		if len(byTo[it.To]) == 0 {
+			order = append(order, it.To)
+		}
+		byTo[it.To] = append(byTo[it.To], it)
+	}
+	for _, to := range order {
+		for group := range slices.Chunk(byTo[to], maxBundleParts) {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				err := g.publish(ctx, group...)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					published += len(group)
+				case errors.Is(err, errInFlight):
+				case errors.Is(err, ErrLimit):
+					// Counted, logged and audited by limitHit; the
+					// recipient is waited out.
+				default:
+					if !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+						g.log.Warn("publish failed; will retry", "envelope", group[0].ID, "envelopes", len(group), "err", err)
+					}
+					failed = true
 				}
-				failed = true
-			}
-		}()
+			}()
+		}
 	}
 	wg.Wait()
 	return published, failed

@@ -105,6 +105,7 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 			continue
 		}
 		start := time.Now()
+		msgs = unbundle(msgs)
 		g.inHand.Add(int64(len(msgs)))
 		for _, m := range msgs {
 			q.reserve(len(m.Data()))

@@ -321,12 +321,13 @@ func actorOf(agency string, p policy.Principal) string {
 	return agency + "/" + p.Subject
 }
 
-// publishNow tries to publish a freshly queued envelope at once, so the
-// common case answers "sent". On any failure the publish loop takes over.
+// publishNow tries to publish a freshly queued envelope at once (joined
+// with others to the same recipient, joiner.go), so the common case
+// answers "sent". On any failure the publish loop takes over.
 func (g *Gateway) publishNow(ctx context.Context, item store.QueueItem) string {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := g.publish(ctx, item); err != nil {
+	if err := g.publishJoined(ctx, item); err != nil {
 		// The publish loop takes over; for a recipient waited out after a
 		// limit refusal, it comes back when the wait ends, unpoked.
 		if !errors.Is(err, ErrLimit) {
