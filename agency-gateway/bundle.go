@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rujukan/rujukan/crypto"
@@ -137,7 +138,7 @@ func unbundle(msgs []Msg) []Msg {
 			out = append(out, m)
 			continue
 		}
-		b := &bundleMsg{Msg: m, left: len(parts)}
+		b := &bundleMsg{Msg: m, left: len(parts), inQ: len(parts)}
 		for _, p := range parts {
 			out = append(out, &bundlePart{b: b, data: p})
 		}
@@ -153,7 +154,9 @@ func unbundle(msgs []Msg) []Msg {
 type bundleMsg struct {
 	Msg
 	mu    sync.Mutex
-	left  int
+	left  int           // parts not yet settled
+	inQ   int           // parts not yet out of the receive queue (taken or let go)
+	taken bool          // the bundle's bytes were charged to the receive queue
 	acked bool          // some part was acked (else all were terminated)
 	nak   bool          // some part asked to be delivered again
 	delay time.Duration // the longest delay asked
@@ -191,8 +194,42 @@ func (b *bundleMsg) settle(ctx context.Context) error {
 
 // bundlePart is one envelope of a bundle.
 type bundlePart struct {
-	b    *bundleMsg
-	data []byte
+	b       *bundleMsg
+	data    []byte
+	settled atomic.Bool
+}
+
+// roomTaken is how many bytes of the receive queue's bound an envelope
+// fetched takes: its size, and for a bundle, whose parts keep the whole
+// broker message in memory, the bundle's size, charged to its first part.
+func roomTaken(m Msg) int {
+	p, ok := m.(*bundlePart)
+	if !ok {
+		return len(m.Data())
+	}
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	if p.b.taken {
+		return 0
+	}
+	p.b.taken = true
+	return len(p.b.Msg.Data())
+}
+
+// roomFreed is how many bytes an envelope gives back as it leaves the
+// receive queue (taken by a worker, or let go): its size, and for a
+// bundle's parts, the bundle's size once the last of them leaves.
+func roomFreed(m Msg) int {
+	p, ok := m.(*bundlePart)
+	if !ok {
+		return len(m.Data())
+	}
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	if p.b.inQ--; p.b.inQ > 0 {
+		return 0
+	}
+	return len(p.b.Msg.Data())
 }
 
 func (p *bundlePart) Data() []byte   { return p.data }
@@ -209,6 +246,9 @@ func (p *bundlePart) Nak(d time.Duration) error {
 func (p *bundlePart) AckSync(ctx context.Context) error { return p.finish(ctx, true, false, 0) }
 
 func (p *bundlePart) finish(ctx context.Context, ack, nak bool, d time.Duration) error {
+	if p.settled.Swap(true) {
+		return nil // settled already: only the first settlement counts
+	}
 	if !p.b.done(ack, nak, d) {
 		return nil
 	}

@@ -211,3 +211,55 @@ func TestBundleSettlesOnce(t *testing.T) {
 		}
 	}
 }
+
+// The receive queue charges a bundle whole, from its first part's
+// reservation until its last part leaves the queue (popped or let go):
+// its parts keep the whole broker message in memory.
+func TestBundleChargedWhole(t *testing.T) {
+	q := newFairQueue(64, 64*crypto.MaxEnvelopeSize)
+	ctx := context.Background()
+	junk := make([]byte, 5000)
+	m := &queuedMsg{from: "iom", data: encodeBundle([][]byte{junk, []byte("small"), []byte("small2")})}
+	ps := unbundle([]Msg{m})
+	for _, p := range ps {
+		q.reserve(roomTaken(p))
+	}
+	if q.bytes != len(m.data) || q.n != 3 {
+		t.Fatalf("holding %d bytes for %d envelopes, want the bundle's %d bytes for 3", q.bytes, q.n, len(m.data))
+	}
+	q.release(roomFreed(ps[0])) // the big part refused at screening
+	if q.bytes != len(m.data) {
+		t.Fatalf("%d bytes held after the first part left, want %d", q.bytes, len(m.data))
+	}
+	q.push(queued{m: ps[1], in: &Incoming{Env: ps[1].Data()}})
+	q.push(queued{m: ps[2], in: &Incoming{Env: ps[2].Data()}})
+	q.pop(ctx)
+	if q.bytes != len(m.data) {
+		t.Fatalf("%d bytes held with a part still queued, want %d", q.bytes, len(m.data))
+	}
+	q.pop(ctx)
+	if q.bytes != 0 || q.n != 0 {
+		t.Fatalf("%d bytes and %d envelopes held once every part left", q.bytes, q.n)
+	}
+	// A lone envelope is charged its own size.
+	lone := &queuedMsg{from: "iom", data: []byte("RJKE...")}
+	if roomTaken(lone) != len(lone.data) || roomFreed(lone) != len(lone.data) {
+		t.Fatal("a lone envelope is not charged its size")
+	}
+}
+
+// A part settled twice counts once: the second cannot ack the bundle while
+// another part still asks for it again.
+func TestBundlePartSettlesOnce(t *testing.T) {
+	m := &fakeMsg{data: encodeBundle(parts(2, 4))}
+	ps := unbundle([]Msg{m})
+	ps[0].AckSync(context.Background())
+	ps[0].AckSync(context.Background())
+	if len(m.settled) != 0 {
+		t.Fatalf("bundle settled %v with a part unsettled", m.settled)
+	}
+	ps[1].Nak(time.Second)
+	if len(m.settled) != 1 || m.settled[0] != "nak" {
+		t.Fatalf("bundle settled %v, want nak", m.settled)
+	}
+}

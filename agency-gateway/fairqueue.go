@@ -92,8 +92,8 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// reserve holds room for a fetched envelope of size bytes until it is
-// pushed or released; waitRoom said there was room for it.
+// reserve holds room for a fetched envelope, size bytes (roomTaken), until
+// it is taken or released; waitRoom said there was room for it.
 func (q *fairQueue) reserve(size int) {
 	q.mu.Lock()
 	q.n++
@@ -101,7 +101,8 @@ func (q *fairQueue) reserve(size int) {
 	q.mu.Unlock()
 }
 
-// release gives back the room of a fetched envelope that was not queued.
+// release gives back the room of a fetched envelope that was not queued,
+// size bytes (roomFreed).
 func (q *fairQueue) release(size int) {
 	q.mu.Lock()
 	q.n--
@@ -145,7 +146,7 @@ func (q *fairQueue) pop(ctx context.Context) (queued, bool) {
 			}
 			q.n--
 			q.queued--
-			q.bytes -= len(it.in.Env)
+			q.bytes -= roomFreed(it.m)
 			more := q.queued > 0
 			q.mu.Unlock()
 			signal(q.room)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/rujukan/rujukan/agency-gateway/store"
@@ -28,14 +29,19 @@ type joinWaiter struct {
 	turn chan joinTurn
 }
 
+// errPublishAborted is told to the group of a publish that did not
+// finish; their envelopes stay in the outbox for the publish loop.
+var errPublishAborted = errors.New("the publish that was to carry this envelope stopped")
+
 type joinTurn struct {
 	lead []*joinWaiter // this waiter publishes these (itself first)
 	err  error
 }
 
 // publishJoined publishes it, alone or with the envelopes to the same
-// recipient that are waiting, and returns the outcome of the publish that
-// carried it.
+// recipient that are waiting, and returns its outcome. A request whose
+// context ends while it waits leaves the queue (its envelope stays in the
+// outbox for the publish loop).
 func (g *Gateway) publishJoined(ctx context.Context, it store.QueueItem) error {
 	j := &g.joiner
 	j.mu.Lock()
@@ -47,7 +53,15 @@ func (g *Gateway) publishJoined(ctx context.Context, it store.QueueItem) error {
 		w := &joinWaiter{it: it, turn: make(chan joinTurn, 1)}
 		j.waiting[it.To] = append(j.waiting[it.To], w)
 		j.mu.Unlock()
-		t := <-w.turn
+		var t joinTurn
+		select {
+		case t = <-w.turn:
+		case <-ctx.Done():
+			if j.leave(w) {
+				return ctx.Err()
+			}
+			t = <-w.turn // taken into a group already: its turn is coming
+		}
 		if t.lead == nil {
 			return t.err
 		}
@@ -57,28 +71,56 @@ func (g *Gateway) publishJoined(ctx context.Context, it store.QueueItem) error {
 		j.mu.Unlock()
 		group = []*joinWaiter{{it: it}}
 	}
+	// Whatever happens to this publish, the group is told and the
+	// recipient handed over.
+	var errs []error
+	defer func() {
+		for i, w := range group[1:] {
+			err := errPublishAborted
+			if errs != nil {
+				err = errs[i+1]
+			}
+			w.turn <- joinTurn{err: err}
+		}
+		j.handOver(it.To)
+	}()
 	items := make([]store.QueueItem, len(group))
 	for i, w := range group {
 		items[i] = w.it
 	}
-	err := g.publish(ctx, items...)
-	for _, w := range group[1:] {
-		w.turn <- joinTurn{err: err}
-	}
-	// Hand the recipient over to the first of those who waited meanwhile,
-	// with as many of them as a bundle takes.
+	errs = g.publish(ctx, items...)
+	return errs[0]
+}
+
+// leave takes waiter w out of its recipient's queue; false if a group
+// took it already.
+func (j *joiner) leave(w *joinWaiter) bool {
 	j.mu.Lock()
-	next := j.waiting[it.To]
+	defer j.mu.Unlock()
+	q := j.waiting[w.it.To]
+	for i, x := range q {
+		if x == w {
+			j.waiting[w.it.To] = append(q[:i:i], q[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// handOver gives the recipient to the first of those who waited for it,
+// with as many of them as a bundle takes, or frees it.
+func (j *joiner) handOver(to string) {
+	j.mu.Lock()
+	next := j.waiting[to]
 	if len(next) == 0 {
-		delete(j.busy, it.To)
-		delete(j.waiting, it.To)
+		delete(j.busy, to)
+		delete(j.waiting, to)
 		j.mu.Unlock()
-		return err
+		return
 	}
 	n := min(len(next), maxBundleParts)
 	lead := next[:n:n]
-	j.waiting[it.To] = next[n:]
+	j.waiting[to] = next[n:]
 	j.mu.Unlock()
 	lead[0].turn <- joinTurn{lead: lead}
-	return err
 }

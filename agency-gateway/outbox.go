@@ -31,41 +31,50 @@ const (
 // costs no fsync of its own. An item stays in flight, so it is not
 // published again, until that commit. The envelope id (a bundle's: a hash
 // of its envelopes' ids) is the Nats-Msg-Id, so a second publish of the
-// same items (a crash between PubAck and commit) is dropped by the
-// broker's duplicate window, and a recipient ignores an envelope it stored
-// already. It returns the first error; items of the bundles before it are
-// published.
-func (g *Gateway) publish(ctx context.Context, items ...store.QueueItem) error {
-	to := items[0].To
-	if g.limitBlocked(to, g.now()) {
-		return errLimitWait
+// same envelope or bundle (a crash between PubAck and commit) is dropped by
+// the broker's duplicate window; a recipient ignores an envelope it stored
+// already, however it came again.
+//
+// It returns each item's outcome, in order: nil when it is published (or
+// was already), errInFlight when another publish has it, else the error
+// of the publish that was to carry it (the items after a failed bundle are
+// not tried).
+func (g *Gateway) publish(ctx context.Context, items ...store.QueueItem) []error {
+	errs := make([]error, len(items))
+	if g.limitBlocked(items[0].To, g.now()) {
+		for i := range errs {
+			errs[i] = errLimitWait
+		}
+		return errs
 	}
-	mine := make([]store.QueueItem, 0, len(items))
-	for _, it := range items {
-		if _, busy := g.inflight.LoadOrStore(it.Seq, true); !busy {
-			mine = append(mine, it)
+	// mine indexes the items this call holds in flight.
+	mine := make([]int, 0, len(items))
+	for i, it := range items {
+		if _, busy := g.inflight.LoadOrStore(it.Seq, true); busy {
+			errs[i] = errInFlight
+		} else {
+			mine = append(mine, i)
 		}
 	}
-	if len(mine) == 0 {
-		return errInFlight
-	}
-	// The in-flight marks of items handed to a Later call are its to
-	// clear; release clears the others.
-	handed := 0
+	// The in-flight mark of an item handed to a Later call is its to
+	// clear; the others' are cleared here.
+	handed := map[int]bool{}
 	defer func() {
-		for _, it := range mine[handed:] {
-			g.inflight.Delete(it.Seq)
+		for _, i := range mine {
+			if !handed[i] {
+				g.inflight.Delete(items[i].Seq)
+			}
 		}
 	}()
-	envs := make([][]byte, len(mine))
+	envs := make([][]byte, len(items))
 	err := g.db.View(func(tx *store.Tx) error {
-		for i, it := range mine {
-			if _, err := tx.Queued1(it.Seq); errors.Is(err, store.ErrNotFound) {
+		for _, i := range mine {
+			if _, err := tx.Queued1(items[i].Seq); errors.Is(err, store.ErrNotFound) {
 				continue // already published
 			} else if err != nil {
 				return err
 			}
-			env, err := tx.Envelope(it.ID)
+			env, err := tx.Envelope(items[i].ID)
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
@@ -77,29 +86,42 @@ func (g *Gateway) publish(ctx context.Context, items ...store.QueueItem) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		for _, i := range mine {
+			errs[i] = err
+		}
+		return errs
 	}
-	// Items already published go first, so that handed counts a prefix.
-	k := 0
-	for i := range mine {
-		if envs[i] == nil {
-			mine[k], mine[i] = mine[i], mine[k]
-			envs[k], envs[i] = envs[i], envs[k]
-			k++
+	var todo []int // the items to publish, in order
+	for _, i := range mine {
+		if envs[i] != nil {
+			todo = append(todo, i)
 		}
 	}
-	for _, it := range mine[:k] {
-		g.inflight.Delete(it.Seq)
-	}
-	handed = k
-	for handed < len(mine) {
-		n := bundleCount(envs[handed:])
-		if err := g.publishBundle(ctx, mine[handed:handed+n], envs[handed:handed+n]); err != nil {
-			return err
+	for len(todo) > 0 {
+		n := bundleCount(envsOf(envs, todo))
+		err := g.publishBundle(ctx, items, envs, todo[:n], handed)
+		if err != nil && n > 1 && !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrLimit) {
+			// The broker refused the bundle itself (a smaller maximum
+			// message size, say): the envelopes go alone.
+			n, err = 1, g.publishBundle(ctx, items, envs, todo[:1], handed)
 		}
-		handed += n
+		if err != nil {
+			for _, i := range todo {
+				errs[i] = err
+			}
+			return errs
+		}
+		todo = todo[n:]
 	}
-	return nil
+	return errs
+}
+
+func envsOf(envs [][]byte, idx []int) [][]byte {
+	out := make([][]byte, len(idx))
+	for k, i := range idx {
+		out[k] = envs[i]
+	}
+	return out
 }
 
 // bundleCount is how many of envs, from the first, go in the next broker
@@ -116,31 +138,33 @@ func bundleCount(envs [][]byte) int {
 	return len(envs)
 }
 
-// publishBundle publishes envs (of items, in flight) as one broker message
-// and, once the broker acknowledged it, hands each item's bookkeeping to
-// the next commit, which clears its in-flight mark.
-func (g *Gateway) publishBundle(ctx context.Context, items []store.QueueItem, envs [][]byte) error {
-	id, data := items[0].ID, envs[0]
-	if len(items) > 1 {
-		ids := make([]string, len(items))
-		for i, it := range items {
-			ids[i] = it.ID
+// publishBundle publishes the envelopes of items idx (in flight) as one
+// broker message and, once the broker acknowledged it, hands each item's
+// bookkeeping to the next commit, which clears its in-flight mark (handed).
+func (g *Gateway) publishBundle(ctx context.Context, items []store.QueueItem, envs [][]byte, idx []int, handed map[int]bool) error {
+	first := items[idx[0]]
+	id, data := first.ID, envs[idx[0]]
+	if len(idx) > 1 {
+		ids := make([]string, len(idx))
+		for k, i := range idx {
+			ids[k] = items[i].ID
 		}
-		id, data = bundleID(ids), encodeBundle(envs)
+		id, data = bundleID(ids), encodeBundle(envsOf(envs, idx))
 	}
-	if err := g.bus.Publish(ctx, items[0].To, id, data); err != nil {
+	if err := g.bus.Publish(ctx, first.To, id, data); err != nil {
 		g.metrics.publishFailures.Inc()
 		if le := (*LimitError)(nil); errors.As(err, &le) {
-			g.limitHit(items[0], le)
+			g.limitHit(first, le)
 		} else if errors.Is(err, ErrLimit) {
-			g.limitHit(items[0], &LimitError{Reason: "other", Err: err})
+			g.limitHit(first, &LimitError{Reason: "other", Err: err})
 		}
 		return err
 	}
-	g.limitCleared(items[0].To)
+	g.limitCleared(first.To)
 	now := g.now().UTC()
-	for _, it := range items {
-		g.published(it, now)
+	for _, i := range idx {
+		handed[i] = true
+		g.published(items[i], now)
 	}
 	return nil
 }
@@ -288,21 +312,23 @@ func (g *Gateway) publishAll(ctx context.Context, items []store.QueueItem) (publ
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				err := g.publish(ctx, group...)
+				errs := g.publish(ctx, group...)
 				mu.Lock()
 				defer mu.Unlock()
-				switch {
-				case err == nil:
-					published += len(group)
-				case errors.Is(err, errInFlight):
-				case errors.Is(err, ErrLimit):
-					// Counted, logged and audited by limitHit; the
-					// recipient is waited out.
-				default:
-					if !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
-						g.log.Warn("publish failed; will retry", "envelope", group[0].ID, "envelopes", len(group), "err", err)
+				for i, err := range errs {
+					switch {
+					case err == nil:
+						published++
+					case errors.Is(err, errInFlight):
+					case errors.Is(err, ErrLimit):
+						// Counted, logged and audited by limitHit; the
+						// recipient is waited out.
+					default:
+						if !failed && !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+							g.log.Warn("publish failed; will retry", "envelope", group[i].ID, "err", err)
+						}
+						failed = true
 					}
-					failed = true
 				}
 			}()
 		}

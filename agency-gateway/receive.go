@@ -29,7 +29,11 @@ const (
 	transientRetry     = 2 * time.Second
 )
 
-// receiveLoop pulls from this agency's inbox. Each envelope is screened as
+// receiveLoop pulls from this agency's inbox. A broker message may be a
+// bundle of up to maxBundleParts envelopes (bundle.go), each queued on its
+// own: the queue's count may then go past receiveQueue by that factor for
+// one fetch, while its byte bound, which charges a bundle whole until its
+// last envelope leaves, holds. Each envelope is screened as
 // it is fetched (screen: the checks that need neither decryption nor a
 // write), so a flood of forged envelopes is refused at the speed of a
 // signature check and never queues. What passes waits in its sender's
@@ -81,7 +85,7 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 					err = g.open(it.m, in)
 				}
 				if err != nil {
-					q.release(len(it.m.Data()))
+					q.release(roomFreed(it.m))
 					g.settle(ctx, it.m, in, err, true)
 					g.observe(in, err, it.start)
 					g.inHand.Add(-1)
@@ -108,7 +112,7 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 		msgs = unbundle(msgs)
 		g.inHand.Add(int64(len(msgs)))
 		for _, m := range msgs {
-			q.reserve(len(m.Data()))
+			q.reserve(roomTaken(m))
 			screen <- queued{m: m, start: start}
 		}
 	}
