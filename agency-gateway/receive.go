@@ -305,13 +305,24 @@ func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error, ea
 	}
 	switch {
 	case err == nil || errors.Is(err, errDuplicate) || errors.Is(err, errParked):
+		// The receipt this commit queued (the only envelope a receive
+		// queues) goes out from here, as a sent envelope does from its
+		// request (publishNow): no loop to wake, no queue to read.
+		var receipt *store.QueueItem
 		if err == nil {
 			// Committed: tell the outcome and wake the loops before the
 			// ack's round trip to the broker.
 			g.decided(in.outcomeRef, in.outcome)
 			g.changed()
-			g.poke()
+			if in.Receipt != nil && in.Receipt.item.Seq != 0 {
+				receipt = &in.Receipt.item
+			} else {
+				g.poke()
+			}
 			g.pokeWaiting()
+		}
+		if receipt != nil {
+			g.publishNow(ctx, *receipt)
 		}
 		if early {
 			// A copy of what is stored or waiting here: no need to wait
@@ -544,7 +555,8 @@ func queueReceipt(tx *store.Tx, s *sealed) error {
 	if err := tx.PutEnvelope(s.h.ID, s.env); err != nil {
 		return err
 	}
-	_, err := tx.Enqueue(s.item)
+	seq, err := tx.Enqueue(s.item)
+	s.item.Seq = seq
 	return err
 }
 
