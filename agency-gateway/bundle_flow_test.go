@@ -60,6 +60,27 @@ func TestQueuedEnvelopesTravelBundled(t *testing.T) {
 	if messages != 1 || bundled != 1 {
 		t.Fatalf("10 queued referrals went in %d broker messages (%d bundles), want one bundle", messages, bundled)
 	}
+	// The operators' metric says so.
+	mfs, err := c.gws["iom"].Metrics().Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "rujukan_envelopes_per_message" {
+			// Other envelopes (a witness checkpoint, say) may go alone;
+			// one message carried more than 8.
+			h := mf.GetMetric()[0].GetHistogram()
+			for _, b := range h.GetBucket() {
+				if b.GetUpperBound() == 8 {
+					found = b.GetCumulativeCount() == h.GetSampleCount()-1
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatal("rujukan_envelopes_per_message does not show the message of 10 envelopes")
+	}
 	page, err := c.gws["shelter"].List(c.staff("shelter"), gateway.ListQuery{Box: "inbox", Limit: 50})
 	if err != nil {
 		t.Fatal(err)

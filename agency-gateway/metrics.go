@@ -24,6 +24,7 @@ type Metrics struct {
 	refused         *prometheus.CounterVec
 	waiting         *prometheus.CounterVec
 	publishFailures prometheus.Counter
+	perMessage      prometheus.Histogram
 	witnessAlarms   *prometheus.CounterVec
 	limitHits       *prometheus.CounterVec
 	attachmentBytes *prometheus.CounterVec
@@ -85,8 +86,12 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rujukan_publish_failures_total", Help: "Failed publish attempts (retried).",
 		}),
+		perMessage: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "rujukan_envelopes_per_message", Help: "Envelopes carried by each broker message published (more than one: a bundle).",
+			Buckets: []float64{1, 2, 4, 8, 16},
+		}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.refused, m.waiting, m.publishFailures, m.witnessAlarms, m.limitHits, m.attachmentBytes)
+	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.envelopes, m.handling, m.receipts, m.outcomes, m.queued, m.refused, m.waiting, m.publishFailures, m.perMessage, m.witnessAlarms, m.limitHits, m.attachmentBytes)
 	return m
 }
 

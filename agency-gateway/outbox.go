@@ -161,6 +161,7 @@ func (g *Gateway) publishBundle(ctx context.Context, items []store.QueueItem, en
 		return err
 	}
 	g.limitCleared(first.To)
+	g.metrics.perMessage.Observe(float64(len(idx)))
 	now := g.now().UTC()
 	for _, i := range idx {
 		handed[i] = true
