@@ -203,33 +203,36 @@ type bundlePart struct {
 // fetched takes: its size, and for a bundle, whose parts keep the whole
 // broker message in memory, the bundle's size, charged to its first part.
 func roomTaken(m Msg) int {
-	p, ok := m.(*bundlePart)
-	if !ok {
-		return len(m.Data())
-	}
-	p.b.mu.Lock()
-	defer p.b.mu.Unlock()
-	if p.b.taken {
-		return 0
-	}
-	p.b.taken = true
-	return len(p.b.Msg.Data())
+	return room(m, func(b *bundleMsg) bool {
+		first := !b.taken
+		b.taken = true
+		return first
+	})
 }
 
 // roomFreed is how many bytes an envelope gives back as it leaves the
 // receive queue (taken by a worker, or let go): its size, and for a
 // bundle's parts, the bundle's size once the last of them leaves.
 func roomFreed(m Msg) int {
+	return room(m, func(b *bundleMsg) bool {
+		b.inQ--
+		return b.inQ == 0
+	})
+}
+
+// room is len(m.Data()) for a lone envelope; for a bundle's part, the
+// bundle's size when whole (under the bundle's lock) says so, else 0.
+func room(m Msg, whole func(*bundleMsg) bool) int {
 	p, ok := m.(*bundlePart)
 	if !ok {
 		return len(m.Data())
 	}
 	p.b.mu.Lock()
 	defer p.b.mu.Unlock()
-	if p.b.inQ--; p.b.inQ > 0 {
-		return 0
+	if whole(p.b) {
+		return len(p.b.Msg.Data())
 	}
-	return len(p.b.Msg.Data())
+	return 0
 }
 
 func (p *bundlePart) Data() []byte   { return p.data }

@@ -305,24 +305,22 @@ func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error, ea
 	}
 	switch {
 	case err == nil || errors.Is(err, errDuplicate) || errors.Is(err, errParked):
-		// The receipt this commit queued (the only envelope a receive
-		// queues) goes out from here, as a sent envelope does from its
-		// request (publishNow): no loop to wake, no queue to read.
-		var receipt *store.QueueItem
 		if err == nil {
 			// Committed: tell the outcome and wake the loops before the
-			// ack's round trip to the broker.
+			// ack's round trip to the broker. The receipt this commit
+			// queued (the only envelope a receive queues) goes out from
+			// here, as a sent envelope does from its request: no loop to
+			// wake, no queue to read.
 			g.decided(in.outcomeRef, in.outcome)
 			g.changed()
-			if in.Receipt != nil && in.Receipt.item.Seq != 0 {
-				receipt = &in.Receipt.item
-			} else {
+			queued := in.Receipt != nil && in.Receipt.item.Seq != 0
+			if !queued {
 				g.poke()
 			}
 			g.pokeWaiting()
-		}
-		if receipt != nil {
-			g.publishNow(ctx, *receipt)
+			if queued {
+				g.publishNow(ctx, in.Receipt.item)
+			}
 		}
 		if early {
 			// A copy of what is stored or waiting here: no need to wait
