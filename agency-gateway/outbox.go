@@ -173,7 +173,9 @@ func (g *Gateway) publishBundle(ctx context.Context, items []store.QueueItem, en
 // published records, with the next commit, that the broker holds it's
 // envelope: out of the queue, and its record sent.
 func (g *Gateway) published(it store.QueueItem, now time.Time) {
+	files := false // a transfer may wait for this envelope to leave
 	g.db.Later(func(tx *store.Tx) error {
+		files = tx.SendingFiles()
 		if err := tx.Dequeue(it.Seq); err != nil {
 			return err
 		}
@@ -197,7 +199,9 @@ func (g *Gateway) published(it store.QueueItem, now time.Time) {
 		}
 		g.metricsEnvelope("out", it.Kind, "published")
 		g.changed()
-		g.pokeTransfers()
+		if files {
+			g.pokeTransfers()
+		}
 	})
 }
 

@@ -108,8 +108,18 @@ func (g *Gateway) receiveLoop(ctx context.Context) {
 			}
 			continue
 		}
-		start := time.Now()
 		msgs = unbundle(msgs)
+		if len(msgs) == 1 && g.inHand.Load() == 0 {
+			// One envelope and nothing else in hand (a low rate): this
+			// goroutine screens and handles it as a screener and a
+			// worker would, without waking either. Whatever the broker
+			// delivers meanwhile waits for the next fetch.
+			g.inHand.Add(1)
+			g.Receive(ctx, msgs[0])
+			g.inHand.Add(-1)
+			continue
+		}
+		start := time.Now()
 		g.inHand.Add(int64(len(msgs)))
 		for _, m := range msgs {
 			q.reserve(roomTaken(m))
@@ -310,15 +320,12 @@ func (g *Gateway) settle(ctx context.Context, m Msg, in *Incoming, err error, ea
 			// ack's round trip to the broker. The receipt this commit
 			// queued (the only envelope a receive queues) goes out from
 			// here, as a sent envelope does from its request: no loop to
-			// wake, no queue to read.
+			// wake, no queue to read; the publish loop takes it over if
+			// that fails.
 			g.decided(in.outcomeRef, in.outcome)
 			g.changed()
-			queued := in.Receipt != nil && in.Receipt.item.Seq != 0
-			if !queued {
-				g.poke()
-			}
 			g.pokeWaiting()
-			if queued {
+			if in.Receipt != nil && in.Receipt.item.Seq != 0 {
 				g.publishNow(ctx, in.Receipt.item)
 			}
 		}

@@ -103,6 +103,12 @@ func (t *Tx) DeleteTransferOut(to, id string) error {
 	return t.b(bucketTransfersOut).Delete(transferKey(to, id))
 }
 
+// SendingFiles says whether any outgoing transfer is left.
+func (t *Tx) SendingFiles() bool {
+	k, _ := t.b(bucketTransfersOut).Cursor().First()
+	return k != nil
+}
+
 // TransfersOut returns every outgoing transfer, by recipient then id.
 func (t *Tx) TransfersOut() ([]TransferOut, error) {
 	return scanJSON[TransferOut](t.b(bucketTransfersOut), 0, nil, nil)

@@ -144,14 +144,15 @@ type DB struct {
 	signer Signer // nil when opened read-only
 	now    func() time.Time
 
-	// Group commit: Batch calls queue here; one committer runs them
-	// together in one transaction while the previous one is being synced.
+	// Group commit: Batch and Later calls queue here and are committed
+	// together, in one transaction. committer is true while a goroutine
+	// commits them (the first Batch call's own, at a low rate, or one
+	// that takes over under load); later is the timer that commits Later
+	// calls when no Batch call comes for them.
 	mu        sync.Mutex
 	queue     []*call
 	committer bool
-	// kick tells a committer holding only Later calls that a Batch call
-	// arrived.
-	kick chan struct{}
+	later     *time.Timer
 
 	// commits counts the read-write transactions committed by Update and
 	// the group committer (each one fsynced), for rujukan bench.
@@ -159,10 +160,21 @@ type DB struct {
 }
 
 type call struct {
-	fn   func(*Tx) error
+	fn func(*Tx) error
+	// done gets a Batch call's outcome; then is told a Later call's.
 	done chan error
+	then func(error)
 	// at is when a Later call was queued (zero for Batch calls).
 	at time.Time
+}
+
+// answer tells the call its outcome.
+func (c *call) answer(err error) {
+	if c.at.IsZero() {
+		c.done <- err
+	} else if c.then != nil {
+		c.then(err)
+	}
 }
 
 // Open opens or creates the database at path. The signer signs the audit
@@ -197,7 +209,7 @@ func Open(path string, signer Signer) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("failed to create buckets in %s: %w", path, err)
 	}
-	d := &DB{db: bdb, signer: signer, now: time.Now, kick: make(chan struct{}, 1)}
+	d := &DB{db: bdb, signer: signer, now: time.Now}
 	if err := d.upgradeAudit(); err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("failed to upgrade the audit log of %s: %w", path, err)
@@ -273,12 +285,16 @@ func (d *DB) Commits() uint64 { return d.commits.Load() }
 // previous group is being written. If one of them fails, the group is rolled
 // back and the others run again, each alone; so fn may run twice and must
 // have no effect outside the transaction.
+//
+// A call that finds no commit under way commits its group in its own
+// goroutine (at a low rate, alone or with the Later calls waiting): no
+// other goroutine is woken for it, and none wakes it. Under load, calls
+// that come meanwhile are committed by a goroutine that takes over, so a
+// caller waits for its own group only.
 func (d *DB) Batch(fn func(*Tx) error) error {
 	c := &call{fn: fn, done: make(chan error, 1)}
-	d.enqueue(c)
-	select {
-	case d.kick <- struct{}{}:
-	default:
+	if d.enqueue(c) {
+		d.commitGroups(true, false)
 	}
 	return <-c.done
 }
@@ -286,111 +302,167 @@ func (d *DB) Batch(fn func(*Tx) error) error {
 // Later is Batch for bookkeeping that may wait a little and may be lost in
 // a crash (the caller can redo it): fn joins the next group commit, or
 // commits alone after LaterDelay when none comes, and Later returns at
-// once. done, when not nil, gets the outcome. It saves a commit and an
-// fsync of its own, and the signature of an audit checkpoint.
+// once. done, when not nil, gets the outcome, called by the goroutine that
+// committed: it must not block. It saves a commit and an fsync of its own,
+// and the signature of an audit checkpoint.
 func (d *DB) Later(fn func(*Tx) error, done func(error)) {
-	c := &call{fn: fn, done: make(chan error, 1), at: time.Now()}
-	d.enqueue(c)
-	if done != nil {
-		go func() { done(<-c.done) }()
-	}
+	d.enqueue(&call{fn: fn, then: done, at: time.Now()})
 }
 
-func (d *DB) enqueue(c *call) {
+// enqueue queues c and says whether the caller is to commit: a Batch call
+// that finds no committer. A Later call that finds none arms the timer
+// that commits it if no Batch call comes first.
+func (d *DB) enqueue(c *call) (commit bool) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.queue = append(d.queue, c)
-	if !d.committer {
-		d.committer = true
-		go d.commitGroups()
+	if d.committer {
+		return false
 	}
-	d.mu.Unlock()
+	if c.at.IsZero() {
+		d.committer = true
+		d.stopLater()
+		return true
+	}
+	if d.later == nil {
+		d.armLater(LaterDelay)
+	}
+	return false
+}
+
+// armLater arms the timer that commits the queued Later calls after wait,
+// unless a Batch call takes them first. d.mu is held.
+func (d *DB) armLater(wait time.Duration) {
+	var t *time.Timer
+	t = time.AfterFunc(wait, func() {
+		d.mu.Lock()
+		if d.later != t || d.committer || len(d.queue) == 0 {
+			d.mu.Unlock()
+			return
+		}
+		d.later = nil
+		d.committer = true
+		d.mu.Unlock()
+		d.commitGroups(false, false)
+	})
+	d.later = t
+}
+
+// stopLater stops the Later calls' timer: a committer takes them. d.mu is
+// held.
+func (d *DB) stopLater() {
+	if d.later != nil {
+		d.later.Stop()
+		d.later = nil
+	}
 }
 
 // groupDelay is how long a busy committer (one that has just committed
 // and found calls queued meanwhile) lets the next group gather: under load
-// a little latency buys fewer, larger fsyncs. A committer woken from idle only yields once, so that
-// calls already on their way (a fetched batch, concurrent requests) may
-// join the group: at a low rate nothing else would come, and a wait would only
-// add to every commit's latency. LaterDelay is the longest a Later call
-// waits for a group to join.
+// a little latency buys fewer, larger fsyncs. A committer that was idle
+// only yields once, so that calls already on their way (a fetched batch,
+// concurrent requests) may join the group: at a low rate nothing else
+// would come, and a wait would only add to every commit's latency.
+// LaterDelay is the longest a Later call waits for a group to join.
 const (
 	groupDelay = time.Millisecond
 	LaterDelay = 25 * time.Millisecond
 )
 
-// commitGroups commits queued calls until the queue is empty.
-func (d *DB) commitGroups() {
-	busy := false // the last round committed: more may be on its way
+// commitGroups commits queued calls until the queue is empty or holds
+// Later calls only that may still wait. d.committer is true, and is false
+// again when it returns. A caller's goroutine (own) commits one group, its
+// own call's, and hands the rest to a goroutine of their own; busy says
+// the last round committed, so that more may be on its way.
+func (d *DB) commitGroups(own, busy bool) {
 	for {
 		if busy {
-			// Calls that came while the last group was being written
-			// mean more are on their way: let them gather. When none
-			// came (a low rate), there is nothing to wait for.
-			d.mu.Lock()
-			more := len(d.queue) > 0
-			d.mu.Unlock()
-			if more {
-				time.Sleep(groupDelay)
+			if d.idle() {
+				return
 			}
+			if own {
+				// The caller's group is committed: another goroutine
+				// takes over, so that the caller waits for its own group
+				// only.
+				go d.commitGroups(false, true)
+				return
+			}
+			// Calls that came while the last group was being written
+			// mean more are on their way: let them gather.
+			time.Sleep(groupDelay)
 		} else {
 			runtime.Gosched()
 		}
-		busy = false
-		d.mu.Lock()
-		group := d.queue
-		if len(group) == 0 {
-			d.committer = false
-			d.mu.Unlock()
+		if d.idle() {
 			return
 		}
-		if wait := d.laterWait(group); wait > 0 {
-			// Only Later calls: wait for a Batch call to join them.
-			d.mu.Unlock()
-			t := time.NewTimer(wait)
-			select {
-			case <-d.kick:
-			case <-t.C:
-			}
-			t.Stop()
-			continue
-		}
+		d.mu.Lock()
+		group := d.queue
 		d.queue = nil
 		d.mu.Unlock()
 		busy = true
-		failed := -1
-		err := d.db.Update(func(btx *bolt.Tx) error {
-			t := &Tx{tx: btx, db: d}
-			for i, c := range group {
-				if err := safely(c.fn, t); err != nil {
-					failed = i
-					return err
-				}
+		d.commitGroup(group)
+	}
+}
+
+// idle says whether the committer has nothing to commit now, and then lets
+// go: the queue is empty, or holds Later calls only that may still wait
+// for a Batch call (their timer is armed for when they may not).
+func (d *DB) idle() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.queue) == 0 {
+		d.committer = false
+		return true
+	}
+	if wait := laterWait(d.queue); wait > 0 {
+		d.committer = false
+		d.armLater(wait)
+		return true
+	}
+	return false
+}
+
+// commitGroup commits the calls of group in one transaction and answers
+// each.
+func (d *DB) commitGroup(group []*call) {
+	failed := -1
+	err := d.db.Update(func(btx *bolt.Tx) error {
+		t := &Tx{tx: btx, db: d}
+		for i, c := range group {
+			if err := safely(c.fn, t); err != nil {
+				failed = i
+				return err
 			}
-			return t.signCheckpoint()
-		})
-		switch {
-		case err == nil:
-			d.commits.Add(1)
-			for _, c := range group {
-				c.done <- nil
-			}
-		case failed < 0 || len(group) == 1:
-			for _, c := range group {
-				c.done <- err
-			}
-		default:
-			// The failure may come from another call's writes, now rolled
-			// back: every call runs again alone before any is answered.
-			for _, c := range group {
-				c.done <- d.Update(c.fn)
-			}
+		}
+		return t.signCheckpoint()
+	})
+	switch {
+	case err == nil:
+		d.commits.Add(1)
+		for _, c := range group {
+			c.answer(nil)
+		}
+	case failed < 0 || len(group) == 1:
+		for _, c := range group {
+			c.answer(err)
+		}
+	default:
+		// The failure may come from another call's writes, now rolled
+		// back: every call runs again alone before any is answered.
+		errs := make([]error, len(group))
+		for i, c := range group {
+			errs[i] = d.Update(c.fn)
+		}
+		for i, c := range group {
+			c.answer(errs[i])
 		}
 	}
 }
 
 // laterWait returns how much longer a group of Later calls only may wait
 // for a Batch call, 0 when it commits now.
-func (d *DB) laterWait(group []*call) time.Duration {
+func laterWait(group []*call) time.Duration {
 	oldest := time.Now()
 	for _, c := range group {
 		if c.at.IsZero() {

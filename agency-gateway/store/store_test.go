@@ -537,3 +537,83 @@ func TestLater(t *testing.T) {
 		return nil
 	})
 }
+
+// Batch and Later calls from many goroutines, in bursts and alone: every
+// call is committed and answered once, whoever commits it (a caller, the
+// goroutine that takes over under load, or the Later calls' timer), and
+// no Later call is left behind when the burst ends.
+func TestGroupCommitMixed(t *testing.T) {
+	db := MustOpen(t)
+	const rounds, perRound = 20, 12
+	var answered sync.Map
+	var laters sync.WaitGroup
+	for r := range rounds {
+		var wg sync.WaitGroup
+		for i := range perRound {
+			id := fmt.Sprintf("r%d-%d", r, i)
+			put := func(tx *Tx) error {
+				return tx.PutRecord(&Record{ID: id, Box: Outbox, CreatedAt: time.Unix(int64(r*perRound+i), 0)})
+			}
+			if i%3 == 0 {
+				laters.Add(1)
+				db.Later(put, func(err error) {
+					if _, again := answered.LoadOrStore(id, err); again {
+						t.Errorf("%s answered twice", id)
+					}
+					laters.Done()
+				})
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := db.Batch(put); err != nil {
+					t.Errorf("%s: %v", id, err)
+				}
+				answered.Store(id, nil)
+			}()
+		}
+		wg.Wait()
+		if r%4 == 3 {
+			// Later calls alone: their timer commits them.
+			time.Sleep(LaterDelay / 5)
+		}
+	}
+	// A Later call queued while a group commits, and no Batch call
+	// after it.
+	laters.Add(1)
+	last := func(tx *Tx) error { return tx.PutRecord(&Record{ID: "last", Box: Outbox, CreatedAt: time.Unix(1, 0)}) }
+	err := db.Batch(func(tx *Tx) error {
+		db.Later(last, func(err error) {
+			if err != nil {
+				t.Errorf("last: %v", err)
+			}
+			laters.Done()
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() { laters.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a Later call was never answered")
+	}
+	db.View(func(tx *Tx) error {
+		for r := range rounds {
+			for i := range perRound {
+				id := fmt.Sprintf("r%d-%d", r, i)
+				if _, err := tx.Record(id); err != nil {
+					t.Errorf("%s not stored: %v", id, err)
+				}
+				if v, ok := answered.Load(id); !ok || v != nil {
+					t.Errorf("%s answered %v (%v)", id, v, ok)
+				}
+			}
+		}
+		return nil
+	})
+}
