@@ -303,7 +303,8 @@ func (d *DB) Batch(fn func(*Tx) error) error {
 // a crash (the caller can redo it): fn joins the next group commit, or
 // commits alone after LaterDelay when none comes, and Later returns at
 // once. done, when not nil, gets the outcome, called by the goroutine that
-// committed: it must not block. It saves a commit and an fsync of its own,
+// committed: it must not block, nor call Batch, which would wait for the
+// goroutine it is called from. It saves a commit and an fsync of its own,
 // and the signature of an audit checkpoint.
 func (d *DB) Later(fn func(*Tx) error, done func(error)) {
 	d.enqueue(&call{fn: fn, then: done, at: time.Now()})
@@ -375,6 +376,20 @@ const (
 // own call's, and hands the rest to a goroutine of their own; busy says
 // the last round committed, so that more may be on its way.
 func (d *DB) commitGroups(own, busy bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			// The group was answered (commitGroup); the calls queued
+			// since are not left without a committer.
+			d.mu.Lock()
+			if len(d.queue) > 0 {
+				go d.commitGroups(false, true)
+			} else {
+				d.committer = false
+			}
+			d.mu.Unlock()
+			panic(p)
+		}
+	}()
 	for {
 		if busy {
 			if d.idle() {
@@ -424,8 +439,19 @@ func (d *DB) idle() bool {
 }
 
 // commitGroup commits the calls of group in one transaction and answers
-// each.
+// each. Every call is answered, even when a Later call's done panics (the
+// panic goes on once all are) or bbolt does (all are told it failed).
 func (d *DB) commitGroup(group []*call) {
+	answered := false
+	defer func() {
+		if p := recover(); p != nil {
+			if !answered {
+				err := fmt.Errorf("store: panic while committing: %v", p)
+				answerAll(group, func(*call) error { return err })
+			}
+			panic(p)
+		}
+	}()
 	failed := -1
 	err := d.db.Update(func(btx *bolt.Tx) error {
 		t := &Tx{tx: btx, db: d}
@@ -435,28 +461,41 @@ func (d *DB) commitGroup(group []*call) {
 				return err
 			}
 		}
-		return t.signCheckpoint()
+		return safely(func(t *Tx) error { return t.signCheckpoint() }, t)
 	})
-	switch {
-	case err == nil:
+	outcome := func(*call) error { return err }
+	if err == nil {
 		d.commits.Add(1)
-		for _, c := range group {
-			c.answer(nil)
-		}
-	case failed < 0 || len(group) == 1:
-		for _, c := range group {
-			c.answer(err)
-		}
-	default:
+	} else if failed >= 0 && len(group) > 1 {
 		// The failure may come from another call's writes, now rolled
 		// back: every call runs again alone before any is answered.
-		errs := make([]error, len(group))
-		for i, c := range group {
-			errs[i] = d.Update(c.fn)
+		errs := make(map[*call]error, len(group))
+		for _, c := range group {
+			errs[c] = d.Update(c.fn)
 		}
-		for i, c := range group {
-			c.answer(errs[i])
-		}
+		outcome = func(c *call) error { return errs[c] }
+	}
+	answered = true
+	answerAll(group, outcome)
+}
+
+// answerAll answers each call of group with its outcome. A done that
+// panics does not keep the others from their answers: the first panic goes
+// on once every call is answered.
+func answerAll(group []*call, outcome func(*call) error) {
+	var panicked any
+	for _, c := range group {
+		func() {
+			defer func() {
+				if p := recover(); p != nil && panicked == nil {
+					panicked = p
+				}
+			}()
+			c.answer(outcome(c))
+		}()
+	}
+	if panicked != nil {
+		panic(panicked)
 	}
 }
 

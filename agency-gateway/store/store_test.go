@@ -617,3 +617,47 @@ func TestGroupCommitMixed(t *testing.T) {
 		return nil
 	})
 }
+
+// A Later call's done that panics, in the goroutine of the Batch call that
+// committed it: the Batch call's write is committed, the panic reaches that
+// caller, and the store goes on committing.
+func TestLaterDonePanics(t *testing.T) {
+	db := MustOpen(t)
+	put := func(id string) func(*Tx) error {
+		return func(tx *Tx) error {
+			return tx.PutRecord(&Record{ID: id, Box: Outbox, CreatedAt: time.Unix(1, 0)})
+		}
+	}
+	db.Later(put("later"), func(error) { panic("done panics") })
+	func() {
+		defer func() {
+			if p := recover(); p != "done panics" {
+				t.Fatalf("recovered %v, want the done's panic", p)
+			}
+		}()
+		db.Batch(put("batch"))
+		t.Fatal("no panic reached the committing caller")
+	}()
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() { errs <- db.Batch(put(fmt.Sprint("after", i))) }()
+	}
+	for range 8 {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the store stopped committing after a panic")
+		}
+	}
+	db.View(func(tx *Tx) error {
+		for _, id := range []string{"later", "batch", "after0", "after7"} {
+			if _, err := tx.Record(id); err != nil {
+				t.Errorf("%s not stored: %v", id, err)
+			}
+		}
+		return nil
+	})
+}
