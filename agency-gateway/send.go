@@ -173,8 +173,12 @@ func (g *Gateway) commit(tx *store.Tx, out *Outgoing, s *sealed) (string, error)
 		if err := tx.PutEnvelope(selfCopy(s.h.ID), s.own); err != nil {
 			return "", err
 		}
-		if err := tx.PutLink(s.h.ID, s.item.Ref); err != nil {
-			return "", err
+		// A record's own envelope has the record's id: only the others
+		// (status, statement) need a link back to it.
+		if s.h.ID != s.item.Ref {
+			if err := tx.PutLink(s.h.ID, s.item.Ref); err != nil {
+				return "", err
+			}
 		}
 		seq, err := tx.Enqueue(s.item)
 		if err != nil {

@@ -840,7 +840,8 @@ func (t *Tx) PutLink(id, ref string) error {
 	return t.b(bucketLinks).Put([]byte(id), []byte(ref))
 }
 
-// Link returns the record an envelope sent by this gateway concerns, or "".
+// Link returns the record an envelope sent by this gateway concerns, or ""
+// (also for a record's own envelope, whose id is the record's).
 func (t *Tx) Link(id string) string { return string(t.b(bucketLinks).Get([]byte(id))) }
 
 // PutDue remembers that record id falls due at at.
