@@ -58,7 +58,7 @@ func (g *Gateway) publish(ctx context.Context, items ...store.QueueItem) []error
 	}
 	// The in-flight mark of an item handed to a Later call is its to
 	// clear; the others' are cleared here.
-	handed := map[int]bool{}
+	handed := make([]bool, len(items))
 	defer func() {
 		for _, i := range mine {
 			if !handed[i] {
@@ -141,7 +141,7 @@ func bundleCount(envs [][]byte) int {
 // publishBundle publishes the envelopes of items idx (in flight) as one
 // broker message and, once the broker acknowledged it, hands each item's
 // bookkeeping to the next commit, which clears its in-flight mark (handed).
-func (g *Gateway) publishBundle(ctx context.Context, items []store.QueueItem, envs [][]byte, idx []int, handed map[int]bool) error {
+func (g *Gateway) publishBundle(ctx context.Context, items []store.QueueItem, envs [][]byte, idx []int, handed []bool) error {
 	first := items[idx[0]]
 	id, data := first.ID, envs[idx[0]]
 	if len(idx) > 1 {
@@ -170,7 +170,7 @@ func (g *Gateway) publishBundle(ctx context.Context, items []store.QueueItem, en
 	return nil
 }
 
-// published records, with the next commit, that the broker holds it's
+// published records, with the next commit, that the broker holds its
 // envelope: out of the queue, and its record sent.
 func (g *Gateway) published(it store.QueueItem, now time.Time) {
 	files := false // a transfer may wait for this envelope to leave

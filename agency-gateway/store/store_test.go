@@ -481,11 +481,7 @@ func TestAuditUpgrade(t *testing.T) {
 // none comes, and one that fails does not fail the Batch it joined.
 func TestLater(t *testing.T) {
 	db := MustOpen(t)
-	put := func(id string) func(*Tx) error {
-		return func(tx *Tx) error {
-			return tx.PutRecord(&Record{ID: id, Box: Outbox, CreatedAt: time.Unix(1, 0)})
-		}
-	}
+	put := putRecord
 	// Alone: committed within LaterDelay or so, and reported.
 	done := make(chan error, 1)
 	db.Later(put("alone"), func(err error) { done <- err })
@@ -551,9 +547,7 @@ func TestGroupCommitMixed(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range perRound {
 			id := fmt.Sprintf("r%d-%d", r, i)
-			put := func(tx *Tx) error {
-				return tx.PutRecord(&Record{ID: id, Box: Outbox, CreatedAt: time.Unix(int64(r*perRound+i), 0)})
-			}
+			put := putRecord(id)
 			if i%3 == 0 {
 				laters.Add(1)
 				db.Later(put, func(err error) {
@@ -582,7 +576,7 @@ func TestGroupCommitMixed(t *testing.T) {
 	// A Later call queued while a group commits, and no Batch call
 	// after it.
 	laters.Add(1)
-	last := func(tx *Tx) error { return tx.PutRecord(&Record{ID: "last", Box: Outbox, CreatedAt: time.Unix(1, 0)}) }
+	last := putRecord("last")
 	err := db.Batch(func(tx *Tx) error {
 		db.Later(last, func(err error) {
 			if err != nil {
@@ -623,11 +617,7 @@ func TestGroupCommitMixed(t *testing.T) {
 // caller, and the store goes on committing.
 func TestLaterDonePanics(t *testing.T) {
 	db := MustOpen(t)
-	put := func(id string) func(*Tx) error {
-		return func(tx *Tx) error {
-			return tx.PutRecord(&Record{ID: id, Box: Outbox, CreatedAt: time.Unix(1, 0)})
-		}
-	}
+	put := putRecord
 	db.Later(put("later"), func(error) { panic("done panics") })
 	func() {
 		defer func() {
@@ -660,4 +650,11 @@ func TestLaterDonePanics(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// putRecord is a store call that puts an outbox record with id.
+func putRecord(id string) func(*Tx) error {
+	return func(tx *Tx) error {
+		return tx.PutRecord(&Record{ID: id, Box: Outbox, CreatedAt: time.Unix(1, 0)})
+	}
 }
