@@ -48,12 +48,14 @@ import (
 //
 // So two JetStream messages (the referral, then the receipt), each
 // published with an acknowledgement and pulled and acked on a work-queue
-// stream (SyncAlways), and at the least three fsynced bbolt commits, two
-// at the sender and one at the recipient. A publish's bookkeeping that
-// finds no commit to join within store.LaterDelay commits alone (at a low
-// rate the recipient's does: four commits), and the gateways group
-// concurrent commits (store.DB.Batch), so under load they make fewer; the
-// bench reports the number it saw.
+// stream (SyncAlways), and three fsynced bbolt commits, two at the sender
+// and one at the recipient, for a referral alone. The gateways share
+// commits between referrals: concurrent calls commit together
+// (store.DB.Batch), a publish's bookkeeping joins the next commit
+// (store.DB.Later), and so does the sender's commit of the receipt when a
+// request comes within store.JoinDelay (store.DB.Join). Under load and at
+// a steady rate they make fewer than three per referral; the bench reports
+// the number it saw.
 //
 // Not counted, being a choice of the implementation rather than a need of
 // the protocol: the store signs its audit checkpoint in every commit that
@@ -138,6 +140,9 @@ type FloorStep struct {
 	Wall time.Duration `json:"wall_ns"`
 	// Ops is how many operations were timed, in every measurement.
 	Ops int `json:"ops"`
+	// Switches is the context switches of this process per operation, in
+	// the measurement of the lowest CPU time.
+	Switches float64 `json:"switches,omitempty"`
 }
 
 // Floor is the cost of the primitives one referral needs.
@@ -232,9 +237,11 @@ func (m *FloorMeter) MeasurePaced(ctx context.Context, rate int, stepped func())
 		return Floor{}, err
 	}
 	// The dearer idle tick is taken off: the floor errs low.
-	idle := max(idle0, idle1)
+	idle := max(idle0.CPU, idle1.CPU)
+	idleSwitches := max(idle0.Switches, idle1.Switches)
 	for i := range raw {
 		raw[i].CPU = max(raw[i].CPU-idle, 0)
+		raw[i].Switches = max(raw[i].Switches-idleSwitches, 0)
 		raw[i].Wall = 0 // a paced step's wall time is its tick
 	}
 	return m.keepLower(rate, raw), nil
@@ -272,7 +279,7 @@ func (m *FloorMeter) keepLower(rate int, raw []FloorStep) Floor {
 	for i, st := range raw {
 		l := &low[i]
 		if l.Ops == 0 || st.CPU < l.CPU {
-			l.CPU = st.CPU
+			l.CPU, l.Switches = st.CPU, st.Switches
 		}
 		if l.Ops == 0 || st.Wall < l.Wall {
 			l.Wall = st.Wall
@@ -306,7 +313,7 @@ func measurePaced(ctx context.Context, op floorOp, rate, n int) (FloorStep, erro
 	}
 	t := time.NewTicker(time.Second / time.Duration(rate))
 	defer t.Stop()
-	c0, t0 := cpuTime(), time.Now()
+	c0, s0, t0 := cpuTime(), ctxSwitches(), time.Now()
 	for range n {
 		select {
 		case <-t.C:
@@ -317,14 +324,14 @@ func measurePaced(ctx context.Context, op floorOp, rate, n int) (FloorStep, erro
 			return FloorStep{}, err
 		}
 	}
-	return FloorStep{Ops: n, CPU: (cpuTime() - c0) / time.Duration(n), Wall: time.Since(t0) / time.Duration(n)}, nil
+	return FloorStep{Ops: n, CPU: (cpuTime() - c0) / time.Duration(n), Wall: time.Since(t0) / time.Duration(n),
+		Switches: float64(ctxSwitches()-s0) / float64(n)}, nil
 }
 
-// idleTicks returns the CPU time of one tick of a ticker at rate that
-// wakes n times with nothing to do.
-func idleTicks(ctx context.Context, rate, n int) (time.Duration, error) {
-	st, err := measurePaced(ctx, func(int) error { return nil }, rate, n)
-	return st.CPU, err
+// idleTicks returns the CPU time and context switches of one tick of a
+// ticker at rate that wakes n times with nothing to do.
+func idleTicks(ctx context.Context, rate, n int) (FloorStep, error) {
+	return measurePaced(ctx, func(int) error { return nil }, rate, n)
 }
 
 // measureOp warms op up, then runs it in growing batches, and returns the

@@ -658,3 +658,81 @@ func putRecord(id string) func(*Tx) error {
 		return tx.PutRecord(&Record{ID: id, Box: Outbox, CreatedAt: time.Unix(1, 0)})
 	}
 }
+
+// queued waits until n calls are queued for the next commit.
+func queued(t *testing.T, db *DB, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		db.mu.Lock()
+		got := len(db.queue)
+		db.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued, want %d", got, n)
+		}
+	}
+}
+
+// A Join call shares the commit of the Batch call that comes after it; one
+// that no Batch call follows is committed by its timer, ahead of a Later
+// call queued before it with a longer wait.
+func TestJoin(t *testing.T) {
+	db := MustOpen(t)
+	// Hold the store committing, so that the Join call is queued before
+	// the Batch call that takes it.
+	c0 := db.Commits()
+	joined := make(chan error, 1)
+	go func() { joined <- db.Join(putRecord("joined")) }()
+	queued(t, db, 1)
+	if err := db.Batch(putRecord("batch")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-joined; err != nil {
+		t.Fatal(err)
+	}
+	if n := db.Commits() - c0; n != 1 {
+		t.Errorf("a Join call and the Batch call after it made %d commits, want 1", n)
+	}
+
+	// A Later call arms the timer for its time; a Join call after it,
+	// due sooner, brings the timer forward to its own time, and both are
+	// committed by it, without a Batch call.
+	laterDone := make(chan error, 1)
+	later := &call{fn: putRecord("later"), then: func(err error) { laterDone <- err }, by: time.Now().Add(LaterDelay)}
+	db.enqueue(later)
+	alone := &call{fn: putRecord("alone"), done: make(chan error, 1), by: time.Now().Add(JoinDelay)}
+	db.enqueue(alone)
+	db.mu.Lock()
+	laterBy := db.laterBy
+	db.mu.Unlock()
+	if err := <-alone.done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-laterDone; err != nil {
+		t.Fatal(err)
+	}
+	if !laterBy.Equal(alone.by) {
+		t.Errorf("the timer was armed for %v, not for the Join call's time %v", laterBy, alone.by)
+	}
+	// A Join call that fails is told so, and the call committed with it
+	// is not.
+	bad := errors.New("bad")
+	go func() { joined <- db.Join(func(*Tx) error { return bad }) }()
+	queued(t, db, 1)
+	if err := db.Batch(putRecord("after-bad")); err != nil {
+		t.Fatalf("the Batch call failed with a Join call's error: %v", err)
+	}
+	if err := <-joined; !errors.Is(err, bad) {
+		t.Fatalf("failing Join call returned %v", err)
+	}
+	db.View(func(tx *Tx) error {
+		for _, id := range []string{"joined", "batch", "later", "alone", "after-bad"} {
+			if _, err := tx.Record(id); err != nil {
+				t.Errorf("%s not stored: %v", id, err)
+			}
+		}
+		return nil
+	})
+}
