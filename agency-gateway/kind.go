@@ -34,14 +34,6 @@ type Kind interface {
 	Apply(g *Gateway, tx *store.Tx, in *Incoming) error
 }
 
-// A Kind may also be a committer: what an envelope of it changes may wait a
-// little for its commit, which Receive then joins to the next group commit
-// (store.DB.Join) instead of committing at once.
-type committer interface {
-	// JoinsCommit says the kind's envelopes are committed with Join.
-	JoinsCommit() bool
-}
-
 // Kind names.
 const (
 	kindReferral         = crypto.KindReferral

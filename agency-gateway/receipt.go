@@ -20,12 +20,6 @@ type receiptKind struct{}
 
 func (receiptKind) Name() string { return kindReceipt }
 
-// JoinsCommit: a receipt ends its envelope's round. Nothing is sent in
-// answer and nothing waits on it but the outcome shown at the sender, so
-// it shares the commit of the next write when one comes soon (at a steady
-// rate, the next envelope sent) instead of an fsync of its own.
-func (receiptKind) JoinsCommit() bool { return true }
-
 func (receiptKind) Prepare(*Gateway, Draft) (*Outgoing, error) {
 	return nil, fmt.Errorf("%w: receipts are sent by the gateway itself", ErrBadRequest)
 }

@@ -166,11 +166,7 @@ func (g *Gateway) receive(ctx context.Context, m Msg, in *Incoming, start time.T
 		}
 	}
 	if err == nil {
-		commit := g.db.Batch
-		if j, ok := k.(committer); ok && j.JoinsCommit() {
-			commit = g.db.Join
-		}
-		err = commit(func(tx *store.Tx) error {
+		err = g.db.Batch(func(tx *store.Tx) error {
 			in.outcome = ""
 			if err := checkSeen(tx, in.Header.ID, in.Hash); err != nil {
 				return err

@@ -48,14 +48,12 @@ import (
 //
 // So two JetStream messages (the referral, then the receipt), each
 // published with an acknowledgement and pulled and acked on a work-queue
-// stream (SyncAlways), and three fsynced bbolt commits, two at the sender
-// and one at the recipient, for a referral alone. The gateways share
-// commits between referrals: concurrent calls commit together
-// (store.DB.Batch), a publish's bookkeeping joins the next commit
-// (store.DB.Later), and so does the sender's commit of the receipt when a
-// request comes within store.JoinDelay (store.DB.Join). Under load and at
-// a steady rate they make fewer than three per referral; the bench reports
-// the number it saw.
+// stream (SyncAlways), and at the least three fsynced bbolt commits, two
+// at the sender and one at the recipient. A publish's bookkeeping that
+// finds no commit to join within store.LaterDelay commits alone (at a low
+// rate the recipient's does: four commits), and the gateways group
+// concurrent commits (store.DB.Batch), so under load they make fewer; the
+// bench reports the number it saw.
 //
 // Not counted, being a choice of the implementation rather than a need of
 // the protocol: the store signs its audit checkpoint in every commit that

@@ -144,16 +144,15 @@ type DB struct {
 	signer Signer // nil when opened read-only
 	now    func() time.Time
 
-	// Group commit: Batch, Join and Later calls queue here and are
-	// committed together, in one transaction. committer is true while a
-	// goroutine commits them (the first Batch call's own, at a low rate,
-	// or one that takes over under load); later is the timer that commits
-	// Join and Later calls when no Batch call comes for them in time.
+	// Group commit: Batch and Later calls queue here and are committed
+	// together, in one transaction. committer is true while a goroutine
+	// commits them (the first Batch call's own, at a low rate, or one
+	// that takes over under load); later is the timer that commits Later
+	// calls when no Batch call comes for them.
 	mu        sync.Mutex
 	queue     []*call
 	committer bool
 	later     *time.Timer
-	laterBy   time.Time // when later fires
 
 	// commits counts the read-write transactions committed by Update and
 	// the group committer (each one fsynced), for rujukan bench.
@@ -162,18 +161,16 @@ type DB struct {
 
 type call struct {
 	fn func(*Tx) error
-	// done gets a Batch or Join call's outcome; then is told a Later
-	// call's.
+	// done gets a Batch call's outcome; then is told a Later call's.
 	done chan error
 	then func(error)
-	// by is when a Join or Later call is committed at the latest, if no
-	// Batch call comes first (zero for Batch calls: now).
-	by time.Time
+	// at is when a Later call was queued (zero for Batch calls).
+	at time.Time
 }
 
 // answer tells the call its outcome.
 func (c *call) answer(err error) {
-	if c.done != nil {
+	if c.at.IsZero() {
 		c.done <- err
 	} else if c.then != nil {
 		c.then(err)
@@ -310,24 +307,12 @@ func (d *DB) Batch(fn func(*Tx) error) error {
 // goroutine it is called from. It saves a commit and an fsync of its own,
 // and the signature of an audit checkpoint.
 func (d *DB) Later(fn func(*Tx) error, done func(error)) {
-	d.enqueue(&call{fn: fn, then: done, by: time.Now().Add(LaterDelay)})
-}
-
-// Join is Batch for a write whose caller may wait a little for it: fn
-// joins the next group a Batch call commits, or is committed when none
-// comes within JoinDelay, and Join returns its outcome as Batch does. When
-// another write follows soon (at a steady rate, the next request), the two
-// share one commit, one fsync and one audit checkpoint signature; the
-// caller is answered at most JoinDelay later than by Batch.
-func (d *DB) Join(fn func(*Tx) error) error {
-	c := &call{fn: fn, done: make(chan error, 1), by: time.Now().Add(JoinDelay)}
-	d.enqueue(c)
-	return <-c.done
+	d.enqueue(&call{fn: fn, then: done, at: time.Now()})
 }
 
 // enqueue queues c and says whether the caller is to commit: a Batch call
-// that finds no committer. A Join or Later call that finds none arms the
-// timer that commits it by its time if no Batch call comes first.
+// that finds no committer. A Later call that finds none arms the timer
+// that commits it if no Batch call comes first.
 func (d *DB) enqueue(c *call) (commit bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -335,24 +320,22 @@ func (d *DB) enqueue(c *call) (commit bool) {
 	if d.committer {
 		return false
 	}
-	if c.by.IsZero() {
+	if c.at.IsZero() {
 		d.committer = true
 		d.stopLater()
 		return true
 	}
-	if d.later == nil || c.by.Before(d.laterBy) {
-		d.armLater(c.by)
+	if d.later == nil {
+		d.armLater(LaterDelay)
 	}
 	return false
 }
 
-// armLater arms the timer that commits the queued Join and Later calls at
-// by, unless a Batch call takes them first. d.mu is held.
-func (d *DB) armLater(by time.Time) {
-	d.stopLater()
-	d.laterBy = by
+// armLater arms the timer that commits the queued Later calls after wait,
+// unless a Batch call takes them first. d.mu is held.
+func (d *DB) armLater(wait time.Duration) {
 	var t *time.Timer
-	t = time.AfterFunc(time.Until(by), func() {
+	t = time.AfterFunc(wait, func() {
 		d.mu.Lock()
 		if d.later != t || d.committer || len(d.queue) == 0 {
 			d.mu.Unlock()
@@ -381,12 +364,10 @@ func (d *DB) stopLater() {
 // only yields once, so that calls already on their way (a fetched batch,
 // concurrent requests) may join the group: at a low rate nothing else
 // would come, and a wait would only add to every commit's latency.
-// LaterDelay is the longest a Later call waits for a group to join, and
-// JoinDelay a Join call, whose caller waits.
+// LaterDelay is the longest a Later call waits for a group to join.
 const (
 	groupDelay = time.Millisecond
 	LaterDelay = 25 * time.Millisecond
-	JoinDelay  = 5 * time.Millisecond
 )
 
 // commitGroups commits queued calls until the queue is empty or holds
@@ -440,9 +421,8 @@ func (d *DB) commitGroups(own, busy bool) {
 }
 
 // idle says whether the committer has nothing to commit now, and then lets
-// go: the queue is empty, or holds Join and Later calls only that may
-// still wait for a Batch call (their timer is armed for when they may
-// not).
+// go: the queue is empty, or holds Later calls only that may still wait
+// for a Batch call (their timer is armed for when they may not).
 func (d *DB) idle() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -450,9 +430,9 @@ func (d *DB) idle() bool {
 		d.committer = false
 		return true
 	}
-	if by, wait := laterDue(d.queue); wait {
+	if wait := laterWait(d.queue); wait > 0 {
 		d.committer = false
-		d.armLater(by)
+		d.armLater(wait)
 		return true
 	}
 	return false
@@ -519,19 +499,19 @@ func answerAll(group []*call, outcome func(*call) error) {
 	}
 }
 
-// laterDue returns when a group of Join and Later calls only is to be
-// committed at the latest, and whether that is still to come (false: it
-// commits now).
-func laterDue(group []*call) (by time.Time, wait bool) {
+// laterWait returns how much longer a group of Later calls only may wait
+// for a Batch call, 0 when it commits now.
+func laterWait(group []*call) time.Duration {
+	oldest := time.Now()
 	for _, c := range group {
-		if c.by.IsZero() {
-			return time.Time{}, false
+		if c.at.IsZero() {
+			return 0
 		}
-		if by.IsZero() || c.by.Before(by) {
-			by = c.by
+		if c.at.Before(oldest) {
+			oldest = c.at
 		}
 	}
-	return by, time.Now().Before(by)
+	return max(0, LaterDelay-time.Since(oldest))
 }
 
 // safely runs fn, turning a panic into an error so that one bad call does
