@@ -287,6 +287,16 @@ func (m *FloorMeter) keepLower(rate int, raw []FloorStep) Floor {
 	return sumFloor(low, rate)
 }
 
+// Switches returns the context switches of the floor's steps, each times
+// its count.
+func (f Floor) Switches() float64 {
+	var n float64
+	for _, st := range f.Steps {
+		n += st.Switches * float64(st.Count)
+	}
+	return n
+}
+
 func sumFloor(steps []FloorStep, rate int) Floor {
 	f := Floor{Rate: rate, Steps: slices.Clone(steps)}
 	for _, st := range f.Steps {

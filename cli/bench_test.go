@@ -15,8 +15,9 @@ import (
 // above zero with every step measured, and plain progress lines (no
 // terminal control characters) on a stderr that is not a terminal, and
 // the slowest items of each run when asked, the disk's fsync latency and
-// the CPU cost of a context switch, counted per item in each run; the
-// paced run is held to the floor measured at its rate.
+// the CPU cost of a context switch, counted per item in each run and for
+// the paced floor's steps; the paced run is held to the floor measured at
+// its rate.
 func TestBenchTable(t *testing.T) {
 	var out, errOut bytes.Buffer
 	env := Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
@@ -40,6 +41,9 @@ func TestBenchTable(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^wake-ups: one context switch costs [0-9.]+us of CPU here \(300 sleeps of 5ms, [0-9.]+ switches each\)\.`).MatchString(out.String()) {
 		t.Errorf("no line on the cost of a context switch:\n%s", out.String())
+	}
+	if m := regexp.MustCompile(`Its steps made ([0-9]+) context\nswitches a referral's worth`).FindStringSubmatch(out.String()); m == nil || m[1] == "0" {
+		t.Errorf("no count of the paced floor's context switches (%q):\n%s", m, out.String())
 	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 4 {
