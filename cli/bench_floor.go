@@ -138,8 +138,9 @@ type FloorStep struct {
 	Wall time.Duration `json:"wall_ns"`
 	// Ops is how many operations were timed, in every measurement.
 	Ops int `json:"ops"`
-	// Switches is the context switches of this process per operation, in
-	// the measurement of the lowest CPU time.
+	// Switches is the context switches of this process per operation in
+	// the paced measurement of the lowest CPU time, less the idle tick's
+	// (zero in busy loops, which are not counted).
 	Switches float64 `json:"switches,omitempty"`
 }
 

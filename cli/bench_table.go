@@ -105,8 +105,8 @@ func (rep *BenchReport) write(w io.Writer) error {
 		fmt.Fprintf(w, "\nfloor at %d/s: each step done %d times a second, as the paced run does it, less the CPU time of the\n"+
 			"ticker that paces it. Threads that wait for an fsync or for the broker sleep between steps and are woken,\n"+
 			"and the code and keys have left the caches: what the primitives cost at that rate. The paced run is held\n"+
-			"to it (floor, x floor); x busy floor holds every run to the floor in busy loops. Its steps made %.0f context\n"+
-			"switches a referral's worth (switches/item of the paced run compares to it).\n",
+			"to it (floor, x floor); x busy floor holds every run to the floor in busy loops. A referral's worth of its\n"+
+			"steps made %.0f context switches, to compare with the paced run's switches/item.\n",
 			rep.PacedFloor.Rate, rep.PacedFloor.Rate, rep.PacedFloor.Switches())
 	}
 	fmt.Fprintln(w, "\nLatencies run from the POST to the delivered outcome at the sender. CPU/item is the CPU time (user and system)\n"+
