@@ -481,18 +481,10 @@ func TestAuditUpgrade(t *testing.T) {
 // none comes, and one that fails does not fail the Batch it joined.
 func TestLater(t *testing.T) {
 	db := MustOpen(t)
-	put := putRecord
 	// Alone: committed within LaterDelay or so, and reported.
 	done := make(chan error, 1)
-	db.Later(put("alone"), func(err error) { done <- err })
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a Later call alone never committed")
-	}
+	db.Later(putRecord("alone"), func(err error) { done <- err })
+	answered(t, done, "a Later call alone never committed")
 	db.View(func(tx *Tx) error {
 		if _, err := tx.Record("alone"); err != nil {
 			t.Errorf("not stored: %v", err)
@@ -503,8 +495,8 @@ func TestLater(t *testing.T) {
 	// With a Batch call: one transaction for both.
 	var laterTx, batchTx *bolt.Tx
 	joined := make(chan error, 1)
-	db.Later(func(tx *Tx) error { laterTx = tx.tx; return put("later")(tx) }, func(err error) { joined <- err })
-	if err := db.Batch(func(tx *Tx) error { batchTx = tx.tx; return put("batch")(tx) }); err != nil {
+	db.Later(func(tx *Tx) error { laterTx = tx.tx; return putRecord("later")(tx) }, func(err error) { joined <- err })
+	if err := db.Batch(func(tx *Tx) error { batchTx = tx.tx; return putRecord("batch")(tx) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-joined; err != nil {
@@ -518,7 +510,7 @@ func TestLater(t *testing.T) {
 	boom := errors.New("boom")
 	failed := make(chan error, 1)
 	db.Later(func(tx *Tx) error { return boom }, func(err error) { failed <- err })
-	if err := db.Batch(put("after")); err != nil {
+	if err := db.Batch(putRecord("after")); err != nil {
 		t.Fatalf("the Batch call failed with the Later one: %v", err)
 	}
 	if err := <-failed; !errors.Is(err, boom) {
@@ -617,39 +609,48 @@ func TestGroupCommitMixed(t *testing.T) {
 // caller, and the store goes on committing.
 func TestLaterDonePanics(t *testing.T) {
 	db := MustOpen(t)
-	put := putRecord
-	db.Later(put("later"), func(error) { panic("done panics") })
+	db.Later(putRecord("later"), func(error) { panic("done panics") })
 	func() {
 		defer func() {
 			if p := recover(); p != "done panics" {
 				t.Fatalf("recovered %v, want the done's panic", p)
 			}
 		}()
-		db.Batch(put("batch"))
+		db.Batch(putRecord("batch"))
 		t.Fatal("no panic reached the committing caller")
 	}()
+	ids := []string{"later", "batch"}
 	errs := make(chan error, 8)
 	for i := range 8 {
-		go func() { errs <- db.Batch(put(fmt.Sprint("after", i))) }()
+		id := fmt.Sprint("after", i)
+		ids = append(ids, id)
+		go func() { errs <- db.Batch(putRecord(id)) }()
 	}
 	for range 8 {
-		select {
-		case err := <-errs:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("the store stopped committing after a panic")
-		}
+		answered(t, errs, "the store stopped committing after a panic")
 	}
 	db.View(func(tx *Tx) error {
-		for _, id := range []string{"later", "batch", "after0", "after7"} {
+		for _, id := range ids {
 			if _, err := tx.Record(id); err != nil {
 				t.Errorf("%s not stored: %v", id, err)
 			}
 		}
 		return nil
 	})
+}
+
+// answered waits for a call's answer on ch and fails the test if it is an
+// error, or if none comes within 10 s (saying stuck).
+func answered(t *testing.T, ch <-chan error, stuck string) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal(stuck)
+	}
 }
 
 // putRecord is a store call that puts an outbox record with id.
