@@ -154,6 +154,11 @@ type Floor struct {
 	// CPU and Wall sum each step's cost times its count.
 	CPU  time.Duration `json:"cpu_ns"`
 	Wall time.Duration `json:"wall_ns"`
+	// Measured is the CPU of each measurement on its own, in the order
+	// they were taken (the bench's: before the runs, then after). CPU
+	// keeps each step's lowest cost of them all; their spread shows how
+	// far the load on the machine moved meanwhile.
+	Measured []time.Duration `json:"measured_cpu_ns,omitempty"`
 }
 
 // Each step is repeated for at least floorBudget and floorOps operations,
@@ -169,8 +174,10 @@ const (
 type FloorMeter struct {
 	k   *floorKit
 	ops []floorOp
-	// low is each step's lowest cost so far, by rate (0: in busy loops).
-	low map[int][]FloorStep
+	// low is each step's lowest cost so far, by rate (0: in busy loops);
+	// measured the CPU of each measurement on its own.
+	low      map[int][]FloorStep
+	measured map[int][]time.Duration
 }
 
 // NewFloorMeter prepares every step of floorSteps.
@@ -179,7 +186,7 @@ func NewFloorMeter(ctx context.Context) (*FloorMeter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}
-	m := &FloorMeter{k: k, low: map[int][]FloorStep{}}
+	m := &FloorMeter{k: k, low: map[int][]FloorStep{}, measured: map[int][]time.Duration{}}
 	for _, s := range floorSteps {
 		op, err := s.make(k)
 		if err != nil {
@@ -265,7 +272,7 @@ func (m *FloorMeter) measure(one func(floorOp) (FloorStep, error), stepped func(
 
 // keepLower keeps each step's lower cost at rate (load from elsewhere on
 // the machine only ever makes an operation dearer) and returns the floor
-// made of them.
+// made of them, with the CPU of each measurement at rate so far.
 func (m *FloorMeter) keepLower(rate int, raw []FloorStep) Floor {
 	low := m.low[rate]
 	if low == nil {
@@ -275,8 +282,10 @@ func (m *FloorMeter) keepLower(rate int, raw []FloorStep) Floor {
 		}
 		m.low[rate] = low
 	}
+	var cpu time.Duration
 	for i, st := range raw {
 		l := &low[i]
+		cpu += st.CPU * time.Duration(l.Count)
 		if l.Ops == 0 || st.CPU < l.CPU {
 			l.CPU, l.Switches = st.CPU, st.Switches
 		}
@@ -285,7 +294,10 @@ func (m *FloorMeter) keepLower(rate int, raw []FloorStep) Floor {
 		}
 		l.Ops += st.Ops
 	}
-	return sumFloor(low, rate)
+	m.measured[rate] = append(m.measured[rate], cpu)
+	f := sumFloor(low, rate)
+	f.Measured = slices.Clone(m.measured[rate])
+	return f
 }
 
 // Switches returns the context switches of the floor's steps, each times

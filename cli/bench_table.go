@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -89,6 +90,9 @@ func (rep *BenchReport) write(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if line := measuredLine(rep, paced); line != "" {
+		fmt.Fprint(w, line)
+	}
 	if rep.Disk.N > 0 {
 		fmt.Fprintf(w, "\ndisk: 4 KiB written and fsynced %d times, %v apart: p50 %s, p99 %s, max %s. A referral waits for\n"+
 			"eight such syncs one after the other (three bbolt commits of two each, two JetStream stores).\n",
@@ -125,6 +129,28 @@ func (rep *BenchReport) write(w io.Writer) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// measuredLine says what each measurement of the floor came to on its own
+// when it was measured more than once: the spread between them is how far
+// the machine's load moved during the bench, and so how far apart two runs
+// of it may be.
+func measuredLine(rep *BenchReport, paced bool) string {
+	list := func(f Floor) string {
+		ms := make([]string, len(f.Measured))
+		for i, d := range f.Measured {
+			ms[i] = millis(d)
+		}
+		return strings.Join(ms, " then ")
+	}
+	if len(rep.Floor.Measured) < 2 {
+		return ""
+	}
+	line := "\nthe floor measured on its own, before the runs and after them: " + list(rep.Floor) + " in busy loops"
+	if paced && len(rep.PacedFloor.Measured) > 1 {
+		line += fmt.Sprintf(", %s at %d/s", list(rep.PacedFloor), rep.PacedFloor.Rate)
+	}
+	return line + ".\nThe floor keeps each step's lower cost; the spread shows how far the load on this machine moved during the bench.\n"
 }
 
 func sep(i int) string {

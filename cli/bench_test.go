@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,6 +45,11 @@ func TestBenchTable(t *testing.T) {
 	}
 	if m := regexp.MustCompile(`A referral's worth of its\nsteps made ([0-9]+) context switches`).FindStringSubmatch(out.String()); m == nil || m[1] == "0" {
 		t.Errorf("no count of the paced floor's context switches (%q):\n%s", m, out.String())
+	}
+	// The floor is measured before the runs and after them, in busy loops
+	// and at the paced run's rate; each measurement's own total is shown.
+	if !regexp.MustCompile(`(?m)^the floor measured on its own, before the runs and after them: [0-9.]+ms then [0-9.]+ms in busy loops, [0-9.]+ms then [0-9.]+ms at 20/s\.$`).MatchString(out.String()) {
+		t.Errorf("no line on the floor's own measurements:\n%s", out.String())
 	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 4 {
@@ -101,5 +107,47 @@ func TestBenchTable(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(s.name) + `\s{2,}` + strconv.Itoa(s.count) + `\s{2,}[0-9.]+us\s{2,}[0-9.]+us\s{2,}[0-9]+\s{2,}([0-9.]+us|-)\s{2,}[0-9]+$`).MatchString(out.String()) {
 			t.Errorf("floor step %q is not measured:\n%s", s.name, out.String())
 		}
+	}
+}
+
+// TestFloorKeepsLower checks that the floor is made of each step's lower
+// cost over the measurements, and that each measurement's own total is
+// kept beside it, in order.
+func TestFloorKeepsLower(t *testing.T) {
+	m := &FloorMeter{low: map[int][]FloorStep{}, measured: map[int][]time.Duration{}}
+	raw := func(cpu func(i int) time.Duration) []FloorStep {
+		steps := make([]FloorStep, len(floorSteps))
+		for i := range steps {
+			steps[i] = FloorStep{Ops: 10, CPU: cpu(i)}
+		}
+		return steps
+	}
+	total := func(cpu func(i int) time.Duration) (d time.Duration) {
+		for i, s := range floorSteps {
+			d += cpu(i) * time.Duration(s.count)
+		}
+		return d
+	}
+	// The first measurement is dearer in the even steps, the second in the
+	// odd ones.
+	first := func(i int) time.Duration { return time.Duration(100+(i+1)%2*50) * time.Microsecond }
+	second := func(i int) time.Duration { return time.Duration(100+i%2*70) * time.Microsecond }
+	m.keepLower(100, raw(first))
+	f := m.keepLower(100, raw(second))
+	if want := []time.Duration{total(first), total(second)}; !slices.Equal(f.Measured, want) {
+		t.Errorf("measured %v, want %v", f.Measured, want)
+	}
+	low := func(int) time.Duration { return 100 * time.Microsecond }
+	if f.CPU != total(low) {
+		t.Errorf("floor %v, want %v: each step's lower cost", f.CPU, total(low))
+	}
+	for i, st := range f.Steps {
+		if st.Ops != 20 || st.Count != floorSteps[i].count {
+			t.Errorf("step %d: %d ops, count %d; want 20 and %d", i, st.Ops, st.Count, floorSteps[i].count)
+		}
+	}
+	// Another rate is measured apart.
+	if g := m.keepLower(0, raw(first)); len(g.Measured) != 1 || g.Measured[0] != total(first) {
+		t.Errorf("busy-loop floor measured %v, want [%v]", g.Measured, total(first))
 	}
 }
