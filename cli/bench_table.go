@@ -146,7 +146,7 @@ func measuredLine(rep *BenchReport, paced bool) string {
 	if len(rep.Floor.Measured) < 2 {
 		return ""
 	}
-	line := "\nthe floor measured on its own, before the runs and after them: " + list(rep.Floor) + " in busy loops"
+	line := "\nthe floor as each measurement found it, before the runs and after them: " + list(rep.Floor) + " in busy loops"
 	if paced && len(rep.PacedFloor.Measured) > 1 {
 		line += fmt.Sprintf(", %s at %d/s", list(rep.PacedFloor), rep.PacedFloor.Rate)
 	}
