@@ -442,3 +442,66 @@ func TestArrivingQuota(t *testing.T) {
 		t.Fatalf("%d files expected at the shelter, want 4", n)
 	}
 }
+
+// TestUploadWhileStarting checks that the uploads a crash left half
+// written are gone once a gateway is open, before it takes an upload, and
+// that an upload under way while the gateway starts its loops is kept: a
+// restarted gateway once removed such a file under it (a 500 in the chaos
+// run).
+func TestUploadWhileStarting(t *testing.T) {
+	c := mustCore(t)
+	c.stop("iom")
+	cfg := c.config("iom")
+	dir := filepath.Join(cfg.Data, "attachments")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "left-by-a-crash.age.tmp")
+	if err := os.WriteFile(stale, []byte("half an upload"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(cfg, c.keys["iom"], c.net.Bus("iom"), gateway.Options{Logger: quiet, Now: c.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a half-written upload left by a crash is still there once the gateway is open (%v)", err)
+	}
+
+	data := pdfOf(64<<10, 7)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := gw.Upload(context.Background(), c.staff("iom"), "referral", "application/pdf", "scan.pdf", pr)
+		done <- err
+	}()
+	if _, err := pw.Write(data[:len(data)/2]); err != nil {
+		t.Fatal(err)
+	}
+	writing := func() bool {
+		tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
+		return len(tmps) == 1
+	}
+	for deadline := time.Now().Add(10 * time.Second); !writing(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload under way wrote no file")
+		}
+	}
+	gw.Start()
+	// Give the loops the chance to do their first round while the upload
+	// waits for the rest of the file.
+	for deadline := time.Now().Add(200 * time.Millisecond); writing() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !writing() {
+		t.Error("the file of the upload under way was removed when the gateway started")
+	}
+	if _, err := pw.Write(data[len(data)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("an upload under way while the gateway started: %v", err)
+	}
+}

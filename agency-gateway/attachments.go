@@ -714,14 +714,18 @@ func (g *Gateway) expireArrivals(now time.Time) {
 	}
 }
 
-// attachmentsLoop expires unsent uploads and removes what a crash left
-// half written.
-func (g *Gateway) attachmentsLoop(ctx context.Context) {
-	if tmps, err := filepath.Glob(filepath.Join(g.attachDir(), "*.tmp")); err == nil {
-		for _, t := range tmps {
-			os.Remove(t)
-		}
+// removeHalfWritten removes the uploads a crash left half written. New
+// calls it, before the gateway can take an upload: once it can, a file
+// being written is one of an upload under way.
+func (g *Gateway) removeHalfWritten() {
+	tmps, _ := filepath.Glob(filepath.Join(g.attachDir(), "*.tmp"))
+	for _, t := range tmps {
+		os.Remove(t)
 	}
+}
+
+// attachmentsLoop expires unsent uploads and stale arrivals.
+func (g *Gateway) attachmentsLoop(ctx context.Context) {
 	every := min(5*time.Second, max(time.Second, g.cfg.Attachments.UnsentTTL/10))
 	var lastStale time.Time
 	for {

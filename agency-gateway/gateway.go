@@ -180,6 +180,7 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create data directory: %w", err)
 	}
+	g.removeHalfWritten()
 	auditSigner, err := crypto.NewAuditNoteSigner(cfg.Agency, keys.SigningKey)
 	if err != nil {
 		return nil, err
