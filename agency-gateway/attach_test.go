@@ -505,3 +505,28 @@ func TestUploadWhileStarting(t *testing.T) {
 		t.Fatalf("an upload under way while the gateway started: %v", err)
 	}
 }
+
+// TestSecondGatewayKeepsUploads checks that a second gateway started on
+// the data of one that runs fails on the store's lock before it touches
+// the first one's uploads under way.
+func TestSecondGatewayKeepsUploads(t *testing.T) {
+	c := mustCore(t)
+	cfg := c.config("iom")
+	dir := filepath.Join(cfg.Data, "attachments")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writing := filepath.Join(dir, "under-way.age.tmp")
+	if err := os.WriteFile(writing, []byte("half an upload"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if gw, err := gateway.New(cfg, c.keys["iom"], c.net.Bus("iom"), gateway.Options{Logger: quiet}); !errors.Is(err, store.ErrLocked) {
+		if err == nil {
+			gw.Close()
+		}
+		t.Fatalf("a second gateway on the same data: %v, want %v", err, store.ErrLocked)
+	}
+	if _, err := os.Stat(writing); err != nil {
+		t.Errorf("the running gateway's upload under way: %v", err)
+	}
+}

@@ -180,7 +180,6 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create data directory: %w", err)
 	}
-	g.removeHalfWritten()
 	auditSigner, err := crypto.NewAuditNoteSigner(cfg.Agency, keys.SigningKey)
 	if err != nil {
 		return nil, err
@@ -188,6 +187,9 @@ func New(cfg Config, keys Keys, bus Bus, opt Options) (*Gateway, error) {
 	if g.db, err = store.Open(filepath.Join(cfg.Data, "gateway.db"), auditSigner); err != nil {
 		return nil, err
 	}
+	// Only once the store is open: its lock keeps a second gateway on the
+	// same data from removing the files of the first one's uploads.
+	g.removeHalfWritten()
 	g.opener.SetThreads(g.lookupThread)
 	if err := g.checkAuditAtStart(); err != nil {
 		g.db.Close()
