@@ -324,11 +324,16 @@ func InitDevNetwork(data string) error {
 func (s *DevStack) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	var errs []error
-	for _, id := range s.order {
-		errs = append(errs, s.Gateways[id].Close(ctx))
+	// The gateways stop side by side: each may wait up to two seconds for
+	// its pulls from the broker to end, and one after the other made Ctrl-C
+	// take up to eight.
+	errs := make([]error, len(s.order)+1)
+	var wg sync.WaitGroup
+	for i, id := range s.order {
+		wg.Go(func() { errs[i] = s.Gateways[id].Close(ctx) })
 	}
-	errs = append(errs, s.Broker.Close())
+	wg.Wait()
+	errs[len(s.order)] = s.Broker.Close()
 	return errors.Join(errs...)
 }
 
