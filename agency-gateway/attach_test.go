@@ -443,6 +443,22 @@ func TestArrivingQuota(t *testing.T) {
 	}
 }
 
+// halfUpload writes a half-written upload named name in agency id's
+// attachments, as one under way or left by a crash, and returns the
+// attachments folder and the file's path.
+func (c *core) halfUpload(id, name string) (dir, path string) {
+	c.t.Helper()
+	dir = filepath.Join(c.config(id).Data, "attachments")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		c.t.Fatal(err)
+	}
+	path = filepath.Join(dir, name+".age.tmp")
+	if err := os.WriteFile(path, []byte("half an upload"), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return dir, path
+}
+
 // TestUploadWhileStarting checks that the uploads a crash left half
 // written are gone once a gateway is open, before it takes an upload, and
 // that an upload under way while the gateway starts its loops is kept: a
@@ -452,14 +468,7 @@ func TestUploadWhileStarting(t *testing.T) {
 	c := mustCore(t)
 	c.stop("iom")
 	cfg := c.config("iom")
-	dir := filepath.Join(cfg.Data, "attachments")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	stale := filepath.Join(dir, "left-by-a-crash.age.tmp")
-	if err := os.WriteFile(stale, []byte("half an upload"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, stale := c.halfUpload("iom", "left-by-a-crash")
 	gw, err := gateway.New(cfg, c.keys["iom"], c.net.Bus("iom"), gateway.Options{Logger: quiet, Now: c.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -512,14 +521,7 @@ func TestUploadWhileStarting(t *testing.T) {
 func TestSecondGatewayKeepsUploads(t *testing.T) {
 	c := mustCore(t)
 	cfg := c.config("iom")
-	dir := filepath.Join(cfg.Data, "attachments")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writing := filepath.Join(dir, "under-way.age.tmp")
-	if err := os.WriteFile(writing, []byte("half an upload"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, writing := c.halfUpload("iom", "under-way")
 	if gw, err := gateway.New(cfg, c.keys["iom"], c.net.Bus("iom"), gateway.Options{Logger: quiet}); !errors.Is(err, store.ErrLocked) {
 		if err == nil {
 			gw.Close()

@@ -325,8 +325,8 @@ func (s *DevStack) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	// The gateways stop side by side: each may wait up to two seconds for
-	// its pulls from the broker to end, and one after the other made Ctrl-C
-	// take up to eight.
+	// its pulls from the broker to end (client.Close), which one after the
+	// other added up.
 	errs := make([]error, len(s.order)+1)
 	var wg sync.WaitGroup
 	for i, id := range s.order {
