@@ -45,16 +45,28 @@ func (n *network) list(id, path, box string) ([]gateway.Item, error) {
 	}
 }
 
-// hold lists every box of every gateway.
+// hold lists every box of every gateway: first every outbox, then every
+// inbox. A record is stored at its recipient before its sender learns it
+// was delivered, and no record is ever removed, so a record that an outbox
+// shows delivered is in the inbox listed after it, even if it was still on
+// its way when the listing began. (Listed the other way round, a record
+// that arrives between the two listings would look delivered at its sender
+// and missing at its recipient.)
 func (n *network) hold() (*holding, error) {
 	h := &holding{out: map[string]map[string]gateway.Item{}, in: map[string]map[string]gateway.Item{}}
+	for _, id := range agencies {
+		h.out[id], h.in[id] = map[string]gateway.Item{}, map[string]gateway.Item{}
+	}
 	// Where each id was first listed, by box: an id is in one outbox and
 	// one inbox.
 	where := map[string]map[string]string{"outbox": {}, "inbox": {}}
-	for _, id := range agencies {
-		h.out[id], h.in[id] = map[string]gateway.Item{}, map[string]gateway.Item{}
-		for _, path := range recordPaths {
-			for box, m := range map[string]map[string]gateway.Item{"outbox": h.out[id], "inbox": h.in[id]} {
+	for _, box := range []string{"outbox", "inbox"} {
+		for _, id := range agencies {
+			m := h.out[id]
+			if box == "inbox" {
+				m = h.in[id]
+			}
+			for _, path := range recordPaths {
 				items, err := n.list(id, path, box)
 				if err != nil {
 					return nil, err
