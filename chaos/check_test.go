@@ -60,12 +60,13 @@ func (n *network) hold() (*holding, error) {
 	// Where each id was first listed, by box: an id is in one outbox and
 	// one inbox.
 	where := map[string]map[string]string{"outbox": {}, "inbox": {}}
-	for _, box := range []string{"outbox", "inbox"} {
+	for _, b := range []struct {
+		box string
+		all map[string]map[string]gateway.Item
+	}{{"outbox", h.out}, {"inbox", h.in}} {
+		box := b.box
 		for _, id := range agencies {
-			m := h.out[id]
-			if box == "inbox" {
-				m = h.in[id]
-			}
+			m := b.all[id]
 			for _, path := range recordPaths {
 				items, err := n.list(id, path, box)
 				if err != nil {
