@@ -299,7 +299,7 @@ func Bench(ctx context.Context, cfg BenchConfig, progress io.Writer) (BenchRepor
 // rate, with a progress bar.
 func measureFloor(ctx context.Context, m *FloorMeter, rate int, name string, progress io.Writer) (Floor, error) {
 	var stepped atomic.Int64
-	bar := startProgress(progress, name, len(floorSteps), "", func() int { return int(stepped.Load()) })
+	bar := startProgress(progress, name, floorMeasures, "", func() int { return int(stepped.Load()) })
 	step := func() { stepped.Add(1) }
 	var f Floor
 	var err error

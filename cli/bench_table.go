@@ -93,6 +93,9 @@ func (rep *BenchReport) write(w io.Writer) error {
 	if line := measuredLine(rep, paced); line != "" {
 		fmt.Fprint(w, line)
 	}
+	if line := chainedLine(rep, paced); line != "" {
+		fmt.Fprint(w, line)
+	}
 	if rep.Disk.N > 0 {
 		fmt.Fprintf(w, "\ndisk: 4 KiB written and fsynced %d times, %v apart: p50 %s, p99 %s, max %s. A referral waits for\n"+
 			"eight such syncs one after the other (three bbolt commits of two each, two JetStream stores).\n",
@@ -151,6 +154,20 @@ func measuredLine(rep *BenchReport, paced bool) string {
 		line += fmt.Sprintf(", %s at %d/s", list(rep.PacedFloor), rep.PacedFloor.Rate)
 	}
 	return line + ".\nThe floor keeps each step's lower cost; the spread shows how far the load on this machine moved during the bench.\n"
+}
+
+// chainedLine says what the floor's steps cost done one after another,
+// as a referral chains them, beside the floor that sums them one by one.
+func chainedLine(rep *BenchReport, paced bool) string {
+	if rep.Floor.Chained <= 0 {
+		return ""
+	}
+	line := "\nthe floor's steps one after another on one goroutine, each its count of times: " + millis(rep.Floor.Chained) + " in busy loops"
+	if paced && rep.PacedFloor.Chained > 0 {
+		line += fmt.Sprintf(", %s at %d/s (once a tick)", millis(rep.PacedFloor.Chained), rep.PacedFloor.Rate)
+	}
+	return line + ".\nAt a low rate each step alone wakes the process from idle; one after another they share the wake-ups.\n" +
+		"The runs are held to the floor above, not to this.\n"
 }
 
 func sep(i int) string {

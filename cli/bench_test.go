@@ -51,6 +51,10 @@ func TestBenchTable(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^the floor as each measurement found it, before the runs and after them: [0-9.]+ms then [0-9.]+ms in busy loops, [0-9.]+ms then [0-9.]+ms at 20/s\.$`).MatchString(out.String()) {
 		t.Errorf("no line on the floor's own measurements:\n%s", out.String())
 	}
+	// The steps one after another are measured too, and shown beside it.
+	if !regexp.MustCompile(`(?m)^the floor's steps one after another on one goroutine, each its count of times: [0-9.]+ms in busy loops, [0-9.]+ms at 20/s \(once a tick\)\.$`).MatchString(out.String()) {
+		t.Errorf("no line on the floor's steps one after another:\n%s", out.String())
+	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) < 4 {
 		t.Fatalf("output:\n%s", out.String())
@@ -111,10 +115,11 @@ func TestBenchTable(t *testing.T) {
 }
 
 // TestFloorKeepsLower checks that the floor is made of each step's lower
-// cost over the measurements, and that each measurement's own total is
-// kept beside it, in order.
+// cost over the measurements, that each measurement's own total is kept
+// beside it, in order, and that the chain of the steps keeps its lower
+// cost too, by rate.
 func TestFloorKeepsLower(t *testing.T) {
-	m := &FloorMeter{low: map[int][]FloorStep{}, measured: map[int][]time.Duration{}}
+	m := &FloorMeter{low: map[int][]FloorStep{}, lowChain: map[int]time.Duration{}, measured: map[int][]time.Duration{}}
 	raw := func(cpu func(i int) time.Duration) []FloorStep {
 		steps := make([]FloorStep, len(floorSteps))
 		for i := range steps {
@@ -132,8 +137,11 @@ func TestFloorKeepsLower(t *testing.T) {
 	// odd ones.
 	first := func(i int) time.Duration { return time.Duration(100+(i+1)%2*50) * time.Microsecond }
 	second := func(i int) time.Duration { return time.Duration(100+i%2*70) * time.Microsecond }
-	m.keepLower(100, raw(first))
-	f := m.keepLower(100, raw(second))
+	m.keepLower(100, raw(first), 3*time.Millisecond)
+	f := m.keepLower(100, raw(second), 2*time.Millisecond)
+	if f.Chained != 2*time.Millisecond {
+		t.Errorf("chained %v, want the lower 2ms", f.Chained)
+	}
 	if want := []time.Duration{total(first), total(second)}; !slices.Equal(f.Measured, want) {
 		t.Errorf("measured %v, want %v", f.Measured, want)
 	}
@@ -147,7 +155,10 @@ func TestFloorKeepsLower(t *testing.T) {
 		}
 	}
 	// Another rate is measured apart.
-	if g := m.keepLower(0, raw(first)); len(g.Measured) != 1 || g.Measured[0] != total(first) {
-		t.Errorf("busy-loop floor measured %v, want [%v]", g.Measured, total(first))
+	if g := m.keepLower(0, raw(first), 5*time.Millisecond); len(g.Measured) != 1 || g.Measured[0] != total(first) || g.Chained != 5*time.Millisecond {
+		t.Errorf("busy-loop floor measured %v, chained %v; want [%v] and 5ms", g.Measured, g.Chained, total(first))
+	}
+	if f := m.keepLower(100, raw(first), 4*time.Millisecond); f.Chained != 2*time.Millisecond {
+		t.Errorf("chained %v after a dearer measurement, want the lower 2ms kept", f.Chained)
 	}
 }
